@@ -1,0 +1,61 @@
+"""The Typer app and the error boundary every command goes through.
+
+Commands parse arguments, build a config, make one library call and print. Heavy libraries
+are imported inside commands so ``dlopt --help`` and error paths answer fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Any, Callable, TypeVar
+
+import typer
+
+from dlopt.errors import DloptError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="dlopt",
+    help="Train, tune, compress, export and serve deep-learning models, every step measured.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line to stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def command(name: str | None = None, **kw: Any) -> Callable[[F], F]:
+    """Register a CLI command whose :class:`DloptError` becomes one line and its exit code."""
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except DloptError as exc:
+                fail(str(exc), exc.exit_code)
+            except KeyboardInterrupt:
+                fail("interrupted", 130)
+            except MemoryError:
+                fail("out of memory", 1)
+
+        app.command(name, **kw)(wrapper)
+        return fn
+
+    return deco
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

@@ -1,0 +1,387 @@
+"""Typed run configuration: one schema per component, YAML load/merge/dump, ``--set`` overrides.
+
+No ML logic lives here. Names (datasets, models, optimizers, ...) are checked against their
+registries so a bad name fails before anything runs, with one line that lists valid names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dlopt.errors import ConfigError
+
+__all__ = [
+    "Section",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "LossConfig",
+    "RegularizationConfig",
+    "EarlyStoppingConfig",
+    "CheckpointConfig",
+    "TransferConfig",
+    "TrainConfig",
+    "RunConfig",
+    "load_config",
+    "parse_config",
+    "apply_overrides",
+    "dump_config",
+    "format_validation_error",
+]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------- data
+class PreprocessStep(Section):
+    """One preprocessing op fitted on the training split only (see ``dlopt.data.preprocess``)."""
+
+    op: Literal["zscore", "minmax", "pca", "lda", "impute", "label_encode"]
+    n_components: int | None = Field(None, gt=0)
+    strategy: Literal["mean", "median", "most_frequent"] = "mean"
+
+
+class AugmentStep(Section):
+    """One batched augmentation op, applied on the training device, off at evaluation."""
+
+    op: Literal[
+        "hflip", "crop", "rotate", "affine", "brightness", "contrast",
+        "gaussian_noise", "salt_pepper", "cutout",
+    ]
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    degrees: float = Field(10.0, ge=0.0, le=180.0)
+    padding: int = Field(2, ge=0)
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = Field(0.1, ge=0.0, le=1.0)
+    amount: float = Field(0.1, ge=0.0, le=1.0)
+    std: float = Field(0.1, ge=0.0)
+    size: float = Field(0.25, gt=0.0, le=1.0)
+
+
+class DataConfig(Section):
+    """Which dataset, how it is split, preprocessed, augmented and loaded."""
+
+    name: str = "mnist"
+    data_dir: str | None = None
+    seed: int = 0
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    subset: int | None = Field(None, gt=0, description="use only the first N training samples")
+    test_subset: int | None = Field(None, gt=0, description="use only the first N test samples")
+    target: str | None = Field(None, description="target column for csv: datasets")
+    preprocess: list[PreprocessStep] = Field(default_factory=list)
+    augment: list[AugmentStep] = Field(default_factory=list)
+    loader: Literal["auto", "memory", "dataloader"] = "auto"
+    bad_samples: Literal["fail", "skip"] = "fail"
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from dlopt.data import check_dataset_name
+
+        check_dataset_name(v)
+        return v
+
+
+# ---------------------------------------------------------------------------------- model
+class ModelConfig(BaseModel):
+    """A zoo model by name plus its options (checked against the model's signature)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str = "lenet5"
+
+    @model_validator(mode="after")
+    def _known_model(self) -> "ModelConfig":
+        from dlopt.models import check_model_options
+
+        check_model_options(self.name, self.options())
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """The model's keyword options (everything but ``name``)."""
+        return dict(self.model_extra or {})
+
+
+# ---------------------------------------------------------------------------------- train
+class OptimConfig(Section):
+    """Optimizer by name (``dlopt.train.optim``); ``lr`` is the peak learning rate."""
+
+    name: str = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+    decay_norm_and_bias: bool = Field(False, description="apply weight decay to norm/bias too")
+    layer_lr: dict[str, float] = Field(
+        default_factory=dict, description="parameter-name glob -> lr multiplier"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from dlopt.train.optim import OPTIMIZERS
+
+        OPTIMIZERS.get(v)
+        return v
+
+
+class ScheduleConfig(Section):
+    """Learning-rate schedule by name (``dlopt.train.schedules``), optional linear warm-up."""
+
+    name: str = "constant"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    step_size: int = Field(1, gt=0, description="epochs between decays (step)")
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    milestones: list[int] = Field(default_factory=list)
+    power: float = Field(1.0, gt=0.0)
+    min_lr: float = Field(0.0, ge=0.0)
+    pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="one-cycle: fraction rising")
+    div_factor: float = Field(25.0, gt=0.0)
+    final_div_factor: float = Field(1e4, gt=0.0)
+    patience: int = Field(2, ge=0, description="plateau: epochs without improvement")
+    factor: float = Field(0.1, gt=0.0, lt=1.0, description="plateau: lr multiplier")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from dlopt.train.schedules import SCHEDULES
+
+        SCHEDULES.get(v)
+        return v
+
+
+class LossConfig(Section):
+    """Loss by name (``dlopt.train.losses``)."""
+
+    name: str = "auto"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    huber_delta: float = Field(1.0, gt=0.0)
+    class_weights: Literal["none", "balanced"] = "none"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from dlopt.train.losses import LOSSES
+
+        if v != "auto":
+            LOSSES.get(v)
+        return v
+
+
+class RegularizationConfig(Section):
+    """Techniques hooked into the loop; 0 / None means off."""
+
+    l1: float = Field(0.0, ge=0.0)
+    mixup_alpha: float = Field(0.0, ge=0.0)
+    cutmix_alpha: float = Field(0.0, ge=0.0)
+    clip_norm: float | None = Field(None, gt=0.0)
+    clip_value: float | None = Field(None, gt=0.0)
+    grad_accum: int = Field(1, ge=1)
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
+
+
+class EarlyStoppingConfig(Section):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    enabled: bool = False
+    monitor: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class CheckpointConfig(Section):
+    """When to write ``checkpoints/last`` (atomically) besides every epoch end."""
+
+    every_steps: int | None = Field(None, gt=0)
+    keep_best: bool = True
+
+
+class TransferConfig(Section):
+    """Initialize from a run or checkpoint; freeze and unfreeze by parameter-name glob."""
+
+    init_from: str | None = None
+    freeze: list[str] = Field(default_factory=list)
+    unfreeze_at_epoch: int | None = Field(None, ge=0)
+    new_head: bool = Field(True, description="replace the head when the class count differs")
+
+
+class TrainConfig(Section):
+    """The training recipe."""
+
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, gt=0)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    seed: int = 0
+    deterministic: bool = False
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
+    compile: bool = False
+    channels_last: bool = False
+    nonfinite: Literal["stop", "skip"] = "stop"
+    metric: str = Field("auto", description="metric used for best checkpoint (auto: by task)")
+    cv: int | None = Field(None, ge=2)
+    tensorboard: bool = False
+    progress: bool = True
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+
+
+# ------------------------------------------------------------------------------------ run
+class RunConfig(Section):
+    """A whole training run: data + model + train. Later rooms add their own sections."""
+
+    name: str = "run"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+# ------------------------------------------------------------------------------ load/dump
+def format_validation_error(err: ValidationError, *, prefix: str = "") -> str:
+    """One line for the first error: the key, the bad value and what is allowed."""
+    e = err.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after",))
+    key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        allowed = _allowed_keys(err.title, e["loc"])
+        return f"unknown key {key!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if e["type"] in ("value_error", "assertion_error") and "input" not in e:
+        return f"{key}: {msg}"
+    bad = e.get("input")
+    if isinstance(bad, dict):
+        return f"{key}: {msg}"
+    return f"{key}={bad!r}: {msg}"
+
+
+def _allowed_keys(title: str, loc: tuple) -> list[str]:
+    model: type[BaseModel] | None = _SCHEMAS.get(title)
+    for part in loc[:-1]:
+        if model is None:
+            return []
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            inner = getattr(ann, "__args__", ())
+            model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return sorted(model.model_fields) if model is not None else []
+
+
+_SCHEMAS: dict[str, type[BaseModel]] = {}
+
+
+def register_schema(schema: type[BaseModel]) -> type[BaseModel]:
+    """Let error messages list the allowed keys of ``schema`` (top-level configs)."""
+    _SCHEMAS[schema.__name__] = schema
+    return schema
+
+
+register_schema(RunConfig)
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.__class__.__name__}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"invalid YAML in {p}{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    out = _deep_copy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"bad override {item!r}: expected key.sub=value, e.g. train.lr=0.01")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"bad override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deep_copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deep_copy(v) for v in d]
+    return d
+
+
+def parse_config(data: dict[str, Any], schema: type[BaseModel] = RunConfig) -> Any:
+    """Validate a raw mapping against ``schema``; errors become one-line :class:`ConfigError`."""
+    register_schema(schema)
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    schema: type[BaseModel] = RunConfig,
+) -> Any:
+    """Read YAML (or start empty), apply ``--set`` overrides, validate."""
+    data = _read_yaml(path) if path is not None else {}
+    return parse_config(apply_overrides(data, overrides), schema)
+
+
+def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """Plain-data form of a config (tuples become lists), suitable for YAML/JSON."""
+    return cfg.model_dump(mode="json")
+
+
+def dump_config(cfg: BaseModel, path: str | Path | None = None) -> str:
+    """Resolved config as YAML; written to ``path`` when given."""
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    if path is not None:
+        Path(path).write_text(text)
+    return text
