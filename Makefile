@@ -23,7 +23,8 @@ setup: $(VENV)/.base
 setup-dev: $(VENV)/.dev
 
 demo: setup
-	$(VENV)/bin/dlopt demo
+	$(VENV)/bin/dlopt datasets
+	$(VENV)/bin/dlopt train examples/mnist-fast.yaml --run-dir runs/demo --overwrite
 
 test: setup-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

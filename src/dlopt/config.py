@@ -27,6 +27,9 @@ __all__ = [
     "TransferConfig",
     "TrainConfig",
     "RunConfig",
+    "SearchParam",
+    "SearchConfig",
+    "TuneConfig",
     "load_config",
     "parse_config",
     "apply_overrides",
@@ -75,7 +78,9 @@ class DataConfig(Section):
     seed: int = 0
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    subset: int | None = Field(None, gt=0, description="use only the first N training samples")
+    subset: int | None = Field(
+        None, gt=0, description="use only the first N training samples (train + val pool)"
+    )
     test_subset: int | None = Field(None, gt=0, description="use only the first N test samples")
     target: str | None = Field(None, description="target column for csv: datasets")
     preprocess: list[PreprocessStep] = Field(default_factory=list)
@@ -83,13 +88,13 @@ class DataConfig(Section):
     loader: Literal["auto", "memory", "dataloader"] = "auto"
     bad_samples: Literal["fail", "skip"] = "fail"
 
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
+    @model_validator(mode="after")
+    def _known_dataset(self) -> "DataConfig":
+        # after, not a field validator: IDX sets in data_dir count as dataset names too
         from dlopt.data import check_dataset_name
 
-        check_dataset_name(v)
-        return v
+        check_dataset_name(self.name, self.data_dir)
+        return self
 
 
 # ---------------------------------------------------------------------------------- model
@@ -102,9 +107,13 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_model(self) -> "ModelConfig":
+        from dlopt.errors import ModelError
         from dlopt.models import check_model_options
 
-        check_model_options(self.name, self.options())
+        try:
+            check_model_options(self.name, self.options())
+        except ModelError as err:  # a config file's mistake: report it as one
+            raise ConfigError(str(err)) from None
         return self
 
     def options(self) -> dict[str, Any]:
@@ -212,7 +221,8 @@ class TransferConfig(Section):
     """Initialize from a run or checkpoint; freeze and unfreeze by parameter-name glob."""
 
     init_from: str | None = None
-    freeze: list[str] = Field(default_factory=list)
+    freeze: list[str] = Field(default_factory=list, description="parameter-name globs to freeze")
+    freeze_until: str | None = Field(None, description="freeze every parameter before this layer")
     unfreeze_at_epoch: int | None = Field(None, ge=0)
     new_head: bool = Field(True, description="replace the head when the class count differs")
 
@@ -299,6 +309,153 @@ def register_schema(schema: type[BaseModel]) -> type[BaseModel]:
 
 
 register_schema(RunConfig)
+
+
+# --------------------------------------------------------------------------------- search
+class SearchParam(Section):
+    """One axis of a search space over a training-config key such as ``train.optim.lr``.
+
+    ``float``/``int`` take ``low``/``high`` (``log`` for a log scale, ``step`` for a lattice);
+    ``categorical`` takes ``choices``. ``grid`` gives the grid sampler's values (a list, or N
+    evenly spaced points). ``when`` makes the axis conditional: ``{train.optim.name: sgd}``.
+    """
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = None
+    grid: list[Any] | int | None = None
+    when: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> "SearchParam":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty 'choices' list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs 'low' and 'high'")
+        if self.low > self.high:
+            raise ValueError(f"low={self.low:g} > high={self.high:g}; need low <= high")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log=true needs low > 0, got low={self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined; drop one")
+        if self.type == "int" and not all(
+            float(v).is_integer() for v in (self.low, self.high, self.step or 1)
+        ):
+            raise ValueError("int needs integer low, high and step")
+        if isinstance(self.grid, int) and self.grid < 1:
+            raise ValueError(f"grid={self.grid}: need a list of values or a count >= 1")
+        return self
+
+
+class SamplerConfig(Section):
+    """Optuna sampler by name (``dlopt.tune.SAMPLERS``) and its keyword options."""
+
+    name: str = "tpe"
+    seed: int | None = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from dlopt.tune._registry import SAMPLERS
+
+        SAMPLERS.get(v)
+        return v
+
+
+class PrunerConfig(Section):
+    """Early stopping of bad trials (``dlopt.tune.PRUNERS``); ``auto``: median, or pareto."""
+
+    name: str = "auto"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from dlopt.tune._registry import PRUNERS
+
+        if v != "auto":
+            PRUNERS.get(v)
+        return v
+
+
+class ObjectiveSpec(Section):
+    """A metric to optimize; ``direction`` defaults by metric (accuracy up, loss/params down)."""
+
+    metric: str = "val_accuracy"
+    direction: Literal["maximize", "minimize"] | None = None
+
+
+class ConstraintSpec(Section):
+    """A bound a trial must meet to count as feasible, e.g. ``{metric: params, max: 50000}``."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "ConstraintSpec":
+        if self.min is None and self.max is None:
+            raise ValueError(f"constraint on {self.metric!r} needs 'min' or 'max'")
+        return self
+
+
+class SearchConfig(Section):
+    """What ``dlopt tune`` searches: space, sampler, pruner, objectives, constraints, budget."""
+
+    space: dict[str, SearchParam] = Field(min_length=1)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    objectives: list[ObjectiveSpec] = Field(default_factory=lambda: [ObjectiveSpec()], min_length=1)
+    constraints: list[ConstraintSpec] = Field(default_factory=list)
+    trials: int = Field(20, ge=1, description="study total of COMPLETE + PRUNED trials")
+    timeout: float | None = Field(None, gt=0, description="seconds for one invocation")
+    keep_checkpoints: int = Field(3, ge=0, description="trials that keep weights (best k)")
+    heartbeat: float = Field(30.0, gt=0, description="seconds between a trial's heartbeats")
+    grace: float | None = Field(None, gt=0, description="stale after this many s (4 beats)")
+    storage: str | None = None
+    study: str | None = None
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _list_is_categorical(cls, v: Any) -> Any:
+        # ``train.optim.name: [adam, sgd]`` is shorthand for a categorical axis
+        if isinstance(v, dict):
+            return {k: {"type": "categorical", "choices": c} if isinstance(c, list) else c
+                    for k, c in v.items()}
+        return v
+
+    @field_validator("sampler", "pruner", mode="before")
+    @classmethod
+    def _name_only(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _grace_after_beat(self) -> "SearchConfig":
+        if self.grace is not None and self.grace <= self.heartbeat:
+            raise ValueError(f"grace={self.grace:g} must exceed heartbeat={self.heartbeat:g}")
+        return self
+
+
+class TuneConfig(RunConfig):
+    """A training config plus a ``search:`` section (what ``dlopt tune`` reads)."""
+
+    search: SearchConfig
+
+    @model_validator(mode="after")
+    def _space_fits_config(self) -> "TuneConfig":
+        from dlopt.tune._space import check_search
+
+        check_search(self)
+        return self
+
+
+register_schema(TuneConfig)
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,150 @@
+"""How many training epochs each search method spends before a trial reaches the target.
+
+Grid search (no pruning) vs random search (no pruning) vs TPE + ASHA on one search space:
+LeNet-5 on an MNIST subset, 3 axes (learning rate, batch size, weight decay) over the same
+ranges for every method; the grid takes 3 values per axis (both ends and the middle of each
+range, 27 points) and its visiting order is shuffled per seed. Every method gets the same
+number of trials (the grid size).
+
+Metric: epochs spent until a trial first reaches the target validation accuracy, counted
+over the trials in the order they ran (all epochs of earlier trials, pruned ones included,
+plus the epochs the hitting trial needed). The target is 99 % of the best validation
+accuracy any method found in that seed. A method that never reaches it is charged all its
+epochs (``reached: false`` in the per-seed rows). Medians over seeds.
+
+    python bench/hpo_efficiency.py                  # 5 seeds (10-18 min per seed on 2 cores)
+    python bench/hpo_efficiency.py --seeds 1        # reduced run
+    python bench/hpo_efficiency.py --seeds 2 --first-seed 3   # a slice of the seeds
+
+Output: one JSON object with ``grid_epochs``, ``random_epochs``, ``tpe_asha_epochs``
+(medians), ``ratio_grid_over_tpe_asha``, the per-seed rows, settings and environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+METHODS = {
+    "grid": {"sampler": {"name": "grid"}, "pruner": {"name": "none"}},
+    "random": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
+    "tpe_asha": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 5}},
+                 "pruner": {"name": "asha", "options": {"min_resource": 1,
+                                                        "reduction_factor": 3}}},
+}
+
+SPACE = {
+    "train.optim.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True, "grid": 3},
+    "train.batch_size": {"type": "int", "low": 32, "high": 512, "log": True,
+                         "grid": [32, 128, 512]},
+    "train.optim.weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True,
+                                 "grid": 3},
+}
+
+
+def base_config(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "name": "hpo-bench",
+        "data": {"name": args.dataset, "subset": args.subset, "test_subset": 500,
+                 "val_fraction": 0.2},
+        "model": {"name": "lenet5"},
+        "train": {"epochs": args.epochs, "batch_size": 128, "progress": False,
+                  "optim": {"name": "adam", "lr": 1e-3}, "schedule": {"name": "constant"}},
+    }
+
+
+def run_method(method: str, seed: int, args: argparse.Namespace, root: Path) -> list[list[float]]:
+    """Per trial (in run order): its validation accuracy after each epoch it trained."""
+    from dlopt.config import TuneConfig, parse_config
+    from dlopt.tune import tune
+
+    data = base_config(args)
+    settings = METHODS[method]
+    data["search"] = {
+        "space": SPACE, "trials": args.trials, "keep_checkpoints": 0,
+        "sampler": {**settings["sampler"], "seed": seed}, "pruner": settings["pruner"],
+        "objectives": [{"metric": "val_accuracy", "direction": "maximize"}],
+    }
+    data["train"]["seed"] = seed
+    cfg = parse_config(data, TuneConfig)
+    study_dir = root / f"{method}-{seed}"
+    curves: list[list[float]] = []
+
+    def record(rec: Any) -> None:
+        rows = (study_dir / "trials" / f"{rec.number:04d}" / "metrics.jsonl").read_text()
+        curve = [json.loads(r).get("val_accuracy") for r in rows.splitlines() if r.strip()]
+        curves.append([float(v) for v in curve if v is not None])
+
+    tune(cfg, study=f"{method}-{seed}", study_dir=study_dir, storage="memory",
+         on_trial=record, plots=False)
+    return curves
+
+
+def epochs_to_target(curves: list[list[float]], target: float) -> tuple[int, bool]:
+    """Epochs spent until some trial's validation accuracy first reaches ``target``."""
+    spent = 0
+    for curve in curves:
+        for acc in curve:
+            spent += 1
+            if acc >= target:
+                return spent, True
+    return spent, False
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0, help="run seeds first..first+seeds-1")
+    p.add_argument("--trials", type=int, default=27, help="trials per method (grid: 27 points)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs of an unpruned trial")
+    p.add_argument("--subset", type=int, default=5000, help="MNIST training images")
+    p.add_argument("--dataset", default="mnist")
+    args = p.parse_args()
+
+    import optuna
+    import torch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dlopt-hpo-") as tmp:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            curves = {m: run_method(m, seed, args, Path(tmp)) for m in METHODS}
+            best = max(max(c) for cs in curves.values() for c in cs if c)
+            target = 0.99 * best
+            row: dict[str, Any] = {"seed": seed, "best_val_accuracy": best, "target": target}
+            for m, cs in curves.items():
+                spent, reached = epochs_to_target(cs, target)
+                row[m] = {"epochs": spent, "reached": reached,
+                          "total_epochs": sum(len(c) for c in cs),
+                          "best": max(max(c) for c in cs if c)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    med = {m: statistics.median(r[m]["epochs"] for r in rows) for m in METHODS}
+    out = {
+        "grid_epochs": med["grid"],
+        "random_epochs": med["random"],
+        "tpe_asha_epochs": med["tpe_asha"],
+        "ratio_grid_over_tpe_asha": round(med["grid"] / med["tpe_asha"], 3),
+        "per_seed": rows,
+        "settings": {"seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
+                     "trials_per_method": args.trials,
+                     "epochs_per_trial": args.epochs, "dataset": args.dataset,
+                     "subset": args.subset, "model": "lenet5", "space": SPACE,
+                     "methods": METHODS, "target": "0.99 x best val_accuracy of the seed"},
+        "env": {"python": platform.python_version(), "torch": torch.__version__,
+                "optuna": optuna.__version__, "threads": torch.get_num_threads(),
+                "machine": platform.machine(), "seconds": round(time.perf_counter() - t0, 1)},
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""``dlopt train``, ``dlopt eval`` and ``dlopt predict``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from dlopt.cli._app import command, setup_logging
+
+
+def _common_overrides(overrides: list[str], device: Optional[str], threads: Optional[int],
+                      cv: Optional[int] = None) -> list[str]:
+    out = list(overrides)
+    if device is not None:
+        out.append(f"train.device={device}")
+    if threads is not None:
+        out.append(f"train.threads={threads}")
+    if cv is not None:
+        out.append(f"train.cv={cv}")
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if math.isfinite(v) else "nan"
+    return "n/a" if v is None else str(v)
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@command("train")
+def train(
+    config: Path = typer.Argument(..., help="run config (YAML), e.g. examples/mnist-fast.yaml"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key: train.epochs=2"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="output directory (default runs/<name>)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from checkpoints/last"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty run directory"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | mps | auto"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch"),
+    cv: Optional[int] = typer.Option(None, "--cv", min=2, help="k-fold cross-validation with K folds"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train a model from a config; writes config.yaml, metrics.jsonl, checkpoints/, summary.json."""
+    setup_logging(verbose)
+    from dlopt.config import load_config
+    from dlopt.train import train_run
+
+    cfg = load_config(config, _common_overrides(overrides, device, threads, cv))
+    result = train_run(cfg, run_dir=run_dir or Path("runs") / cfg.name, resume=resume, overwrite=overwrite)
+    s = result.summary
+    if s.get("cv"):
+        for key, st in s["cv_test"].items():
+            typer.echo(f"test {key}: {_fmt(st['mean'])} ± {_fmt(st['std'])} over {s['cv']} folds")
+    else:
+        typer.echo("test " + "  ".join(f"{k} {_fmt(v)}" for k, v in s["test"].items()))
+    typer.echo(f"run: {result.run_dir}  ({s['epochs']} epochs, {s['train_seconds']:.1f}s, "
+               f"best epoch {s['best_epoch']})")
+
+
+@command("eval")
+def eval_(
+    run: Path = typer.Argument(..., help="run directory or checkpoint directory"),
+    data: Optional[str] = typer.Option(None, "--data", help="dataset name (default: the run's test split)"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps | auto"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Evaluate a trained run on its test split (or another dataset's)."""
+    setup_logging(verbose)
+    _set_threads(threads)
+    from dlopt.train import evaluate
+
+    metrics = evaluate(run, data, device=device)
+    for k, v in metrics.items():
+        typer.echo(f"{k} {_fmt(v)}")
+
+
+@command("predict")
+def predict(
+    run: Path = typer.Argument(..., help="run directory or checkpoint directory"),
+    input: Path = typer.Argument(..., help="an image file, a .npy array or a CSV file of rows"),
+    top: int = typer.Option(3, "--top", min=1, help="how many class probabilities to print"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps | auto"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Predict the class (and probabilities) of raw inputs, applying the saved preprocessing."""
+    setup_logging(verbose)
+    _set_threads(threads)
+    from dlopt.train import load
+    from dlopt.train.inputs_raw import read_raw_input
+
+    loaded = load(run, device=device)
+    x = read_raw_input(input, loaded.info.input_shape)
+    pred, proba = loaded.predict(x)
+    names = loaded.info.class_names
+    for i, p in enumerate(pred):
+        if proba is None:
+            typer.echo(f"{i}: {float(p):.6g}")
+            continue
+        order = proba[i].argsort()[::-1][:top]
+        probs = "  ".join(f"{names[j] if j < len(names) else j}: {proba[i][j]:.4f}" for j in order)
+        label = names[int(p)] if int(p) < len(names) else str(int(p))
+        typer.echo(f"{i}: class {label}  ({probs})")

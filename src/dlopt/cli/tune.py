@@ -1,0 +1,107 @@
+"""``dlopt tune`` (hyperparameter search) and ``dlopt lr-find`` (learning-rate range test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from dlopt.cli._app import command, setup_logging
+
+
+@command("tune")
+def tune(
+    config: Path = typer.Argument(..., help="training config with a search: section"),
+    study: Optional[str] = typer.Option(None, "--study", help="study name (default: config name)"),
+    storage: Optional[str] = typer.Option(
+        None, "--storage",
+        help="memory | sqlite:///FILE.db | journal:PATH | postgresql://... "
+             "(default: journal file runs/<study>/study.log)"),
+    trials: Optional[int] = typer.Option(
+        None, "--trials", help="study total of COMPLETE + PRUNED trials (failed ones are retried)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting trials after S seconds"),
+    study_dir: Optional[Path] = typer.Option(None, "--study-dir", help="outputs (default runs/<study>)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="worker processes on this machine"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key: train.epochs=2"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run or resume a study: sample configs, train, stop bad trials early, keep the best."""
+    setup_logging(verbose)
+    import optuna
+
+    from dlopt.config import TuneConfig, load_config
+    from dlopt.tune import tune as run_tune
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    cfg = load_config(config, overrides, schema=TuneConfig)
+    result = run_tune(cfg, study=study, study_dir=study_dir, storage=storage, trials=trials,
+                      timeout=timeout, workers=workers, on_trial=_print_trial)
+    _print_result(result)
+
+
+def _print_trial(rec: Any) -> None:
+    values = " ".join(f"{k}={v:.4g}" for k, v in rec.values.items())
+    params = " ".join(f"{k}={_fmt(v)}" for k, v in rec.params.items())
+    retry = f" (retry of {rec.retry_of})" if rec.retry_of is not None else ""
+    note = f"  [{rec.note}]" if rec.note and rec.state != "COMPLETE" else ""
+    typer.echo(f"trial {rec.number:4d} {rec.state:8s} {values}  {rec.epochs} ep "
+               f"{rec.seconds:.1f}s{retry}  {params}{note}")
+
+
+def _print_result(result: Any) -> None:
+    c = result.counts
+    done = c.get("COMPLETE", 0) + c.get("PRUNED", 0)
+    typer.echo(f"study {result.study_name}: {done} trials ({c.get('COMPLETE', 0)} complete, "
+               f"{c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed); "
+               f"{len(result.ran)} run by this worker")
+    best = result.best
+    if best:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in best["values"].items())
+        typer.echo(f"best trial {best['trial']}: {values}")
+        for k, v in best["params"].items():
+            typer.echo(f"  {k} = {_fmt(v)}")
+        if "pareto" in best:
+            typer.echo(f"pareto front: trials {', '.join(str(r['trial']) for r in best['pareto'])}")
+    typer.echo(f"outputs: {result.study_dir} (best_params.json, best_config.yaml, trials.csv, "
+               f"plots/)")
+    typer.echo(f"storage: {result.storage} (rerun the same command to continue)")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@command("lr-find")
+def lr_find(
+    config: Path = typer.Argument(..., help="training config (a search: section is ignored)"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="default runs/<name>-lr-find"),
+    min_lr: float = typer.Option(1e-7, "--min-lr"),
+    max_lr: float = typer.Option(10.0, "--max-lr"),
+    steps: int = typer.Option(100, "--steps", help="training steps of the exponential ramp"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key: train.batch_size=64"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Learning-rate range test: ramp the lr up, smooth the loss, suggest a rate, save a plot."""
+    setup_logging(verbose)
+    from dlopt.config import RunConfig, TuneConfig, load_config
+    from dlopt.tune import lr_find as run_lr_find
+
+    cfg = load_config(config, overrides, schema=TuneConfig if _has_search(config) else RunConfig)
+    out = run_dir or Path("runs") / f"{cfg.name}-lr-find"
+    res = run_lr_find(cfg, run_dir=out, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    end = "diverged" if res.diverged else "reached --max-lr"
+    typer.echo(f"{len(res.lrs)} steps ({end} at lr {res.lrs[-1]:.2e}); lowest smoothed loss "
+               f"at lr {res.min_loss_lr:.2e}")
+    typer.echo(f"suggested lr: {res.suggestion:.2e}")
+    typer.echo(f"plot: {res.plot}")
+
+
+def _has_search(path: Path) -> bool:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # load_config reports the problem
+    return isinstance(data, dict) and "search" in data

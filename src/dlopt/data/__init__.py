@@ -1,0 +1,46 @@
+"""Datasets, splits, preprocessing, augmentation and loaders.
+
+Importing this package stays light (no torch): config validation calls
+:func:`check_dataset_name`. Everything that needs torch loads on first attribute access.
+
+    bundle = load_dataset("mnist", subset=2000, seed=0)
+    loader = make_loader(bundle.train, batch_size=256, shuffle=True, seed=0, device="cpu")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dlopt.data._registry import DATASETS, FORMATS, check_dataset_name, dataset_names
+
+# public name -> private module that defines it (imported on first use)
+_LAZY = {
+    "load_dataset": "dlopt.data._load",
+    "load_data": "dlopt.data._load",
+    "list_datasets": "dlopt.data._load",
+    "DatasetRow": "dlopt.data._load",
+    "Preprocessor": "dlopt.data.preprocess",
+    "build_augment": "dlopt.data.augment",
+    "make_loader": "dlopt.data.loader",
+    "InMemoryLoader": "dlopt.data.loader",
+    "DataLoaderWrapper": "dlopt.data.loader",
+    "DataBundle": "dlopt.data._types",
+    "Split": "dlopt.data._types",
+    "DatasetInfo": "dlopt.data._types",
+}
+
+__all__ = ["DATASETS", "FORMATS", "check_dataset_name", "dataset_names", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dlopt.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+# Registering the built-in datasets and user formats needs numpy only.
+from dlopt.data import _builtin, _formats  # noqa: E402,F401  (registers entries)

@@ -1,0 +1,253 @@
+"""``load_dataset``: read -> check -> split -> preprocess (fit on train) -> tensors."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from dlopt.data._builtin import idx_raw
+from dlopt.data._idx import IDX_FILES, read_idx, read_idx_shape
+from dlopt.data._raw import RawData
+from dlopt.data._registry import (
+    DATA_DIR_ENV, DATASETS, FORMATS, check_dataset_name, data_dir_sets, resolve_data_dir, split_format,
+)
+from dlopt.data._split import split_sizes, take
+from dlopt.data._types import DataBundle, DatasetInfo, Split
+from dlopt.data.preprocess import Preprocessor, text_columns
+from dlopt.errors import ConfigError, DataError
+
+__all__ = ["load_dataset", "load_data", "list_datasets", "read_raw", "DatasetRow"]
+
+log = logging.getLogger(__name__)
+
+
+def read_raw(name: str, *, data_dir: str | os.PathLike | None = None, target: str | None = None,
+             bad_samples: str = "fail") -> RawData:
+    """The raw arrays of dataset ``name`` (a registry name, ``<format>:<path>`` or a data-dir set)."""
+    check_dataset_name(name, data_dir)
+    fmt = split_format(name)
+    if fmt is None and name not in DATASETS:  # an IDX set found in the data directory
+        folder = data_dir_sets(data_dir)[name]
+        return idx_raw(folder, source=str(folder))
+    entry = FORMATS.get(fmt[0]) if fmt else DATASETS.get(name)
+    available: dict[str, Any] = {
+        "data_dir": resolve_data_dir(data_dir), "target": target, "bad_samples": bad_samples,
+        "path": fmt[1] if fmt else None,
+    }
+    params = entry.params()  # each reader takes only the keywords it declares
+    return entry.factory(**{k: v for k, v in available.items() if k in params})
+
+
+def load_dataset(
+    name_or_cfg: Any,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    target: str | None = None,
+    preprocess: Iterable[Any] = (),
+    bad_samples: str = "fail",
+) -> DataBundle:
+    """Load, split and preprocess a dataset.
+
+    Validation is carved from the training pool; the official test split is kept when the set
+    has one, else a stratified ``test_fraction`` is held out. ``subset`` keeps the first N of a
+    seeded (stratified) shuffle of the training pool before validation is carved from it;
+    ``test_subset`` does the same for the test split. Preprocessing is fitted on train only.
+    A ``DataConfig`` may be passed instead of a name.
+    """
+    if not isinstance(name_or_cfg, str):
+        return load_data(name_or_cfg)
+    name = name_or_cfg
+    if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1:
+        raise ConfigError(
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}: need 0 <= val < 1, 0 < test < 1"
+        )
+    if bad_samples not in ("fail", "skip"):
+        raise ConfigError(f"bad_samples={bad_samples!r}: must be fail or skip")
+    raw = read_raw(name, data_dir=data_dir, target=target, bad_samples=bad_samples)
+    num_classes = _check_raw(raw)
+    steps = list(preprocess)
+    _check_table(raw, {_op(s) for s in steps})
+    (xtr, ytr), val, (xte, yte) = _split(raw, seed=seed, val_fraction=val_fraction,
+                                         test_fraction=test_fraction, subset=subset,
+                                         test_subset=test_subset)
+    pre = Preprocessor.build(steps, scale=raw.scale)
+    train = _to_split(pre.fit_transform(xtr, ytr), ytr, raw.task, raw.source)
+    val_split = _to_split(pre.transform(val[0]), val[1], raw.task, raw.source) if val else None
+    test = _to_split(pre.transform(xte), yte, raw.task, raw.source)
+    info = DatasetInfo(
+        name=name, task=raw.task, input_shape=tuple(train.x.shape[1:]),
+        num_classes=num_classes if raw.task == "classification" else 0,
+        class_names=list(raw.class_names) or [str(i) for i in range(num_classes)],
+        source=raw.source, n_train=len(train), n_test=len(test),
+    )
+    log.info("loaded %s: train %d, val %d, test %d, input %s", name, len(train),
+             len(val_split) if val_split else 0, len(test), info.input_shape)
+    return DataBundle(info=info, train=train, val=val_split, test=test, preprocessor=pre)
+
+
+def load_data(cfg: Any) -> DataBundle:
+    """The one adapter from ``DataConfig`` to :func:`load_dataset`; also checks that the
+    configured augmentation fits the data (image ops need (C, H, W) inputs)."""
+    bundle = load_dataset(
+        cfg.name, data_dir=cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction, subset=cfg.subset, test_subset=cfg.test_subset,
+        target=cfg.target, preprocess=cfg.preprocess, bad_samples=cfg.bad_samples,
+    )
+    if cfg.augment:
+        from dlopt.data.augment import check_augment
+
+        check_augment(cfg.augment, bundle.info.input_shape)
+    return bundle
+
+
+# ----------------------------------------------------------------------------- checks
+def _op(step: Any) -> str:
+    return step.op if hasattr(step, "op") else step["op"]
+
+
+def _check_raw(raw: RawData) -> int:
+    """Lengths, emptiness and label range; returns the class count (0 for regression)."""
+    pairs = [("", raw.x, raw.y)] + ([("test ", raw.x_test, raw.y_test)] if raw.has_test else [])
+    for part, x, y in pairs:
+        if len(x) != len(y):
+            raise DataError(f"x/y length mismatch in {raw.source}: {part}x has {len(x)}, {part}y has {len(y)}")
+        if len(x) == 0:
+            raise DataError(f"empty dataset: {raw.source} has no {part}samples")
+    ys = [y for _, _, y in pairs]
+    if raw.task == "regression":
+        if not all(np.isfinite(y.astype(np.float64)).all() for y in ys):
+            raise DataError(f"non-finite regression targets in {raw.source}")
+        return 0
+    for y in ys:
+        if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
+            if not np.all(np.mod(y, 1) == 0):
+                raise DataError(f"class labels in {raw.source} must be integers, got dtype {y.dtype}")
+    low = min(int(y.min()) for y in ys)
+    high = max(int(y.max()) for y in ys)
+    c = raw.num_classes if raw.num_classes is not None else high + 1
+    if low < 0 or high >= c:
+        bad = low if low < 0 else high
+        raise DataError(f"labels outside [0, {c}) in {raw.source}: found {bad}")
+    return c
+
+
+def _check_table(raw: RawData, ops: set[str]) -> None:
+    """Tables: text columns need label_encode, missing values need impute."""
+    if raw.kind != "tabular":
+        return
+    x_all = raw.x if raw.x_test is None else np.concatenate([raw.x, raw.x_test])
+    text = text_columns(x_all)
+    if text and "label_encode" not in ops:
+        raise DataError(
+            f"{raw.source}: column {_col(raw, text[0])} is non-numeric; add preprocess op label_encode"
+        )
+    if "impute" in ops:
+        return
+    for c in range(x_all.shape[1]):
+        if c in text:
+            continue
+        missing = int(np.isnan(x_all[:, c].astype(np.float64)).sum())
+        if missing:
+            raise DataError(f"{raw.source}: column {_col(raw, c)} has {missing} missing values; add preprocess op impute")
+
+
+def _col(raw: RawData, c: int) -> str:
+    return repr(raw.feature_names[c]) if c < len(raw.feature_names) else str(c)
+
+
+# ------------------------------------------------------------------------------ split
+def _split(raw: RawData, *, seed: int, val_fraction: float, test_fraction: float,
+           subset: int | None, test_subset: int | None) -> tuple[tuple, tuple | None, tuple]:
+    strat = raw.task == "classification"
+    x, y = raw.x, raw.y
+    if raw.has_test:
+        xte, yte = raw.x_test, raw.y_test
+    else:
+        n_test = split_sizes(len(y), test_fraction)
+        if n_test == 0:
+            raise DataError(f"{raw.source}: {len(y)} samples are too few for a test split")
+        test_idx, pool_idx = take(y, n_test, seed=seed, stratify=strat)
+        xte, yte, x, y = x[test_idx], y[test_idx], x[pool_idx], y[pool_idx]
+    if test_subset is not None and test_subset < len(yte):
+        keep, _ = take(yte, test_subset, seed=seed, stratify=strat)
+        xte, yte = xte[keep], yte[keep]
+    if subset is not None and subset < len(y):
+        keep, _ = take(y, subset, seed=seed, stratify=strat)
+        x, y = x[keep], y[keep]
+    val = None
+    n_val = split_sizes(len(y), val_fraction)
+    if n_val:
+        val_idx, train_idx = take(y, n_val, seed=seed, stratify=strat)
+        val = (x[val_idx], y[val_idx])
+        x, y = x[train_idx], y[train_idx]
+    if len(y) == 0:
+        raise DataError(f"empty dataset: no training samples left in {raw.source}")
+    return (x, y), val, (xte, yte)
+
+
+def _to_split(x: np.ndarray, y: np.ndarray, task: str, source: str) -> Split:
+    if not np.isfinite(x).all():
+        raise DataError(f"non-finite inputs in {source} after preprocessing")
+    ydt = np.int64 if task == "classification" else np.float32
+    return Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                 torch.from_numpy(np.ascontiguousarray(y, dtype=ydt)))
+
+
+# ---------------------------------------------------------------------------- listing
+@dataclass(frozen=True)
+class DatasetRow:
+    """One line of ``dlopt datasets``."""
+
+    name: str
+    task: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    n_train: int
+    n_test: int
+    source: str
+
+
+def list_datasets(data_dir: str | os.PathLike | None = None) -> list[DatasetRow]:
+    """Built-in datasets (from their registry info, nothing loaded) plus IDX sets in the data
+    directory (read from their headers)."""
+    root = resolve_data_dir(data_dir)
+    rows = [
+        DatasetRow(e.name, e.info["task"], tuple(e.info["input_shape"]), e.info["num_classes"],
+                   e.info["n_train"], e.info["n_test"], _source(e.info, root))
+        for e in DATASETS
+    ]
+    for name, folder in data_dir_sets(data_dir).items():
+        try:
+            rows.append(_idx_row(name, folder))
+        except (DataError, ValueError) as exc:  # a bad header must not break the listing
+            log.warning("skipping %s: %s", folder, exc)
+    return sorted(rows, key=lambda r: r.name)
+
+
+def _source(info: dict[str, Any], root: Path | None) -> str:
+    """Where a set comes from; for data-dir sets, the folder found or what is missing."""
+    folder = info.get("folder")
+    if folder is None:
+        return info["source"]
+    if root is not None and (root / folder).is_dir():
+        return f"{root / folder} (IDX)"
+    return f"not found: needs <data-dir>/{folder} (${DATA_DIR_ENV})"
+
+
+def _idx_row(name: str, folder: Path) -> DatasetRow:
+    n_train, h, w = read_idx_shape(folder / IDX_FILES["train_x"])
+    n_test = read_idx_shape(folder / IDX_FILES["test_x"])[0]
+    labels = read_idx(folder / IDX_FILES["train_y"])  # ~60 KB: cheap enough to count classes
+    return DatasetRow(name, "classification", (1, h, w), int(labels.max()) + 1 if len(labels) else 0,
+                      n_train, n_test, f"{folder} (IDX)")

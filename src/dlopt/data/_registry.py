@@ -1,0 +1,73 @@
+"""Dataset names: the built-in registry, user-data formats (``npz:PATH``, ...) and IDX sets
+found in a data directory. Light on purpose (no torch): config validation imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlopt.errors import ConfigError
+from dlopt.registry import Registry
+
+__all__ = ["DATASETS", "FORMATS", "DATA_DIR_ENV", "resolve_data_dir", "data_dir_sets",
+           "check_dataset_name", "dataset_names", "split_format"]
+
+#: Built-in datasets. Info keys: task, input_shape, num_classes, n_train, n_test, source.
+DATASETS: Registry = Registry("dataset", error=ConfigError)
+#: User data formats, used as ``<format>:<path>``. Info keys: help.
+FORMATS: Registry = Registry("data format", error=ConfigError)
+
+DATA_DIR_ENV = "DLOPT_DATA_DIR"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """``data_dir`` if given, else ``$DLOPT_DATA_DIR``, else None."""
+    value = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def data_dir_sets(data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """IDX sets in the data directory: sub-folder name -> folder (built-in names excluded)."""
+    from dlopt.data._idx import is_idx_set
+
+    root = resolve_data_dir(data_dir)
+    if root is None or not root.is_dir():
+        return {}
+    return {
+        p.name: p
+        for p in sorted(root.iterdir())
+        if p.name not in DATASETS and is_idx_set(p)
+    }
+
+
+def split_format(name: str) -> tuple[str, str] | None:
+    """``("csv", "path")`` for ``csv:path``; None for a plain name."""
+    prefix, sep, rest = name.partition(":")
+    return (prefix, rest) if sep else None
+
+
+def dataset_names(data_dir: str | os.PathLike | None = None) -> list[str]:
+    """Built-in names plus IDX sets found in the data directory."""
+    return sorted({*DATASETS.names(), *data_dir_sets(data_dir)})
+
+
+def check_dataset_name(name: str, data_dir: str | os.PathLike | None = None) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a known dataset or ``<format>:<path>``."""
+    fmt = split_format(name)
+    if fmt is not None:
+        prefix, rest = fmt
+        if prefix not in FORMATS:
+            raise ConfigError(
+                f"unknown data format {prefix!r} in {name!r}; valid: "
+                + ", ".join(f"{f}:PATH" for f in FORMATS.names())
+            )
+        if not rest.strip():
+            raise ConfigError(f"data name {name!r} needs a path after '{prefix}:'")
+        return
+    if name in DATASETS or name in data_dir_sets(data_dir):
+        return
+    formats = ", ".join(f"{f}:PATH" for f in FORMATS.names())
+    raise ConfigError(
+        f"unknown dataset {name!r}; valid: {', '.join(dataset_names(data_dir))} (or {formats})"
+    )

@@ -1,0 +1,164 @@
+"""Batch loaders that hand out ``(x, y)`` already on the training device.
+
+:class:`InMemoryLoader` is the fast path: the whole split sits on the device as two tensors
+and each epoch draws batches through one seeded ``torch.randperm`` (no per-sample Python,
+no worker processes). :class:`DataLoaderWrapper` covers user ``Dataset``s. Both resume
+exactly from ``state_dict()`` (epoch, batch position, seed) and shard for DDP: every rank
+takes a disjoint slice of the same seeded permutation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from dlopt.data._types import Split
+from dlopt.errors import ConfigError
+
+__all__ = ["InMemoryLoader", "DataLoaderWrapper", "make_loader"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # SeedSequence mixes (seed, epoch) so nearby seeds/epochs give unrelated permutations.
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class _Resumable:
+    """Epoch/position bookkeeping shared by both loaders."""
+
+    def __init__(self, n: int, *, batch_size: int, shuffle: bool, seed: int, drop_last: bool,
+                 rank: int, world_size: int) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: must be >= 1")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"rank={rank}, world_size={world_size}: need 0 <= rank < world_size")
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch = 0
+        self.position = 0  # batches already handed out in this epoch
+
+    @property
+    def samples_per_rank(self) -> int:
+        # Drop the remainder so every rank sees the same count and slices stay disjoint.
+        return self.n // self.world_size if self.world_size > 1 else self.n
+
+    def __len__(self) -> int:
+        m = self.samples_per_rank
+        return m // self.batch_size if self.drop_last else math.ceil(m / self.batch_size)
+
+    def indices(self, epoch: int | None = None) -> torch.Tensor:
+        """This rank's sample order for ``epoch`` (default: the current one)."""
+        e = self.epoch if epoch is None else epoch
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_epoch_seed(self.seed, e))
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.arange(self.n)
+        return order[: self.samples_per_rank * self.world_size][self.rank :: self.world_size]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (its permutation); the position resets only when the epoch changes,
+        so calling it right after ``load_state_dict`` keeps the resume point."""
+        if epoch != self.epoch:
+            self.epoch, self.position = epoch, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self.seed = int(state.get("seed", self.seed))
+
+    def _batch_slices(self, order: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        """(batch number, sample indices) from the current position to the epoch end; then
+        the next epoch starts at position 0. ``order``: this epoch's indices, if already made."""
+        idx = self.indices() if order is None else order
+        for b in range(self.position, len(self)):
+            # Count the batch as handed out before yielding: a checkpoint taken while the
+            # caller trains on it resumes at the next one.
+            self.position = b + 1
+            yield b, idx[b * self.batch_size : (b + 1) * self.batch_size]
+        self.epoch, self.position = self.epoch + 1, 0
+
+
+class InMemoryLoader(_Resumable):
+    """Seeded batches from two device-resident tensors."""
+
+    def __init__(self, split: Split, *, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 device: str | torch.device = "cpu", drop_last: bool = False, rank: int = 0,
+                 world_size: int = 1) -> None:
+        super().__init__(len(split), batch_size=batch_size, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last, rank=rank, world_size=world_size)
+        self.device = torch.device(device)
+        self.x = split.x.to(self.device)
+        self.y = split.y.to(self.device)
+
+    def __iter__(self) -> Iterator[Batch]:
+        if not self.shuffle and self.world_size == 1:
+            # plain slices are views: no copy (and no host sync) for evaluation passes
+            for b, idx in self._batch_slices():
+                start = b * self.batch_size
+                yield self.x[start : start + len(idx)], self.y[start : start + len(idx)]
+            return
+        # one host-to-device copy of the epoch's order, then pure device-side gathers
+        for _, idx in self._batch_slices(self.indices().to(self.device)):
+            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+
+class DataLoaderWrapper(_Resumable):
+    """A ``torch.utils.data.DataLoader`` over a map-style ``Dataset``, same resume/shard rules."""
+
+    def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 device: str | torch.device = "cpu", drop_last: bool = False, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 0) -> None:
+        super().__init__(len(dataset), batch_size=batch_size, shuffle=shuffle, seed=seed,  # type: ignore[arg-type]
+                         drop_last=drop_last, rank=rank, world_size=world_size)
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.num_workers = num_workers
+
+    def __iter__(self) -> Iterator[Batch]:
+        # The batch list is computed up front so a resume skips batches without loading them.
+        batches = [idx.tolist() for _, idx in self._plan()]
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers)
+        start = self.position
+        for b, (x, y) in enumerate(loader, start=start):
+            self.position = b + 1
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def _plan(self) -> list[tuple[int, torch.Tensor]]:
+        saved = self.epoch, self.position
+        plan = list(itertools.islice(self._batch_slices(), len(self)))
+        self.epoch, self.position = saved
+        return plan
+
+
+def make_loader(data: Split | Dataset | DataLoader, *, batch_size: int, shuffle: bool, seed: int = 0,
+                device: str | torch.device = "cpu", drop_last: bool = False, rank: int = 0,
+                world_size: int = 1, loader: str = "auto") -> InMemoryLoader | DataLoaderWrapper:
+    """Batches of ``data`` on ``device``; ``loader``: auto (in-memory for a Split), memory,
+    or dataloader. ``len(result)`` is the number of batches per epoch on this rank."""
+    kw = dict(batch_size=batch_size, shuffle=shuffle, seed=seed, device=device,
+              drop_last=drop_last, rank=rank, world_size=world_size)
+    if loader not in ("auto", "memory", "dataloader"):
+        raise ConfigError(f"data.loader={loader!r}: must be auto, memory or dataloader")
+    if isinstance(data, Split):
+        if loader == "dataloader":
+            return DataLoaderWrapper(TensorDataset(data.x, data.y), **kw)
+        return InMemoryLoader(data, **kw)
+    if isinstance(data, DataLoader):  # reuse its dataset and workers; we own order and batching
+        return DataLoaderWrapper(data.dataset, num_workers=data.num_workers, **kw)
+    if isinstance(data, Dataset):
+        if loader == "memory":
+            raise ConfigError("data.loader=memory needs a Split of tensors; got a torch Dataset")
+        return DataLoaderWrapper(data, **kw)
+    raise ConfigError(f"make_loader needs a Split or a torch Dataset, got {type(data).__name__}")

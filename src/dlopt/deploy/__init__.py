@@ -1,0 +1,47 @@
+"""Deployment: ONNX export with a parity check, an honest benchmark, a hardened HTTP server.
+
+    report = export_onnx(model, sample, "model.onnx", metadata={"class_names": names})
+    pred, proba = predict_onnx("model.onnx", x_raw)
+    result = benchmark(contestants, x, y, batch_sizes=(1, 8, 64))
+
+Heavy libraries (torch, onnxruntime, fastapi) load on first use of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> private module that defines it (imported on first use)
+_LAZY = {
+    "export_onnx": "dlopt.deploy._export",
+    "ExportReport": "dlopt.deploy._export",
+    "ParityError": "dlopt.deploy._export",
+    "EXPORTERS": "dlopt.deploy._export",
+    "ModelMetadata": "dlopt.deploy._metadata",
+    "OnnxModel": "dlopt.deploy._runtime",
+    "check_external_data": "dlopt.deploy._runtime",
+    "predict_onnx": "dlopt.deploy._runtime",
+    "Contestant": "dlopt.deploy._bench",
+    "benchmark": "dlopt.deploy._bench",
+    "bench_table": "dlopt.deploy._bench",
+    "capture_environment": "dlopt.deploy._env",
+    "quantize_static_onnx": "dlopt.deploy._quantize",
+    "ServeSettings": "dlopt.deploy._serve",
+    "create_app": "dlopt.deploy._serve",
+    "serve": "dlopt.deploy._serve",
+    "export_run": "dlopt.deploy._run",
+    "bench_run": "dlopt.deploy._run",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dlopt.deploy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,204 @@
+"""``benchmark``: latency, throughput, memory, size and accuracy of contestants, side by side.
+
+Each contestant runs in a fresh ``python -m dlopt.deploy._bench_worker`` process with the
+same inputs and the same fixed thread count (OMP/MKL variables, ``torch.set_num_threads``,
+ORT ``intra_op_num_threads``). The report follows the JSON contract in docs/deploy.md:
+``schema_version``, ``environment``, ``baseline``, ``settings`` and, per contestant per batch
+size, ``p50_ms p95_ms p99_ms throughput peak_mb size_bytes params macs accuracy speedup
+verdict`` (plus spread: ``iqr_ms mad_ms mean_ms runs noise_threshold``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dlopt.deploy._env import capture_environment
+from dlopt.deploy._stats import NOISE_FLOOR, verdict
+from dlopt.errors import ConfigError, RunError
+
+__all__ = ["Contestant", "benchmark", "bench_table", "zoo_source", "SCHEMA_VERSION"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_WORKER = "dlopt.deploy._bench_worker"
+# per-contestant figures copied into every batch-size entry
+_MODEL_KEYS = ("size_bytes", "params", "macs", "accuracy")
+
+
+@dataclass(frozen=True)
+class Contestant:
+    """One way to run the model: a report ``name``, a worker ``runner`` and its ``source``.
+
+    ``source`` is JSON: ``{"run": dir}`` or ``{"zoo": {name, options, input_shape,
+    num_classes, weights}}`` for PyTorch runners, ``{"onnx": path}`` for ONNX Runtime.
+    """
+
+    name: str
+    runner: str
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def pytorch(cls, source: dict[str, Any], *, compiled: bool = False) -> "Contestant":
+        """PyTorch eager FP32, or ``torch.compile`` (compiled during warm-up)."""
+        return cls("torch.compile", "compile", source) if compiled else cls("pytorch", "pytorch", source)
+
+    @classmethod
+    def onnx(cls, path: str | os.PathLike, *, int8: bool = False) -> "Contestant":
+        """ONNX Runtime on an FP32 or a quantized INT8 model file."""
+        name = "onnxruntime-int8" if int8 else "onnxruntime"
+        return cls(name, "onnxruntime", {"onnx": str(Path(path).resolve())})
+
+
+def zoo_source(model: Any, name: str, *, input_shape: Sequence[int], num_classes: int,
+               weights: str | os.PathLike, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Save a zoo model's weights (safetensors) and return the source a worker rebuilds it from."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(weights))
+    return {"zoo": {"name": name, "options": dict(options or {}), "input_shape": list(input_shape),
+                    "num_classes": int(num_classes), "weights": str(Path(weights).resolve())}}
+
+
+def _worker_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def _run_worker(c: Contestant, spec: dict[str, Any], tmp: Path, threads: int, timeout_s: float) -> dict[str, Any]:
+    from dlopt.deploy._bench_worker import RUNNERS
+
+    RUNNERS.get(c.runner)
+    spec_path = tmp / f"{c.name}.json"
+    spec_path.write_text(json.dumps({**spec, "runner": c.runner, "source": c.source}))
+    log.info("benchmarking %s in a fresh process", c.name)
+    try:
+        done = subprocess.run([sys.executable, "-m", _WORKER, str(spec_path)], capture_output=True,
+                              text=True, timeout=timeout_s, env=_worker_env(threads), check=False)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"benchmark of {c.name!r} exceeded {timeout_s:g} s") from None
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        raise RunError(f"benchmark of {c.name!r} failed: {lines[-1] if lines else done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _entries(result: dict[str, Any], base: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    out = {}
+    for bs, stats in result["batches"].items():
+        entry = {**stats, **{k: result[k] for k in _MODEL_KEYS}}
+        if base is None:
+            entry.update(speedup=1.0, noise_threshold=None, verdict="baseline")
+        else:
+            speed, threshold, word = verdict(base["batches"][bs], stats)
+            entry.update(speedup=speed, noise_threshold=threshold, verdict=word)
+        out[bs] = entry
+    return out
+
+
+def benchmark(
+    contestants: Sequence[Contestant],
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    *,
+    batch_sizes: Sequence[int] = (1, 8, 64),
+    threads: int = 1,
+    min_runs: int = 30,
+    min_seconds: float = 1.0,
+    warmup_seconds: float = 0.2,
+    max_seconds: float = 20.0,
+    baseline: str | None = None,
+    timeout_s: float = 900.0,
+    model: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Time every contestant on the same inputs ``x`` (model inputs, float32) and compare.
+
+    ``y`` (class ids) gives test accuracy. ``baseline`` defaults to ``pytorch`` when present,
+    else the first contestant. Returns the JSON-able report.
+    """
+    names = [c.name for c in contestants]
+    if not contestants or len(set(names)) != len(names):
+        raise ConfigError(f"benchmark contestants {names} must be non-empty with unique names")
+    base_name = baseline or ("pytorch" if "pytorch" in names else names[0])
+    if base_name not in names:
+        raise ConfigError(f"benchmark baseline {base_name!r} is not a contestant; allowed: {', '.join(names)}")
+    sizes = sorted({int(b) for b in batch_sizes})
+    if not sizes or sizes[0] < 1:
+        raise ConfigError(f"batch sizes {list(batch_sizes)} are invalid; allowed: integers >= 1")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if len(x) == 0:
+        raise ConfigError("benchmark needs at least one input sample")
+    spec = {"batch_sizes": sizes, "threads": int(threads), "min_runs": int(min_runs),
+            "min_seconds": float(min_seconds), "warmup_seconds": float(warmup_seconds),
+            "max_seconds": float(max_seconds)}
+    ordered = sorted(contestants, key=lambda c: c.name != base_name)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="dlopt-bench-") as tmp:
+        arrays = {"x": x} if y is None else {"x": x, "y": np.asarray(y)}
+        np.savez(Path(tmp) / "inputs.npz", **arrays)
+        spec["inputs"] = str(Path(tmp) / "inputs.npz")
+        for c in ordered:
+            results[c.name] = _run_worker(c, spec, Path(tmp), threads, timeout_s)
+    base = results[base_name]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "environment": capture_environment(threads),
+        "baseline": base_name,
+        "model": model or {},
+        "settings": {**{k: v for k, v in spec.items() if k != "inputs"}, "samples": len(x),
+                     "noise_floor": NOISE_FLOOR},
+        "contestants": {
+            name: _entries(res, None if name == base_name else base) for name, res in results.items()
+        },
+        "load_seconds": {name: res["load_seconds"] for name, res in results.items()},
+    }
+
+
+def _human(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def bench_table(report: dict[str, Any]) -> Any:
+    """A rich ``Table`` of a :func:`benchmark` report (the CLI prints it)."""
+    from rich.table import Table
+
+    env = report["environment"]
+    first = next(iter(next(iter(report["contestants"].values())).values()))
+    table = Table(
+        title=f"dlopt bench: {env['cpu']['model']}, {report['settings']['threads']} thread(s), "
+              f"baseline {report['baseline']}",
+        caption=f"params {_human(first['params'])}, MACs/sample {_human(first['macs'])}; "
+                f"verdict: median ratio outside the noise band (IQR-based, >= "
+                f"{report['settings']['noise_floor']:.0%})",
+    )
+    cols = ("contestant", "batch", "p50 ms", "p95 ms", "p99 ms", "IQR ms", "samples/s",
+            "peak MB", "size", "accuracy", "speedup", "verdict")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("contestant", "verdict") else "right", no_wrap=True)
+    for name, per_bs in report["contestants"].items():
+        for bs, e in per_bs.items():
+            acc = "-" if e["accuracy"] is None else f"{e['accuracy']:.2%}"
+            table.add_row(
+                name, bs, f"{e['p50_ms']:.3f}", f"{e['p95_ms']:.3f}", f"{e['p99_ms']:.3f}",
+                f"{e['iqr_ms']:.3f}", f"{e['throughput']:.0f}", f"{e['peak_mb']:.1f}",
+                _human(e["size_bytes"]) + "B", acc, f"{e['speedup']:.2f}x", e["verdict"],
+            )
+    return table

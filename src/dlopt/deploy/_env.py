@@ -1,0 +1,68 @@
+"""The environment saved beside benchmark numbers: CPU model and flags, cores, versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+__all__ = ["capture_environment", "cpu_info"]
+
+_PACKAGES = ("dlopt", "torch", "onnxruntime", "onnx", "numpy", "fastapi", "uvicorn")
+
+
+def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
+    """CPU model name and flags from ``/proc/cpuinfo`` (platform strings elsewhere)."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return {"model": model, "flags": flags}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and value.strip():
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = value.split()
+    return {"model": model, "flags": flags}
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def capture_environment(threads: int | None = None) -> dict[str, Any]:
+    """CPU, logical cores (total and usable), benchmark threads, OS, Python, library versions."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu_info(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": affinity,
+        "threads": threads,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+    }

@@ -1,0 +1,183 @@
+"""Turn a request body into a validated raw batch, or an :class:`ApiError` (4xx).
+
+Three encodings: JSON ``{"inputs": nested lists}``, JSON ``{"inputs_npy": base64 .npy}`` and
+PNG/JPEG images (multipart ``image`` files, or a raw ``image/png``/``image/jpeg`` body).
+Everything here is synchronous and CPU-bound; the server calls it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["ApiError", "InputSpec", "PredictRequest", "decode_json", "decode_images", "check_batch"]
+
+# an image larger than this many pixels is refused before it is decoded (decompression bombs)
+MAX_IMAGE_PIXELS = 4096 * 4096
+_IMAGE_FORMATS = ("PNG", "JPEG")
+# image channels -> PIL mode
+_MODES = {1: "L", 3: "RGB"}
+
+
+class ApiError(Exception):
+    """An HTTP error answer: status, a short machine ``code`` and a one-line ``detail``."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.headers = headers or {}
+
+
+class PredictRequest(BaseModel):
+    """``POST /v1/predict`` JSON body: exactly one of ``inputs`` or ``inputs_npy``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Any] | None = Field(
+        None, description="raw samples as nested lists, shape (N, *raw_shape), or one sample")
+    inputs_npy: str | None = Field(
+        None, description="base64 of a .npy file (no pickled objects) holding (N, *raw_shape)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "PredictRequest":
+        if (self.inputs is None) == (self.inputs_npy is None):
+            raise ValueError("give exactly one of 'inputs' or 'inputs_npy'")
+        return self
+
+
+class PredictResponse(BaseModel):
+    """Class ids + probabilities (classification) or values (regression)."""
+
+    predictions: list[int] | list[float]
+    probabilities: list[list[float]] | None = None
+    labels: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a valid raw batch looks like for the served model."""
+
+    raw_shape: tuple[int, ...]
+    max_batch: int
+
+    @property
+    def takes_images(self) -> bool:
+        return len(self.raw_shape) == 3 and self.raw_shape[0] in _MODES
+
+
+def _shape_text(spec: InputSpec) -> str:
+    return f"(N, {', '.join(map(str, spec.raw_shape))}) with 1 <= N <= {spec.max_batch}"
+
+
+def check_batch(x: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Shape, batch size, dtype and finiteness checks; returns a float32 ``(N, *raw_shape)``."""
+    if x.dtype.kind not in "iuf":
+        raise ApiError(422, "bad_dtype", f"inputs have dtype {x.dtype}; allowed: numbers (int or float)")
+    if x.shape == spec.raw_shape:  # one sample without the batch axis
+        x = x[None]
+    if x.shape[1:] != spec.raw_shape:
+        raise ApiError(422, "bad_shape", f"inputs have shape {x.shape}; allowed: {_shape_text(spec)}")
+    if not 1 <= len(x) <= spec.max_batch:
+        raise ApiError(422, "bad_batch", f"batch of {len(x)} samples; allowed: {_shape_text(spec)}")
+    with np.errstate(over="ignore"):
+        out = x.astype(np.float32)
+    bad = int((~np.isfinite(out)).sum())
+    if bad:
+        raise ApiError(422, "non_finite",
+                       f"inputs hold {bad} NaN/Inf value(s) or values beyond float32; allowed: finite numbers")
+    return out
+
+
+def _from_lists(values: list[Any]) -> np.ndarray:
+    try:
+        x = np.array(values)
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        raise ApiError(422, "bad_shape",
+                       "inputs are ragged or not numbers; allowed: a rectangular nested list of numbers") from None
+    if x.dtype == bool or x.dtype.kind not in "iuf":
+        raise ApiError(422, "bad_dtype", "inputs must be numbers (no strings, booleans or nulls)")
+    return x
+
+
+def _npy_array(text: str) -> np.ndarray:
+    """A .npy from base64, its header checked before any allocation (no pickle, exact size)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_base64", "inputs_npy is not valid base64") from None
+    buf = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(buf)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"npy version {version}")
+        shape, fortran, dtype = read_header(buf)
+    except (ValueError, TypeError, SyntaxError, EOFError):
+        raise ApiError(400, "bad_npy", "inputs_npy is not a valid .npy file") from None
+    if dtype.hasobject or dtype.kind not in "iuf":
+        raise ApiError(422, "bad_dtype", f"inputs_npy has dtype {dtype}; allowed: numbers (int or float)")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    payload = raw[buf.tell():]
+    if count * dtype.itemsize != len(payload):
+        raise ApiError(400, "bad_npy", f"inputs_npy declares shape {shape} but holds {len(payload)} data bytes")
+    order = "F" if fortran else "C"
+    return np.frombuffer(payload, dtype=dtype).reshape(shape, order=order)
+
+
+def decode_json(body: bytes, spec: InputSpec) -> np.ndarray:
+    """A JSON body -> validated float32 raw batch."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "bad_json", "body is not valid JSON") from None
+    try:
+        req = PredictRequest.model_validate(data)
+    except ValidationError as err:
+        from dlopt.config import format_validation_error
+
+        raise ApiError(422, "bad_request", format_validation_error(err, prefix="body.")) from None
+    x = _from_lists(req.inputs) if req.inputs is not None else _npy_array(req.inputs_npy or "")
+    return check_batch(x, spec)
+
+
+def _image_array(data: bytes, spec: InputSpec) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Exception:  # noqa: BLE001  PIL's decoders raise many types on hostile bytes
+        raise ApiError(415, "bad_image", "upload is not a PNG or JPEG image") from None
+    if img.format not in _IMAGE_FORMATS:
+        raise ApiError(415, "bad_image", f"image format {img.format}; allowed: PNG, JPEG")
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ApiError(413, "image_too_large", f"image of {w}x{h} pixels; allowed: at most {MAX_IMAGE_PIXELS} pixels")
+    channels, height, width = spec.raw_shape
+    try:
+        img = img.convert(_MODES[channels])
+        if img.size != (width, height):
+            img = img.resize((width, height), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.uint8)
+    except Exception:  # noqa: BLE001  truncated/corrupt data fails inside PIL's decoders
+        raise ApiError(400, "bad_image", "image data is truncated or corrupt") from None
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def decode_images(images: list[bytes], spec: InputSpec) -> np.ndarray:
+    """PNG/JPEG files -> a raw batch (resized to the model's H x W, converted to its channels)."""
+    if not spec.takes_images:
+        raise ApiError(415, "not_an_image_model",
+                       f"this model takes inputs of shape {spec.raw_shape}, not images; send JSON")
+    if not images:
+        raise ApiError(422, "bad_request", "multipart body needs one or more 'image' files")
+    if len(images) > spec.max_batch:
+        raise ApiError(422, "bad_batch", f"{len(images)} images; allowed: at most {spec.max_batch}")
+    return check_batch(np.stack([_image_array(d, spec) for d in images]), spec)

@@ -1,0 +1,60 @@
+"""A small static INT8 helper for benchmarking an ``--int8`` contestant.
+
+Quantization proper (recipes, accuracy checks, per-layer choices) belongs to
+``dlopt.compress``; this only turns an exported FP32 file into a calibrated QDQ INT8 file with
+ONNX Runtime's tooling, keeping the dlopt metadata so the result serves like its source.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from dlopt.errors import ModelError
+
+__all__ = ["quantize_static_onnx"]
+
+
+class _Reader:
+    """``CalibrationDataReader``: feeds ``x`` to the model in batches of ``batch``."""
+
+    def __init__(self, name: str, x: np.ndarray, batch: int) -> None:
+        self._batches: Iterator[dict[str, np.ndarray]] = (
+            {name: np.ascontiguousarray(x[i:i + batch], dtype=np.float32)}
+            for i in range(0, len(x), batch))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def quantize_static_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibration: np.ndarray,
+                         *, per_channel: bool = True, batch: int = 32) -> Path:
+    """Write a static INT8 (QDQ, per-channel weights) copy of ``src`` calibrated on ``calibration``
+    (model inputs, float32) to ``dst``; dlopt metadata is carried over."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from dlopt.deploy._runtime import OnnxModel
+
+    source = OnnxModel.load(src)  # checks external-data paths before ORT's tools read it
+    if len(calibration) == 0:
+        raise ModelError("quantize_static_onnx: calibration needs at least one sample")
+    reader = _Reader(source.input_name, np.asarray(calibration), batch)
+    CalibrationDataReader.register(_Reader)
+    out = Path(dst)
+    with tempfile.TemporaryDirectory(prefix="dlopt-quant-") as tmp:
+        staged = Path(tmp) / out.name
+        quantize_static(str(src), str(staged), reader, quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8)
+        proto = onnx.load(str(staged))
+    del proto.metadata_props[:]
+    meta: Any = onnx.load(str(src), load_external_data=False).metadata_props
+    for entry in meta:
+        proto.metadata_props.add(key=entry.key, value=entry.value)
+    onnx.save(proto, str(out))
+    return out

@@ -1,0 +1,119 @@
+"""Run-directory forms: ``export_run`` and ``bench_run`` (what ``dlopt export``/``bench`` call).
+
+The one adapter between a training run (``dlopt.train.load``: model, config, dataset info,
+preprocessor) and the plain-input functional core (``export_onnx``, ``benchmark``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dlopt.deploy._bench import Contestant, benchmark
+from dlopt.deploy._export import MIN_SAMPLES, ExportReport, export_onnx
+from dlopt.errors import ConfigError
+
+__all__ = ["export_run", "bench_run", "run_metadata"]
+
+log = logging.getLogger(__name__)
+
+
+def _test_split(data_cfg: Any, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The run's own test split, preprocessed as in training (first ``samples`` rows)."""
+    from dlopt.data import load_data
+
+    test = load_data(data_cfg).test
+    x, y = test.x.numpy(), test.y.numpy()
+    return (x, y) if samples is None else (x[:samples], y[:samples])
+
+
+def run_metadata(loaded: Any) -> dict[str, Any]:
+    """What an exported file records about the run it came from."""
+    cfg = loaded.config
+    return {
+        "task": loaded.info.task,
+        "class_names": list(loaded.info.class_names),
+        "preprocess": loaded.preprocessor,
+        "source_run": str(Path(loaded.run_dir).resolve()) if loaded.run_dir else "",
+        "model": {"name": cfg.model.name, "options": cfg.model.options()},
+        "dataset": cfg.data.model_dump(mode="json"),
+    }
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, exporter: str = "dynamo",
+               samples: int = MIN_SAMPLES, atol: float = 1e-4, min_top1: float = 0.995) -> ExportReport:
+    """Export a training run's model to ``out`` after a parity check on its test split."""
+    from dlopt.train import load
+
+    loaded = load(run_dir)
+    x, _ = _test_split(loaded.config.data, samples)
+    import torch
+
+    return export_onnx(loaded.model, torch.from_numpy(x[:2]), out, metadata=run_metadata(loaded),
+                       check_inputs=x, exporter=exporter, atol=atol, min_top1=min_top1,
+                       samples=samples)
+
+
+def _onnx_inputs(path: Path, samples: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Test data named in the file's metadata, else random inputs of its shape (no labels)."""
+    from dlopt.deploy._runtime import OnnxModel
+
+    meta = OnnxModel.load(path).metadata
+    if meta.dataset:
+        from dlopt.config import DataConfig
+
+        return _test_split(DataConfig.model_validate(meta.dataset), samples)
+    log.warning("%s names no dataset: timing random inputs, accuracy not measured", path)
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((samples or MIN_SAMPLES, *meta.input_shape)).astype(np.float32), None
+
+
+def bench_run(
+    model_or_run: str | os.PathLike,
+    *,
+    onnx: str | os.PathLike | None = None,
+    int8: str | os.PathLike | None = None,
+    compiled: bool = False,
+    batch_sizes: Sequence[int] = (1, 8, 64),
+    threads: int = 1,
+    samples: int | None = None,
+    baseline: str | None = None,
+    min_runs: int = 30,
+    min_seconds: float = 1.0,
+    exporter: str = "dynamo",
+) -> dict[str, Any]:
+    """Benchmark a run directory (PyTorch eager, ``torch.compile`` when ``compiled``, ONNX
+    Runtime FP32 exported on the fly unless ``onnx`` is given) or an ``.onnx`` file, plus
+    the quantized ``int8`` file when given."""
+    source = Path(model_or_run)
+    if not source.exists():
+        raise ConfigError(f"bench: {source} not found; allowed: a run directory or an .onnx file")
+    with tempfile.TemporaryDirectory(prefix="dlopt-bench-export-") as tmp:
+        if source.is_dir():
+            from dlopt.train import load
+
+            loaded = load(source)
+            x, y = _test_split(loaded.config.data, samples)
+            run = {"run": str(source.resolve())}
+            contestants = [Contestant.pytorch(run)]
+            if compiled:
+                contestants.append(Contestant.pytorch(run, compiled=True))
+            if onnx is None:
+                onnx = Path(tmp) / "model.onnx"
+                export_run(source, onnx, exporter=exporter)
+            info = {"source": str(source), "name": loaded.config.model.name,
+                    "dataset": loaded.config.data.name}
+        else:
+            x, y = _onnx_inputs(source, samples)
+            onnx, contestants = source, []
+            info = {"source": str(source)}
+        contestants.append(Contestant.onnx(onnx))
+        if int8 is not None:
+            contestants.append(Contestant.onnx(int8, int8=True))
+        return benchmark(contestants, x, y, batch_sizes=batch_sizes, threads=threads,
+                         baseline=baseline, min_runs=min_runs, min_seconds=min_seconds, model=info)

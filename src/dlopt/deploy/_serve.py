@@ -1,0 +1,373 @@
+"""The prediction server: FastAPI + uvicorn + ONNX Runtime, safe by default.
+
+- Binds 127.0.0.1 unless told otherwise; serves only the local ONNX file given at start (no
+  endpoint loads or replaces models); external-data paths are checked by :class:`OnnxModel`.
+- Limits: body size (413 before reading it), batch size, shape, dtype, finiteness (422),
+  malformed bodies (400), unsupported media (415), a bounded queue (503 + Retry-After),
+  a request timeout (504: the server gave up, the input was not at fault).
+- Inference runs in a thread pool so the event loop keeps answering health checks; an ORT
+  error caused by an input is a 422, never a 500. Optional micro-batching groups requests.
+
+FastAPI resolves route annotations at module level, so it is imported at the top here;
+``dlopt.deploy`` itself loads this module only on first use.
+
+Endpoints: ``POST /v1/predict``, ``GET /v1/health/live``, ``GET /v1/health/ready``,
+``GET /v1/metadata``, ``GET /openapi.json``. Error bodies: ``{"error": code, "detail": text}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from dlopt.deploy._inputs import ApiError, InputSpec, PredictRequest, PredictResponse, decode_images, decode_json
+from dlopt.deploy._limits import Admission, BodyLimitMiddleware, MicroBatcher
+from dlopt.deploy._runtime import OnnxModel, postprocess
+from dlopt.errors import ConfigError, DataError
+
+__all__ = ["ServeSettings", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_RETRY_AFTER = {"Retry-After": "1"}
+_JSON_TYPES = ("application/json",)
+_IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Server limits. ``batch_wait_ms`` > 0 turns micro-batching on (groups of up to
+    ``batch_max`` samples); ``threads`` is ORT's intra-op thread count (None: its default)."""
+
+    max_body_mb: float = 8.0
+    max_batch: int = 256
+    max_queue: int = 64
+    timeout_s: float = 10.0
+    batch_wait_ms: float = 0.0
+    batch_max: int = 64
+    workers: int = 1
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_body_mb": self.max_body_mb > 0, "max_batch": self.max_batch >= 1,
+            "max_queue": self.max_queue >= 1, "timeout_s": self.timeout_s > 0,
+            "batch_wait_ms": self.batch_wait_ms >= 0, "batch_max": self.batch_max >= 1,
+            "workers": self.workers >= 1, "threads": self.threads is None or self.threads >= 1,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"serve setting {key}={getattr(self, key)!r} is invalid; allowed: a positive value")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+
+@dataclass
+class _State:
+    """What one app instance holds: the model, its limits, the pools, the ready flag."""
+
+    model: OnnxModel
+    settings: ServeSettings
+    spec: InputSpec
+    admission: Admission
+    executor: ThreadPoolExecutor
+    sha256: str
+    batcher: MicroBatcher | None = None
+    ready: bool = False
+
+
+# ----------------------------------------------------------------------------- compute
+def _model_inputs(state: _State, x_raw: np.ndarray) -> np.ndarray:
+    """Saved preprocessing + a finiteness check of what reaches the model (worker thread)."""
+    try:
+        x = state.model.preprocess(x_raw)
+    except DataError as exc:
+        raise ApiError(422, "preprocess_failed", str(exc)) from None
+    if not np.isfinite(x).all():
+        raise ApiError(422, "non_finite", "inputs become NaN/Inf after preprocessing; allowed: finite values in range")
+    return x
+
+
+def _run_model(state: _State, x: np.ndarray, run_options: Any = None) -> np.ndarray:
+    try:
+        return state.model.run(x, run_options=run_options)
+    except Exception as exc:  # noqa: BLE001  ORT errors on an input are the client's (4xx)
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise ApiError(422, "model_rejected_input", f"ONNX Runtime rejected the input: {first}") from None
+
+
+def _answer(state: _State, outputs: np.ndarray) -> dict[str, Any]:
+    meta = state.model.metadata
+    pred, proba = postprocess(outputs, meta.task)
+    if not np.isfinite(pred).all() or (proba is not None and not np.isfinite(proba).all()):
+        raise ApiError(422, "non_finite_output", "the model produced NaN/Inf for these inputs")
+    if proba is None:
+        return {"predictions": pred.astype(float).tolist()}
+    out: dict[str, Any] = {"predictions": pred.astype(int).tolist(), "probabilities": proba.tolist()}
+    if meta.class_names and len(meta.class_names) == proba.shape[1]:
+        out["labels"] = [meta.class_names[i] for i in pred]
+    return out
+
+
+async def _infer(state: _State, x_raw: np.ndarray) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    x = await asyncio.to_thread(_model_inputs, state, x_raw)
+    if state.batcher is not None:
+        return _answer(state, await state.batcher.submit(x))
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    future = loop.run_in_executor(state.executor, _run_model, state, x, options)
+    try:
+        outputs = await future
+    except asyncio.CancelledError:
+        options.terminate = True  # the request timed out: stop ORT instead of finishing
+        raise
+    return _answer(state, outputs)
+
+
+# ----------------------------------------------------------------------------- decoding
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _read_inputs(request: Request, state: _State) -> np.ndarray:
+    try:
+        return await _decode(request, state)
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client closed the connection mid-body") from None
+
+
+async def _decode(request: Request, state: _State) -> np.ndarray:
+    media = _media_type(request)
+    if media in _JSON_TYPES:
+        body = await request.body()
+        return await asyncio.to_thread(decode_json, body, state.spec)
+    if media in _IMAGE_TYPES:
+        body = await request.body()
+        return await asyncio.to_thread(decode_images, [body], state.spec)
+    if media == "multipart/form-data":
+        return await _read_multipart(request, state)
+    allowed = ", ".join((*_JSON_TYPES, "multipart/form-data", *_IMAGE_TYPES))
+    raise ApiError(415, "unsupported_media_type", f"Content-Type {media or 'none'!r}; allowed: {allowed}")
+
+
+async def _read_multipart(request: Request, state: _State) -> np.ndarray:
+    from starlette.datastructures import UploadFile
+
+    if not state.spec.takes_images:
+        raise ApiError(415, "not_an_image_model",
+                       f"this model takes inputs of shape {state.spec.raw_shape}, not images; send JSON")
+    try:
+        form = await request.form(max_files=state.settings.max_batch, max_fields=16)
+    except ApiError:
+        raise
+    except Exception as exc:  # noqa: BLE001  python-multipart/starlette parse errors
+        raise ApiError(400, "bad_multipart", f"multipart body cannot be parsed ({type(exc).__name__})") from None
+    try:
+        files = [v for k, v in form.multi_items() if k == "image" and isinstance(v, UploadFile)]
+        data = [await f.read() for f in files]
+    finally:
+        await form.close()
+    return await asyncio.to_thread(decode_images, data, state.spec)
+
+
+# ---------------------------------------------------------------------------------- app
+_PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": PredictRequest.model_json_schema()},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["image"],
+            "properties": {"image": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+        }},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_ERROR_SCHEMA = {"content": {"application/json": {"schema": {
+    "type": "object", "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}}}}
+_PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": PredictResponse},
+    **{code: {"description": text, **_ERROR_SCHEMA} for code, text in (
+        (400, "malformed body"), (413, "body too large"), (415, "unsupported media type"),
+        (422, "invalid inputs"), (503, "queue full or not ready (Retry-After)"), (504, "timed out"))},
+}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def create_app(model: OnnxModel, settings: ServeSettings | None = None) -> FastAPI:
+    """A FastAPI app serving ``model``; ready once a warm-up inference has run."""
+    cfg = settings or ServeSettings()
+    state = _State(
+        model=model, settings=cfg,
+        spec=InputSpec(tuple(model.metadata.raw_shape), cfg.max_batch),
+        admission=Admission(cfg.max_queue),
+        executor=ThreadPoolExecutor(cfg.workers, thread_name_prefix="dlopt-ort"),
+        sha256=_file_sha256(model.path),
+    )
+    if cfg.batch_wait_ms > 0:
+        state.batcher = MicroBatcher(lambda x: _run_model(state, x), cfg.batch_max,
+                                     cfg.batch_wait_ms / 1000.0, state.executor)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(_warm_up(state))]
+        if state.batcher is not None:
+            tasks.append(asyncio.create_task(state.batcher.run_forever()))
+        try:
+            yield
+        finally:
+            state.ready = False
+            for task in tasks:
+                task.cancel()
+            state.executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="dlopt prediction server", version=model.metadata.dlopt_version or "0",
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.dlopt = state
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
+
+    def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Any:
+        return error(exc.status, exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Any:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Any:
+        return error(422, "bad_request", str(exc.errors()[0].get("msg", "invalid request")))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Any:
+        log.exception("internal error on %s", request.url.path)
+        return error(500, "internal", "internal server error")
+
+    @app.get("/v1/health/live")
+    async def live() -> dict[str, str]:
+        """200 while the process runs."""
+        return {"status": "live"}
+
+    @app.get("/v1/health/ready", responses={503: {"description": "model not ready yet"}})
+    async def ready() -> Any:
+        """200 once the model is loaded and warmed up, else 503."""
+        if not state.ready:
+            return error(503, "not_ready", "the model is loading", _RETRY_AFTER)
+        return {"status": "ready"}
+
+    @app.get("/v1/metadata")
+    async def metadata() -> dict[str, Any]:
+        """The served model's metadata, file hash and this server's limits."""
+        return {"model": model.metadata.public(), "file": model.path.name, "sha256": state.sha256,
+                "input": {"name": model.input_name, "raw_shape": list(state.spec.raw_shape),
+                          "takes_images": state.spec.takes_images},
+                "limits": asdict(cfg)}
+
+    @app.post("/v1/predict", openapi_extra={"requestBody": _PREDICT_BODY}, responses=_PREDICT_RESPONSES)
+    async def predict(request: Request) -> Any:
+        """Predict from raw inputs: JSON lists, base64 .npy, or PNG/JPEG images."""
+        if not state.ready:
+            raise ApiError(503, "not_ready", "the model is loading", _RETRY_AFTER)
+        if not state.admission.try_enter():
+            raise ApiError(503, "queue_full", f"{cfg.max_queue} requests already in progress; retry later",
+                           _RETRY_AFTER)
+        try:
+            async with asyncio.timeout(cfg.timeout_s):
+                x_raw = await _read_inputs(request, state)
+                return JSONResponse(await _infer(state, x_raw))
+        except TimeoutError:
+            raise ApiError(504, "timeout", f"the request took longer than {cfg.timeout_s:g} s") from None
+        finally:
+            state.admission.leave()
+
+    return app
+
+
+async def _warm_up(state: _State) -> None:
+    x = np.zeros((1, *state.model.input_shape), dtype=np.float32)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(state.executor, state.model.run, x)
+    except Exception:  # noqa: BLE001  stay not-ready: /v1/health/ready keeps answering 503
+        log.exception("warm-up inference of %s failed; the server stays not ready", state.model.path.name)
+        return
+    state.ready = True
+    log.info("model %s ready", state.model.path.name)
+
+
+def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
+          settings: ServeSettings | None = None, log_level: str = "warning") -> None:
+    """Load ``path`` (a local .onnx file) and serve it with uvicorn until interrupted."""
+    import uvicorn
+
+    cfg = settings or ServeSettings()
+    model = OnnxModel.load(path, threads=cfg.threads)
+    if host not in _LOOPBACK:
+        log.warning("binding %s: the server is reachable from other machines", host)
+    config = uvicorn.Config(
+        create_app(model, cfg), host=host, port=port, log_level=log_level, access_log=False,
+        server_header=False, proxy_headers=False, timeout_keep_alive=5,
+        timeout_graceful_shutdown=int(max(cfg.timeout_s, 1)),
+    )
+    server = uvicorn.Server(config)
+    with _clean_stop():
+        server.run()
+    log.info("server stopped")
+
+
+class _Stopped(Exception):
+    """SIGINT/SIGTERM after uvicorn's graceful shutdown: a normal end, not an interruption."""
+
+
+@contextlib.contextmanager
+def _clean_stop() -> Iterator[None]:
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
+    # handlers it found; ours turn it into a normal return (exit code 0)
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Stopped()
+
+    saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stopped:
+        pass
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

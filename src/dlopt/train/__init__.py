@@ -1,0 +1,53 @@
+"""The training engine: a small loop that fires events, techniques and callbacks hooked to
+them, exact resume, and the ``fit``/``load`` API.
+
+    result = dlopt.fit("lenet5", "mnist", epochs=3, lr=2e-2, schedule="one-cycle",
+                       label_smoothing=0.1, run_dir="runs/demo")
+    loaded = dlopt.load("runs/demo")
+    pred, proba = loaded.predict(raw_images)
+
+Importing this package stays light (no torch): config validation imports the optimizer,
+schedule and loss registries from here. Everything else loads on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> private module that defines it (imported on first use)
+_LAZY = {
+    "fit": "dlopt.train.api",
+    "train_run": "dlopt.train.api",
+    "recipe_config": "dlopt.train.api",
+    "FitResult": "dlopt.train.api",
+    "load": "dlopt.train.loaded",
+    "evaluate": "dlopt.train.loaded",
+    "predict": "dlopt.train.loaded",
+    "LoadedModel": "dlopt.train.loaded",
+    "cross_validate": "dlopt.train.cv",
+    "Event": "dlopt.train.events",
+    "Hooks": "dlopt.train.events",
+    "State": "dlopt.train.state",
+    "run": "dlopt.train.loop",
+    "CheckpointError": "dlopt.train.checkpoint",
+    "read_checkpoint": "dlopt.train.checkpoint",
+    "Terminated": "dlopt.train.callbacks.signals",
+    "select_device": "dlopt.train.device",
+    "METRICS": "dlopt.train.metrics",
+    "OPTIMIZERS": "dlopt.train.optim",
+    "SCHEDULES": "dlopt.train.schedules",
+    "LOSSES": "dlopt.train.losses",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dlopt.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,413 @@
+"""The Python API: ``fit``, ``train_run``, ``load``, ``evaluate``, ``predict``.
+
+This is the one adapter that reads a :class:`~dlopt.config.RunConfig`: it calls the data,
+model, optimizer, schedule and loss factories with keyword arguments, turns switches into
+technique and callback objects, and hands them to the loop. Nothing below it sees a config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from dlopt.config import RunConfig, config_to_dict, dump_config, parse_config
+from dlopt.errors import ConfigError, DloptError, ModelError
+from dlopt.train import checkpoint as io
+from dlopt.train import callbacks as cb
+from dlopt.train import rundir
+from dlopt.train import techniques as tq
+from dlopt.train.device import environment, seed_everything, select_device
+from dlopt.train.events import Hooks
+from dlopt.train.inputs import bundle_from, check_labels
+from dlopt.train.loop import run
+from dlopt.train.losses import balanced_class_weights, create_loss
+from dlopt.train.metrics import (best_mode, compute_metrics, confusion_matrix, default_metrics, evaluate_model,
+                                 predict_outputs, scores_from_outputs)
+from dlopt.train.optim import create_optimizer
+from dlopt.train.schedules import create_schedule
+from dlopt.train.state import State
+from dlopt.train.transfer import init_from, read_init_weights
+
+__all__ = ["FitResult", "fit", "train_run", "recipe_config"]
+
+log = logging.getLogger(__name__)
+
+# config keys that may change between a run and its --resume (they do not change the math)
+_RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.progress", "train.threads", "train.device",
+                      "train.tensorboard"}
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the trained model (eval mode), its run directory, ``summary.json``
+    as a dict and the per-epoch history (= ``metrics.jsonl`` rows)."""
+
+    model: nn.Module
+    run_dir: Path
+    summary: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- recipe kwargs
+def _field_paths() -> dict[str, str]:
+    """Short recipe keyword -> config path, from the schema (first definition wins)."""
+    from dlopt.config import DataConfig, TrainConfig
+
+    paths: dict[str, str] = {}
+    for name in TrainConfig.model_fields:
+        paths.setdefault(name, f"train.{name}")
+    for section in ("optim", "regularization", "loss", "schedule", "early_stopping", "checkpoint", "transfer"):
+        sub = TrainConfig.model_fields[section].annotation
+        for name in sub.model_fields:  # type: ignore[union-attr]
+            paths.setdefault(name, f"train.{section}.{name}")
+    for name in DataConfig.model_fields:  # seed stays train.seed (found first)
+        paths.setdefault(name, f"data.{name}")
+    paths.update({"optimizer": "train.optim.name", "lr": "train.optim.lr"})
+    paths.pop("name", None)
+    return paths
+
+
+def recipe_config(base: RunConfig | dict[str, Any] | None = None, **recipe: Any) -> RunConfig:
+    """A RunConfig from ``base`` plus short keywords: any train field (``epochs=3``), any
+    field of a train section (``lr``, ``weight_decay``, ``ema_decay``, ``patience``...), a
+    section as a dict (``optim={...}``) or a name (``schedule="cosine"``), ``optimizer``,
+    top-level ``name``/``data``/``model`` dicts. Unknown keywords are a ConfigError."""
+    data = config_to_dict(base) if isinstance(base, RunConfig) else dict(base or {})
+    paths = _field_paths()
+    for key, value in recipe.items():
+        if key in ("name",):
+            data["name"] = value
+            continue
+        if key in ("data", "model", "train") and isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+            continue
+        if key in ("optim", "schedule", "loss") and isinstance(value, str):
+            path = f"train.{key}.name"
+        elif key in paths:
+            path = paths[key]
+        else:
+            raise ConfigError(f"unknown fit() keyword {key!r}; use a train/optim/schedule/loss/"
+                              f"regularization field name, e.g. epochs, lr, optimizer, schedule")
+        node = data
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf].update(value)
+        else:
+            node[leaf] = value
+    return parse_config(data)
+
+
+def fit(model: nn.Module | str | dict[str, Any] | None = None, data: Any = None, *,
+        config: RunConfig | None = None,
+        run_dir: str | Path | None = None, callbacks: Sequence[Any] = (), resume: bool = False,
+        overwrite: bool = False, **recipe: Any) -> FitResult:
+    """Train ``model`` (an ``nn.Module``, a zoo name, a zoo dict ``{"name": "mlp", "width": 64}``
+    or None for ``config.model``) on
+    ``data`` (a dataset name, tensors/arrays, a Dataset/DataLoader, a DataBundle, or None for
+    ``config.data``) with ``config`` plus ``recipe`` keywords (see :func:`recipe_config`).
+
+    ``run_dir`` defaults to ``runs/<name>``; a non-empty one needs ``resume`` or ``overwrite``.
+    """
+    if isinstance(model, (str, dict)):
+        recipe["model"] = {"name": model} if isinstance(model, str) else dict(model)
+    if isinstance(data, str):
+        recipe.setdefault("data", {})["name"] = data
+    cfg = recipe_config(config, **recipe)
+    module = model if isinstance(model, nn.Module) else None
+    bundle = None if data is None or isinstance(data, str) else bundle_from(
+        data, val_fraction=cfg.data.val_fraction, seed=cfg.data.seed)
+    return train_run(cfg, run_dir=run_dir if run_dir is not None else Path("runs") / cfg.name,
+                     callbacks=callbacks, resume=resume, overwrite=overwrite, model=module, bundle=bundle)
+
+
+# ------------------------------------------------------------------------------- train_run
+def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] = (), resume: bool = False,
+              overwrite: bool = False, model: nn.Module | None = None, bundle: Any = None) -> FitResult:
+    """Run ``cfg`` in ``run_dir`` (``train.cv`` > 1: k-fold cross-validation, one sub-run per
+    fold). ``model``/``bundle`` replace the config's model/data (used by ``fit``)."""
+    if cfg.train.cv:
+        from dlopt.train.cv import cross_validate
+
+        return cross_validate(cfg, run_dir=run_dir, folds=cfg.train.cv, callbacks=callbacks,
+                              overwrite=overwrite, resume=resume, model=model, bundle=bundle)
+    d = rundir.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if resume:
+        _check_resume_config(d, cfg)
+    t = cfg.train
+    with environment(threads=t.threads, deterministic=t.deterministic):
+        seed_everything(t.seed)
+        if bundle is None:
+            from dlopt.data import load_data
+
+            bundle = load_data(cfg.data)
+        if not resume:
+            dump_config(cfg, d / rundir.CONFIG)
+            if bundle.preprocessor is not None:
+                bundle.preprocessor.save(d)
+        return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume)
+
+
+def _check_resume_config(d: Path, cfg: RunConfig) -> None:
+    import yaml
+
+    try:
+        saved = yaml.safe_load((d / rundir.CONFIG).read_text())
+    except (OSError, yaml.YAMLError):
+        raise ConfigError(f"cannot resume {d}: its {rundir.CONFIG} is missing or unreadable") from None
+    diff = _first_diff(saved, config_to_dict(cfg))
+    if diff is not None and diff[0] not in _RESUMABLE_CHANGES:
+        key, old, new = diff
+        raise ConfigError(f"cannot resume {d} with a changed config: {key} was {old!r}, now {new!r}")
+
+
+def _first_diff(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            sub = _first_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+            if sub is not None and sub[0] not in _RESUMABLE_CHANGES:
+                return sub
+        return None
+    return None if a == b else (prefix.rstrip("."), a, b)
+
+
+def _build_model(cfg: RunConfig, info: Any, module: nn.Module | None) -> tuple[nn.Module, str]:
+    if module is not None:
+        return module, type(module).__name__
+    from dlopt.models import create_model
+
+    return create_model(cfg.model.name, input_shape=info.input_shape, num_classes=info.out_features,
+                        **cfg.model.options()), cfg.model.name
+
+
+def _out_features(module: nn.Module, x: torch.Tensor) -> int:
+    """Head width from one dry forward (eval mode, no grad); shape errors become ModelError."""
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(x[:2])
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ModelError(f"model forward failed on inputs of shape {tuple(x.shape[1:])}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    finally:
+        module.train(was)
+    return int(out.shape[-1]) if out.dim() > 1 else 1
+
+
+def _techniques(t: Any, *, device: torch.device, augment: nn.Module | None, frozen: list[str],
+                input_ndim: int) -> list[Any]:
+    """Switches -> technique objects (a table: condition, constructor)."""
+    reg = t.regularization
+    if reg.mixup_alpha > 0 and reg.cutmix_alpha > 0:
+        raise ConfigError("train.regularization: use mixup_alpha or cutmix_alpha, not both")
+    if reg.cutmix_alpha > 0 and input_ndim != 4:
+        raise ConfigError("train.regularization.cutmix_alpha needs image inputs (N, C, H, W)")
+    precision = tq.resolve_precision(t.precision, device)
+    table: list[tuple[bool, Callable[[], Any]]] = [
+        (bool(frozen), lambda: tq.Unfreeze(frozen, t.transfer.unfreeze_at_epoch)),
+        (augment is not None, lambda: tq.Augmentation(augment)),
+        (reg.mixup_alpha > 0, lambda: tq.Mixup(reg.mixup_alpha, seed=t.seed)),
+        (reg.cutmix_alpha > 0, lambda: tq.CutMix(reg.cutmix_alpha, seed=t.seed)),
+        (reg.l1 > 0, lambda: tq.L1Penalty(reg.l1)),
+        (reg.grad_accum > 1, lambda: tq.GradAccumulation(reg.grad_accum)),
+        (precision != "fp32", lambda: tq.Precision(precision)),
+        (t.channels_last and input_ndim == 4, tq.ChannelsLast),
+        (t.compile, tq.Compile),
+        (reg.clip_norm is not None or reg.clip_value is not None,
+         lambda: tq.GradClip(max_norm=reg.clip_norm, max_value=reg.clip_value)),
+        (True, lambda: tq.NonFiniteGuard(t.nonfinite)),
+        (reg.ema_decay is not None, lambda: tq.EMA(reg.ema_decay)),
+    ]
+    return [make() for on, make in table if on]
+
+
+def _monitor(cfg: RunConfig, task: str, has_val: bool) -> tuple[str | None, str]:
+    if not has_val:
+        return None, "max"
+    metric = cfg.train.metric
+    if metric == "auto":
+        metric = "val_accuracy" if task == "classification" else "val_loss"
+    elif not metric.startswith("val_"):
+        metric = f"val_{metric}"
+    try:
+        return metric, best_mode(metric)
+    except ConfigError:
+        raise ConfigError(f"train.metric={cfg.train.metric!r}: unknown metric") from None
+
+
+def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None,
+                callbacks: Sequence[Any], resume: bool) -> FitResult:
+    t, info = cfg.train, bundle.info
+    device = select_device(t.device)
+    module, model_name = _build_model(cfg, info, model)
+    if t.transfer.init_from and not resume:
+        init_from(module, read_init_weights(t.transfer.init_from), new_head=t.transfer.new_head)
+    module.to(device)
+    out = _out_features(module, bundle.train.x[:2].to(device))
+    check_labels(bundle.train, out, task=info.task)
+    for name, split in (("val", bundle.val), ("test", bundle.test)):
+        if split is not None:
+            check_labels(split, out, task=info.task, what=name)
+
+    from dlopt.data import build_augment, make_loader
+
+    loader = make_loader(bundle.train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=device,
+                         loader=cfg.data.loader)
+    weight = None
+    if t.loss.class_weights == "balanced" and info.task == "classification":
+        weight = balanced_class_weights(bundle.train.y, out).to(device)
+    loss_fn = create_loss(t.loss.name, task=info.task, label_smoothing=t.loss.label_smoothing,
+                          weight=weight, huber_delta=t.loss.huber_delta)
+    o = t.optim
+    optimizer = create_optimizer(o.name, module, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum,
+                                 betas=o.betas, eps=o.eps, decay_norm_and_bias=o.decay_norm_and_bias,
+                                 layer_lr=o.layer_lr)
+    s = t.schedule
+    steps = tq.accumulation_steps(len(loader), t.regularization.grad_accum)
+    schedule = create_schedule(s.name, optimizer, steps_per_epoch=steps, epochs=t.epochs, max_steps=t.max_steps,
+                               warmup_epochs=s.warmup_epochs, step_size=s.step_size, gamma=s.gamma,
+                               milestones=s.milestones, power=s.power, min_lr=s.min_lr, pct_start=s.pct_start,
+                               div_factor=s.div_factor, final_div_factor=s.final_div_factor,
+                               patience=s.patience, factor=s.factor, base_lr=o.lr)
+    from dlopt.train.techniques.freeze import frozen_names
+
+    frozen = frozen_names(module, t.transfer.freeze, t.transfer.freeze_until)
+    augment = build_augment(cfg.data.augment, input_shape=info.input_shape) if cfg.data.augment else None
+    handlers = _techniques(t, device=device, augment=augment, frozen=frozen, input_ndim=bundle.train.x.dim())
+    monitor, mode = _monitor(cfg, info.task, bundle.val is not None)
+    meta = {"config": config_to_dict(cfg), "info": _info_dict(info), "model": model_name,
+            "custom_model": model is not None}
+    ckpt = cb.Checkpointing(d / rundir.CHECKPOINTS, every_steps=t.checkpoint.every_steps,
+                            keep_best=t.checkpoint.keep_best, monitor=monitor, mode=mode, meta=meta,
+                            resume_from=d / rundir.CHECKPOINTS / "last" if resume else None)
+    handlers += [schedule, cb.MetricsLog(d / rundir.METRICS), ckpt, cb.GracefulTermination(ckpt)]
+    if t.early_stopping.enabled:
+        es = t.early_stopping
+        handlers.append(cb.EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
+                                         min_delta=es.min_delta))
+    if t.progress:
+        handlers.append(cb.Progress(metric=monitor))
+    if t.tensorboard:
+        from dlopt.train.callbacks.tensorboard import TensorBoard
+
+        handlers.append(TensorBoard(d / "tensorboard"))
+    handlers += list(callbacks)
+
+    val = _on_device(bundle.val, device)
+    state = State(module=module, optimizer=optimizer, loss_fn=loss_fn, loader=loader, device=device,
+                  epochs=t.epochs, schedule=schedule, max_steps=t.max_steps, handlers=handlers, run_dir=d,
+                  task=info.task, evaluator=_evaluator(val, info.task, t.eval_batch_size))
+    state.extra.update(cfg=cfg, info=info)
+    run(state, Hooks(handlers))
+    return _finish(cfg, d, state, bundle, ckpt, model_name=model_name, custom=model is not None)
+
+
+def _on_device(split: Any, device: torch.device) -> Any:
+    if split is None:
+        return None
+    return type(split)(split.x.to(device), split.y.to(device))
+
+
+def _evaluator(val: Any, task: str, batch_size: int) -> Callable[[State], dict[str, float]] | None:
+    if val is None or len(val) == 0:
+        return None
+
+    def evaluate(state: State) -> dict[str, float]:
+        return evaluate_model(state.eval_model, val.x, val.y, task=task, batch_size=batch_size,
+                              device=state.device, loss_fn=state.loss_fn, prefix="val_",
+                              forward_context=state.forward_context)
+
+    return evaluate
+
+
+def _info_dict(info: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(info).items()}
+
+
+def _restore_best(state: State, ckpt: cb.Checkpointing) -> bool:
+    """Load the best checkpoint's evaluated weights (EMA when on) into ``state.eval_model``."""
+    if ckpt.best_epoch is None or ckpt.best_epoch == state.epoch:
+        return ckpt.best_epoch is not None
+    best = io.read_checkpoint(ckpt.root, link="best")
+    if "ema" in best.tensors:
+        weights = {k.removeprefix("module."): v for k, v in best.tensors["ema"].items() if k.startswith("module.")}
+    else:
+        weights = best.weights
+    state.eval_model.load_state_dict(weights)
+    return True
+
+
+def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpointing, *,
+            model_name: str, custom: bool) -> FitResult:
+    """Best weights -> model.safetensors, test metrics -> summary.json."""
+    has_best = _restore_best(state, ckpt)
+    final = state.eval_model
+    final.eval()
+    io.atomic_write(d / rundir.WEIGHTS, io.weights_bytes(final))
+    task = bundle.info.task
+    test_batches = ((bundle.test.x[i:i + 4096].to(state.device), bundle.test.y[i:i + 4096].to(state.device))
+                    for i in range(0, len(bundle.test), 4096))
+    outputs, targets = predict_outputs(final, test_batches, forward_context=state.forward_context)
+    test = compute_metrics(outputs, targets, task=task, loss_fn=state.loss_fn,
+                           names=_summary_metrics(task, bundle.info.out_features))
+    best_epoch = ckpt.best_epoch if has_best else (state.epoch or None)
+    row = next((r for r in state.history if r["epoch"] == best_epoch), state.history[-1] if state.history else {})
+    val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
+    summary = {
+        "schema_version": rundir.SCHEMA_VERSION,
+        "name": cfg.name,
+        "task": task,
+        "dataset": bundle.info.name,
+        "model": model_name,
+        "custom_model": custom,
+        **_model_size(final, bundle.info.input_shape),
+        "epochs": state.epoch,
+        "steps": state.step,
+        "train_seconds": round(state.elapsed(), 3),
+        "best_epoch": best_epoch,
+        "monitor": ckpt.monitor,
+        "val": val,
+        "test": test,
+        "device": str(state.device),
+        "precision": tq.resolve_precision(cfg.train.precision, state.device),
+        "stop_reason": state.stop_reason or ("max_steps" if state.done else "epochs"),
+        "nonfinite_skipped": next((h.skipped for h in state.handlers if isinstance(h, tq.NonFiniteGuard)), 0),
+        "n_train": len(bundle.train),
+        "n_val": len(bundle.val) if bundle.val is not None else 0,
+        "n_test": len(bundle.test),
+        "data_info": _info_dict(bundle.info),
+    }
+    if task == "classification":
+        summary["confusion_matrix"] = confusion_matrix(
+            targets.cpu().numpy(), scores_from_outputs(outputs, task).cpu().numpy())
+    rundir.write_json(d / rundir.SUMMARY, summary)
+    log.info("run %s done: test %s", d, test)
+    return FitResult(model=final, run_dir=d, summary=rundir.read_json(d / rundir.SUMMARY),
+                     history=list(state.history))
+
+
+def _summary_metrics(task: str, classes: int) -> tuple[str, ...]:
+    if task == "classification":
+        extra = ("precision_macro", "recall_macro") + (("top5",) if classes > 5 else ())
+        return default_metrics(task) + extra
+    return default_metrics(task)
+
+
+def _model_size(module: nn.Module, input_shape: Iterable[int]) -> dict[str, Any]:
+    from dlopt.models import summary
+
+    try:
+        s = summary(module, tuple(input_shape))
+        return {"params": s.params, "macs": s.macs, "size_bytes": s.size_bytes}
+    except (DloptError, RuntimeError) as exc:
+        log.warning("model summary failed: %s", exc)
+        return {"params": sum(p.numel() for p in module.parameters()), "macs": None, "size_bytes": None}

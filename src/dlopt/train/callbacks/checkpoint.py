@@ -1,0 +1,156 @@
+"""Checkpointing: ``last`` every N steps and every epoch, ``best`` by a monitored metric, and
+restoring everything on resume. File format and atomicity: :mod:`dlopt.train.checkpoint`.
+
+What a checkpoint holds: model weights, optimizer, RNG states (torch, CUDA, numpy, python),
+the loader position, the loop counters and history, and the ``state_dict()`` of every
+handler that has one (schedule, EMA, fp16 scaler, mixup RNG, early stopping, this callback's
+best score, ...). Saving is only due at optimizer-step boundaries; deciding costs an integer
+compare per batch (no sync unless a save is due).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from dlopt.train import checkpoint as io
+
+__all__ = ["Checkpointing", "handler_key", "restore"]
+
+log = logging.getLogger(__name__)
+
+
+def handler_key(handler: Any) -> str:
+    """The name a handler's state is stored under."""
+    return getattr(handler, "state_key", None) or type(handler).__name__
+
+
+def _is_tensor_map(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _stateful(state: Any) -> list[Any]:
+    return [h for h in state.handlers if callable(getattr(h, "state_dict", None))]
+
+
+def checkpoint_files(state: Any) -> dict[str, bytes]:
+    """Everything needed to resume ``state`` exactly, as file name -> bytes."""
+    files = {io.WEIGHTS: io.weights_bytes(state.module)}
+    handlers: dict[str, Any] = {}
+    for h in _stateful(state):
+        sd = h.state_dict()
+        if _is_tensor_map(sd):  # weights-like state (EMA) goes to safetensors
+            files[f"{handler_key(h)}.safetensors"] = io.weights_bytes(sd)
+        else:
+            handlers[handler_key(h)] = sd
+    payload = {
+        "optimizer": state.optimizer.state_dict(),
+        "rng": io.rng_state(),
+        "loader": state.loader.state_dict() if hasattr(state.loader, "state_dict") else None,
+        "counters": state.counters(),
+        "handlers": handlers,
+    }
+    files[io.STATE] = io.state_bytes(payload)
+    return files
+
+
+def restore(state: Any, ckpt: io.Checkpoint) -> None:
+    """Load a full checkpoint into ``state`` (model, optimizer, handlers, loader, counters, RNG)."""
+    try:
+        state.module.load_state_dict(ckpt.weights)
+    except RuntimeError as exc:
+        raise io.CheckpointError(
+            f"checkpoint {ckpt.path} does not fit the model: {str(exc).splitlines()[1].strip()}"
+        ) from None
+    payload = ckpt.state
+    try:
+        state.optimizer.load_state_dict(payload["optimizer"])
+        for h in _stateful(state):
+            key = handler_key(h)
+            if key in ckpt.tensors:
+                h.load_state_dict(ckpt.tensors[key])
+            elif key in payload["handlers"]:
+                h.load_state_dict(payload["handlers"][key])
+            else:
+                log.warning("checkpoint %s has no state for %s; it starts fresh", ckpt.path, key)
+        if payload.get("loader") is not None and hasattr(state.loader, "load_state_dict"):
+            state.loader.load_state_dict(payload["loader"])
+        state.load_counters(payload["counters"])
+        io.set_rng_state(payload["rng"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise io.CheckpointError(
+            f"checkpoint {ckpt.path / io.STATE} does not match this run ({type(exc).__name__}: {exc}); "
+            "resume with the same config"
+        ) from None
+
+
+class Checkpointing:
+    """Writes ``checkpoints/last`` (every ``every_steps`` and every epoch end) and
+    ``checkpoints/best`` (when ``monitor`` improves); restores ``resume_from`` at fit start."""
+
+    order = 1000  # last: after every other handler updated (and restored) its state
+    state_key = "checkpointing"
+
+    def __init__(self, root: str | Path, *, every_steps: int | None = None, keep_best: bool = True,
+                 monitor: str | None = None, mode: str = "max", meta: Mapping[str, Any] | None = None,
+                 resume_from: str | Path | None = None) -> None:
+        self.root = Path(root)
+        self.every_steps = every_steps
+        self.keep_best = keep_best
+        self.monitor, self.mode = monitor, mode
+        self.meta = dict(meta or {})
+        self.resume_from = resume_from
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self._saved_step = -1
+        self._saved_epoch = -1
+
+    def on_fit_start(self, state: Any) -> None:
+        if self.resume_from is not None:
+            ckpt = io.read_checkpoint(self.resume_from, map_location=state.device)
+            restore(state, ckpt)
+            log.info("resumed from %s at epoch %d, step %d", ckpt.path, state.epoch, state.step)
+
+    def on_batch_end(self, state: Any) -> None:
+        every = self.every_steps
+        if every and state.step % every == 0 and state.step != self._saved_step and not state.accumulating:
+            self.save(state)
+
+    def on_epoch_end(self, state: Any) -> None:
+        self.save(state, best=self._update_best(state))
+
+    def _update_best(self, state: Any) -> bool:
+        if not self.keep_best or self.monitor is None:
+            return False
+        value = state.metrics.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return False
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best, self.best_epoch = float(value), state.epoch
+        return better
+
+    def save(self, state: Any, *, best: bool = False) -> Path:
+        """Write a checkpoint of ``state`` now and point ``last`` (and ``best``) at it."""
+        guard = state.extra.get("nonfinite_guard")
+        if guard is not None:
+            guard.flush()  # a pending bad step must raise before anything is written
+        io.assert_finite(state.module, step=state.step)
+        path = io.write_checkpoint(self.root, checkpoint_files(state), step=state.step,
+                                   epoch=state.epoch, meta=self.meta)
+        io.point(self.root, "last", path)
+        if best:
+            io.point(self.root, "best", path)
+        io.cleanup(self.root)
+        self._saved_step, self._saved_epoch = state.step, state.epoch
+        return path
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]

@@ -1,0 +1,68 @@
+"""SIGTERM: finish the current step, checkpoint at the step boundary, exit with code 143.
+
+``--resume`` then continues bitwise (the checkpoint is taken exactly where an uninterrupted
+run would have gone on). Handlers are installed only in the main thread and restored at
+``CLOSE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from dlopt.errors import RunError
+
+__all__ = ["GracefulTermination", "Terminated"]
+
+log = logging.getLogger(__name__)
+
+
+class Terminated(RunError):
+    """The run was stopped by a signal after saving a checkpoint."""
+
+    exit_code = 143
+
+
+class GracefulTermination:
+    """Turns SIGTERM into "save at the next step boundary, then raise :class:`Terminated`"."""
+
+    order = 1001  # after Checkpointing
+
+    def __init__(self, checkpointing: Any, signals: tuple[int, ...] = (signal.SIGTERM,)) -> None:
+        self.checkpointing = checkpointing
+        self.signals = signals
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
+
+    def on_fit_start(self, state: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.signals:
+                self._previous[s] = signal.signal(s, self._handle)
+
+    def on_batch_end(self, state: Any) -> None:
+        if self.received and not state.accumulating:
+            self._stop(state)
+
+    def on_epoch_end(self, state: Any) -> None:
+        if self.received:  # Checkpointing (order 1000) has just saved this epoch
+            self._stop(state, save=False)
+
+    def _stop(self, state: Any, *, save: bool = True) -> None:
+        if save and self.checkpointing._saved_step != state.step:
+            self.checkpointing.save(state)
+        where = (f"epoch {state.epoch + 1}, batch {state.batch_in_epoch}" if state.batch_in_epoch
+                 else f"end of epoch {state.epoch}")
+        raise Terminated(
+            f"stopped by {self.received} at step {state.step} ({where}); checkpoint saved "
+            f"in {self.checkpointing.root / 'last'}; continue with --resume"
+        )
+
+    def on_close(self, state: Any) -> None:
+        for s, prev in self._previous.items():
+            signal.signal(s, prev)
+        self._previous.clear()

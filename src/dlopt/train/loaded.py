@@ -1,0 +1,170 @@
+"""``load(run_or_checkpoint)``: a trained model back, with its preprocessing, ready to predict.
+
+A run directory gives its deployable ``model.safetensors`` (falling back to
+``checkpoints/last`` for an unfinished run); a checkpoint directory gives its weights (the
+EMA weights when the run used EMA). The architecture is rebuilt from ``config.yaml`` (plus
+``arch.json`` for pruned models); a run trained on a custom ``nn.Module`` needs ``model=``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlopt.config import RunConfig, parse_config
+from dlopt.data import DatasetInfo, Split
+from dlopt.errors import ConfigError, DataError, ModelError
+from dlopt.train import checkpoint as io
+from dlopt.train import rundir
+from dlopt.train.device import select_device
+from dlopt.train.losses import create_loss
+from dlopt.train.metrics import compute_metrics, predict_outputs, scores_from_outputs
+
+__all__ = ["LoadedModel", "load", "evaluate", "predict"]
+
+
+@dataclass
+class LoadedModel:
+    """A trained model (eval mode) with its config, dataset info and preprocessing."""
+
+    model: nn.Module
+    config: RunConfig
+    info: DatasetInfo
+    preprocessor: Any
+    run_dir: Path | None
+    device: torch.device
+
+    def prepare(self, x_raw: Any) -> torch.Tensor:
+        """Raw inputs -> model inputs ``(N, *input_shape)`` via the saved preprocessing."""
+        x = np.asarray(x_raw)
+        if self.preprocessor is not None:
+            x = self.preprocessor.transform(x)
+        x = np.asarray(x, dtype=np.float32)
+        shape = tuple(self.info.input_shape)
+        per = int(np.prod(shape))
+        if x.size % per != 0:
+            raise DataError(f"input of shape {x.shape} does not fit the model input {shape}")
+        return torch.from_numpy(np.ascontiguousarray(x.reshape(-1, *shape)))
+
+    def predict(self, x_raw: Any, *, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(pred, proba)``: class ids and probabilities for classification, values and None
+        for regression. ``x_raw`` is one sample or a batch, as the dataset stores it."""
+        x = self.prepare(x_raw)
+        batches = ((x[i:i + batch_size].to(self.device), torch.zeros(0)) for i in range(0, len(x), batch_size))
+        outputs, _ = predict_outputs(self.model, batches)
+        scores = scores_from_outputs(outputs, self.info.task).cpu().numpy()
+        if self.info.task == "regression":
+            return scores, None
+        return scores.argmax(1), scores
+
+    def evaluate(self, data: Any = None, *, batch_size: int = 1024) -> dict[str, float]:
+        """Metrics on ``data``: None -> this run's test split; a dataset name -> that set's
+        test split; ``(x_raw, y)`` -> raw arrays (the saved preprocessing is applied); a
+        ``Split`` -> already preprocessed tensors."""
+        split = self._split(data)
+        batches = ((split.x[i:i + batch_size].to(self.device), split.y[i:i + batch_size].to(self.device))
+                   for i in range(0, len(split), batch_size))
+        outputs, targets = predict_outputs(self.model, batches)
+        loss = create_loss(self.config.train.loss.name, task=self.info.task,
+                           label_smoothing=self.config.train.loss.label_smoothing,
+                           huber_delta=self.config.train.loss.huber_delta)
+        return compute_metrics(outputs, targets, task=self.info.task, loss_fn=loss)
+
+    def _split(self, data: Any) -> Split:
+        if isinstance(data, Split):
+            return data
+        if data is None or isinstance(data, str):
+            from dlopt.data import load_data
+
+            cfg = self.config.data if data is None else self.config.data.model_copy(update={"name": data})
+            return load_data(cfg).test
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            y = torch.as_tensor(np.asarray(data[1]))
+            y = y.float() if self.info.task == "regression" else y.long()
+            return Split(self.prepare(data[0]), y.reshape(-1))
+        raise DataError(f"evaluate: data must be None, a dataset name, (x, y) or a Split; got {type(data).__name__}")
+
+
+def _read_config(d: Path, meta: dict[str, Any] | None) -> RunConfig:
+    if meta and "config" in meta:
+        return parse_config(meta["config"])
+    if (d / rundir.CONFIG).is_file():
+        from dlopt.config import load_config
+
+        return load_config(d / rundir.CONFIG)
+    raise ConfigError(f"{d}: no {rundir.CONFIG} found next to the weights")
+
+
+def _read_info(d: Path, meta: dict[str, Any] | None) -> DatasetInfo:
+    raw = (meta or {}).get("info")
+    if raw is None and (d / rundir.SUMMARY).is_file():
+        raw = json.loads((d / rundir.SUMMARY).read_text()).get("data_info")
+    if raw is None:
+        raise ConfigError(f"{d}: no dataset info (summary.json data_info or checkpoint manifest)")
+    raw = dict(raw)
+    raw["input_shape"] = tuple(raw["input_shape"])
+    return DatasetInfo(**raw)
+
+
+def _weights_and_meta(path: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any] | None]:
+    """(run dir, weights, checkpoint meta or None)."""
+    if path.is_dir() and (path / rundir.WEIGHTS).is_file() and not (path / io.MANIFEST).is_file():
+        return path, io.load_weights((path / rundir.WEIGHTS).read_bytes(), name=str(path / rundir.WEIGHTS)), None
+    ckpt = io.read_checkpoint(path)
+    weights = ckpt.weights
+    if "ema" in ckpt.tensors:  # evaluate what the run evaluated: the EMA weights
+        weights = {k.removeprefix("module."): v for k, v in ckpt.tensors["ema"].items() if k.startswith("module.")}
+    run_dir = ckpt.path.parent.parent if ckpt.path.parent.name == rundir.CHECKPOINTS else ckpt.path
+    return run_dir, weights, ckpt.meta
+
+
+def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu") -> LoadedModel:
+    """Load a run directory or checkpoint (see the module docstring)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"run or checkpoint not found: {p}")
+    run_dir, weights, meta = _weights_and_meta(p)
+    cfg = _read_config(run_dir, meta)
+    info = _read_info(run_dir, meta)
+    custom = bool((meta or {}).get("custom_model")) or _summary_flag(run_dir, "custom_model")
+    if model is None:
+        if custom:
+            raise ModelError(f"{p} was trained on a custom nn.Module; pass it as load(..., model=...)")
+        from dlopt.models import create_model
+
+        arch = json.loads((run_dir / "arch.json").read_text()) if (run_dir / "arch.json").is_file() else {}
+        model = create_model(cfg.model.name, input_shape=info.input_shape, num_classes=info.out_features,
+                             **{**cfg.model.options(), **arch})
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ModelError(f"weights in {p} do not fit the model: {str(exc).splitlines()[1].strip()}") from None
+    dev = select_device(device)
+    model.to(dev).eval()
+    pre = None
+    if (run_dir / "preprocess.json").is_file():
+        from dlopt.data import Preprocessor
+
+        pre = Preprocessor.load(run_dir)
+    return LoadedModel(model=model, config=cfg, info=info, preprocessor=pre, run_dir=run_dir, device=dev)
+
+
+def _summary_flag(run_dir: Path, key: str) -> bool:
+    f = run_dir / rundir.SUMMARY
+    return bool(json.loads(f.read_text()).get(key)) if f.is_file() else False
+
+
+def evaluate(path: str | Path, data: Any = None, *, device: str = "cpu") -> dict[str, float]:
+    """Metrics of a saved run/checkpoint on ``data`` (default: its test split)."""
+    return load(path, device=device).evaluate(data)
+
+
+def predict(path: str | Path, x_raw: Any, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions of a saved run/checkpoint for raw inputs (saved preprocessing applied)."""
+    return load(path, device=device).predict(x_raw)

@@ -1,0 +1,135 @@
+"""Losses by name. Each factory returns ``loss(outputs, targets) -> scalar tensor``.
+
+Outputs are the model's logits ``(N, C)`` (``(N, 1)`` for regression); targets are class ids
+(int64) or float values, as the data layer hands them out. Label smoothing lives here, in
+the loss, for every classification loss that can take it. Importing this module does not
+import torch.
+
+``nll`` applies ``log_softmax`` before ``nll_loss``: zoo models return logits, and on a
+model that already ends in ``log_softmax`` the extra one is the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from dlopt.registry import Registry
+
+__all__ = ["LOSSES", "create_loss", "default_loss", "balanced_class_weights"]
+
+LossFn = Callable[[Any, Any], Any]
+
+#: name -> factory(*, label_smoothing, weight, huber_delta) -> LossFn. Info: ``task``.
+LOSSES: Registry[LossFn] = Registry("loss")
+
+
+@LOSSES.register("cross_entropy", task="classification")
+def cross_entropy(*, label_smoothing: float = 0.0, weight: Any = None, **_: Any) -> LossFn:
+    """Softmax cross-entropy, optional label smoothing and class weights."""
+    import torch.nn.functional as F
+
+    return lambda out, y: F.cross_entropy(out, y, weight=weight, label_smoothing=label_smoothing)
+
+
+@LOSSES.register("nll", task="classification")
+def nll(*, label_smoothing: float = 0.0, weight: Any = None, **_: Any) -> LossFn:
+    """Negative log-likelihood of ``log_softmax(outputs)`` (smoothing mixes in the uniform)."""
+    import torch.nn.functional as F
+
+    def f(out: Any, y: Any) -> Any:
+        logp = F.log_softmax(out, dim=-1)
+        loss = F.nll_loss(logp, y, weight=weight)
+        if label_smoothing:
+            loss = (1 - label_smoothing) * loss - label_smoothing * logp.mean(dim=-1).mean()
+        return loss
+
+    return f
+
+
+def _one_hot_targets(out: Any, y: Any, smoothing: float) -> Any:
+    import torch.nn.functional as F
+
+    if y.dtype.is_floating_point:
+        t = y.reshape(out.shape).to(out.dtype)
+    else:
+        t = F.one_hot(y, out.shape[-1]).to(out.dtype)
+    if smoothing:
+        t = t * (1 - smoothing) + smoothing / 2  # two outcomes per output unit
+    return t
+
+
+@LOSSES.register("bce", task="classification")
+def bce(*, label_smoothing: float = 0.0, weight: Any = None, **_: Any) -> LossFn:
+    """Binary cross-entropy with logits, one sigmoid per output (one-hot class targets;
+    a single output unit reads class 1 as the positive)."""
+    import torch.nn.functional as F
+
+    def f(out: Any, y: Any) -> Any:
+        if out.shape[-1] == 1 and not y.dtype.is_floating_point:
+            y = y.float().unsqueeze(-1)
+        t = _one_hot_targets(out, y, label_smoothing)
+        return F.binary_cross_entropy_with_logits(out, t, pos_weight=None)
+
+    return f
+
+
+def _regression_target(out: Any, y: Any) -> Any:
+    # (N,) targets against (N, 1) outputs; class ids become one-hot for classifier outputs
+    if y.dtype.is_floating_point:
+        return y.reshape(out.shape).to(out.dtype)
+    import torch.nn.functional as F
+
+    return F.one_hot(y, out.shape[-1]).to(out.dtype)
+
+
+@LOSSES.register("mse", task="regression")
+def mse(**_: Any) -> LossFn:
+    """Mean squared error."""
+    import torch.nn.functional as F
+
+    return lambda out, y: F.mse_loss(out, _regression_target(out, y))
+
+
+@LOSSES.register("mae", task="regression")
+def mae(**_: Any) -> LossFn:
+    """Mean absolute error (L1)."""
+    import torch.nn.functional as F
+
+    return lambda out, y: F.l1_loss(out, _regression_target(out, y))
+
+
+@LOSSES.register("huber", task="regression")
+def huber(*, huber_delta: float = 1.0, **_: Any) -> LossFn:
+    """Huber: squared below ``huber_delta``, linear above."""
+    import torch.nn.functional as F
+
+    return lambda out, y: F.huber_loss(out, _regression_target(out, y), delta=huber_delta)
+
+
+@LOSSES.register("hinge", task="classification")
+def hinge(*, weight: Any = None, **_: Any) -> LossFn:
+    """Multi-class hinge (Crammer-Singer style margin 1, ``multi_margin_loss``)."""
+    import torch.nn.functional as F
+
+    return lambda out, y: F.multi_margin_loss(out, y, weight=weight)
+
+
+def default_loss(task: str) -> str:
+    """The loss ``auto`` stands for: cross-entropy for classification, MSE for regression."""
+    return "cross_entropy" if task == "classification" else "mse"
+
+
+def balanced_class_weights(y: Any, num_classes: int) -> Any:
+    """``n / (k * count_c)`` per class (scikit-learn's "balanced"); absent classes get 0."""
+    import torch
+
+    counts = torch.bincount(y.reshape(-1).cpu(), minlength=num_classes).double()
+    w = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), 0.0)
+    return w.float()
+
+
+def create_loss(name: str, *, task: str, label_smoothing: float = 0.0, weight: Any = None,
+                huber_delta: float = 1.0) -> LossFn:
+    """Loss ``name`` (``auto`` picks by task)."""
+    entry = LOSSES.get(default_loss(task) if name == "auto" else name)
+    return entry.factory(label_smoothing=label_smoothing, weight=weight, huber_delta=huber_delta)

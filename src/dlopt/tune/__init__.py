@@ -1,0 +1,44 @@
+"""Hyperparameter search: Optuna studies over any training-config key, early stopping of bad
+trials, multi-objective with constraints, crash-safe parallel workers, LR range test.
+
+    from dlopt.config import TuneConfig, load_config
+    from dlopt.tune import tune
+    result = tune(load_config("examples/tune-mnist.yaml", schema=TuneConfig), trials=20)
+
+Importing this package stays light; optuna and torch load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dlopt.tune._registry import PRUNERS, SAMPLERS
+
+# public name -> private module that defines it (imported on first use)
+_LAZY = {
+    "tune": "dlopt.tune._study",
+    "TuneResult": "dlopt.tune._study",
+    "TrialRecord": "dlopt.tune._study",
+    "SearchSpace": "dlopt.tune._space",
+    "TrialContext": "dlopt.tune._pruning",
+    "ParetoMedianRule": "dlopt.tune._pruning",
+    "Objective": "dlopt.tune._objective",
+    "train_objective": "dlopt.tune._objective",
+    "static_metrics": "dlopt.tune._objective",
+    "lr_find": "dlopt.tune._lr_find",
+    "LRFindResult": "dlopt.tune._lr_find",
+    "suggest_lr": "dlopt.tune._lr_find",
+}
+
+__all__ = ["PRUNERS", "SAMPLERS", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dlopt.tune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,136 @@
+"""The metrics a study can optimize or constrain, their default directions and where each
+comes from.
+
+* ``val_<name>`` — measured each epoch on the validation split (``val_accuracy``, ``val_loss``);
+  the trial's value is the run summary's (best-epoch) figure.
+* ``params``, ``macs``, ``size_bytes``, ``latency_ms`` — *static*: known before training from
+  the architecture alone, so a constraint on them can stop a trial before its first epoch.
+* ``train_seconds``, ``epochs`` — known when the trial ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal, Mapping
+
+from dlopt.errors import ConfigError
+
+Direction = Literal["maximize", "minimize"]
+
+STATIC_METRICS = ("params", "macs", "size_bytes", "latency_ms")
+FINAL_METRICS = ("train_seconds", "epochs")
+
+# substrings of a metric name -> the direction that improves it
+_MAXIMIZE = ("accuracy", "acc", "f1", "auc", "r2", "precision", "recall", "top")
+_MINIMIZE = ("loss", "mae", "mse", "rmse", "error", "params", "macs", "size_bytes",
+             "latency", "seconds", "epochs")
+
+
+def check_metric(metric: str, *, key: str) -> None:
+    """Raise :class:`ConfigError` unless ``metric`` is something a trial can report."""
+    if metric.startswith("test_"):
+        raise ConfigError(
+            f"{key}={metric!r}: tuning on the test split leaks it into the model choice; "
+            f"use the val_ metric"
+        )
+    if metric == "latency_ms" and latency_function() is None:
+        raise ConfigError(
+            f"{key}='latency_ms': this build has no dlopt.deploy latency measurement; "
+            f"use params or macs"
+        )
+    if metric.startswith("val_") and len(metric) > 4:
+        return
+    if metric in STATIC_METRICS or metric in FINAL_METRICS:
+        return
+    allowed = ["val_<metric>", *STATIC_METRICS, *FINAL_METRICS]
+    raise ConfigError(f"{key}={metric!r}: unknown metric; allowed: {', '.join(allowed)}")
+
+
+def default_direction(metric: str) -> Direction | None:
+    """The direction that improves ``metric``, or None when the name does not say."""
+    name = metric.removeprefix("val_")
+    if any(s in name for s in _MINIMIZE):
+        return "minimize"
+    if any(s in name for s in _MAXIMIZE):
+        return "maximize"
+    return None
+
+
+def resolve_direction(metric: str, direction: Direction | None, *, key: str) -> Direction:
+    """``direction`` if given, else the metric's default; unknown -> :class:`ConfigError`."""
+    resolved = direction or default_direction(metric)
+    if resolved is None:
+        raise ConfigError(f"{key}.direction is needed for metric {metric!r}: maximize or minimize")
+    return resolved
+
+
+def is_static(metric: str) -> bool:
+    """True for metrics known from the architecture before training."""
+    return metric in STATIC_METRICS
+
+
+def latency_function() -> Callable[..., float] | None:
+    """A latency measurement backed by dlopt.deploy's benchmark, or None without it."""
+    try:
+        from dlopt.deploy import Contestant, benchmark  # noqa: F401
+    except ImportError:
+        return None
+    return _latency_ms
+
+
+def _latency_ms(model: Any, input_shape: tuple[int, ...], cfg: Any) -> float:
+    """Median batch-1 latency of ``model``'s architecture: PyTorch eager, 1 thread, measured
+    by dlopt.deploy's benchmark in a fresh process (weights do not change dense latency, so
+    the untrained model stands in for the trained one)."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from safetensors.torch import save_file
+
+    from dlopt.deploy import Contestant, benchmark
+
+    with tempfile.TemporaryDirectory(prefix="dlopt-latency-") as tmp:
+        weights = Path(tmp) / "w.safetensors"
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(weights))
+        # the benchmark worker rebuilds a zoo model from this record (see Contestant)
+        source = {"zoo": {"name": cfg.model.name, "options": cfg.model.options(),
+                          "input_shape": list(input_shape),
+                          "num_classes": _out_features(model), "weights": str(weights)}}
+        x = np.random.default_rng(0).random((8, *input_shape), dtype=np.float32)
+        report = benchmark([Contestant.pytorch(source)], x, batch_sizes=(1,), threads=1,
+                           min_runs=20, min_seconds=0.3, warmup_seconds=0.1, max_seconds=3.0)
+    (entry,) = report["contestants"]["pytorch"].values()
+    return float(entry["p50_ms"])
+
+
+def _out_features(model: Any) -> int:
+    # the head is the last Linear layer of every zoo model
+    last = [m for m in model.modules() if hasattr(m, "out_features")]
+    return int(last[-1].out_features)
+
+
+def metrics_from_result(summary: Mapping[str, Any], history: list[Mapping[str, Any]]) -> dict[str, float]:
+    """Flatten a run summary into ``val_<m>``, ``params``, ``macs``, ``train_seconds``, ``epochs``.
+
+    ``val_<m>`` comes from the summary's ``val`` object (the best epoch's figures); a metric
+    missing there falls back to the last epoch of the history.
+    """
+    out: dict[str, float] = {}
+    for row in history[-1:]:
+        out.update({k: float(v) for k, v in row.items() if k.startswith("val_") and _number(v)})
+    val = summary.get("val") or {}
+    if isinstance(val, Mapping):
+        for k, v in val.items():
+            if _number(v):
+                out[k if k.startswith("val_") else f"val_{k}"] = float(v)
+    for k in ("params", "macs", "size_bytes", "train_seconds"):
+        if _number(summary.get(k)):
+            out[k] = float(summary[k])
+    out["epochs"] = float(len(history) or summary.get("epochs") or 0)
+    return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -1,0 +1,198 @@
+"""What a study leaves in ``runs/<study>/``: ``best_params.json``, ``best_config.yaml``,
+``trials.csv``, ``plots/*.png``; and the disk policy (weights kept for the best k trials).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from dlopt.tune._metrics import Direction
+
+if TYPE_CHECKING:
+    from dlopt.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ranked_trials", "write_tables", "write_plots", "keep_best_artifacts", "trial_dir"]
+
+# files every trial keeps; everything else (weights, checkpoints) only for the best k
+_LIGHT_FILES = {"summary.json", "metrics.jsonl", "config.yaml"}
+
+
+def trial_dir(study_dir: Path, number: int) -> Path:
+    """Run directory of trial ``number``."""
+    return study_dir / "trials" / f"{number:04d}"
+
+
+def _feasible(t: FrozenTrial) -> bool:
+    return all(c <= 0 for c in t.user_attrs.get("constraints", []))
+
+
+def _dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Direction]) -> bool:
+    no_worse = all((x >= y) if d == "maximize" else (x <= y) for x, y, d in zip(a, b, directions))
+    return no_worse and any(x != y for x, y in zip(a, b))
+
+
+def ranked_trials(study: optuna.Study, directions: Sequence[Direction]) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """``(ranked, front)``: COMPLETE trials best first, feasible ones before infeasible; the
+    front is the feasible Pareto front (the single best trial for one objective)."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values is not None and all(math.isfinite(v) for v in t.values)]
+    sign = [-1.0 if d == "maximize" else 1.0 for d in directions]
+
+    def key(t: FrozenTrial) -> tuple:
+        return (not _feasible(t), *[s * v for s, v in zip(sign, t.values)], t.number)
+
+    feasible = [t for t in done if _feasible(t)]
+    front = [t for t in feasible
+             if not any(_dominates(o.values, t.values, directions) for o in feasible)]
+    front.sort(key=key)
+    rest = sorted((t for t in done if t not in front), key=key)
+    return front + rest, front[:1] if len(directions) == 1 else front
+
+
+def _row(t: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
+    return {
+        "trial": t.number,
+        "values": dict(zip(metrics, t.values)) if t.values else {},
+        "params": t.params,
+        "epochs": t.user_attrs.get("epochs"),
+        "feasible": _feasible(t),
+    }
+
+
+def write_tables(study: optuna.Study, study_dir: Path, base: "RunConfig",
+                 metrics: Sequence[str], directions: Sequence[Direction]) -> list[Path]:
+    """Write ``best_params.json``, ``best_config.yaml`` and ``trials.csv`` (atomically)."""
+    from dlopt.config import dump_config
+    from dlopt.tune._space import SearchSpace
+
+    trials = study.get_trials(deepcopy=False)
+    ranked, front = ranked_trials(study, directions)
+    written = [_atomic(study_dir / "trials.csv", _csv(trials, metrics))]
+    counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    if not ranked:
+        return written
+    best = ranked[0]
+    doc = {"study": study.study_name, **_row(best, metrics),
+           "counts": {k: v for k, v in counts.items() if v}}
+    if len(metrics) > 1:
+        doc["pareto"] = [_row(t, metrics) for t in front]
+    written.append(_atomic(study_dir / "best_params.json", json.dumps(doc, indent=2) + "\n"))
+    best_cfg = SearchSpace.apply(base, {**best.params, "name": f"{study.study_name}-best"})
+    written.append(_atomic(study_dir / "best_config.yaml", dump_config(best_cfg)))
+    return written
+
+
+def _csv(trials: Sequence[FrozenTrial], metrics: Sequence[str]) -> str:
+    params = sorted({p for t in trials for p in t.params})
+    head = ["number", "state", *metrics, *params, "epochs", "seconds", "retry_of", "note",
+            "datetime_start", "datetime_complete"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(head)
+    for t in trials:
+        values = list(t.values) if t.values else [None] * len(metrics)
+        a = t.user_attrs
+        w.writerow([
+            t.number, t.state.name, *values, *[t.params.get(p) for p in params],
+            a.get("epochs"), a.get("seconds"), a.get("retry_of"), a.get("error") or a.get("note"),
+            t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+            t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
+        ])
+    return buf.getvalue()
+
+
+def _atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{_unique()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # several workers may write: readers never see half a file
+    return path
+
+
+def _unique() -> str:
+    return f"{os.getpid()}-{threading.get_ident()}"
+
+
+def keep_best_artifacts(study: optuna.Study, study_dir: Path, directions: Sequence[Direction],
+                        k: int) -> None:
+    """Delete weights and checkpoints of every finished trial outside the best ``k``."""
+    ranked, _ = ranked_trials(study, directions)
+    keep = {t.number for t in ranked[:k]}
+    for t in study.get_trials(deepcopy=False):
+        if not t.state.is_finished() or t.number in keep:
+            continue
+        d = trial_dir(study_dir, t.number)
+        if not d.is_dir():
+            continue
+        for item in d.iterdir():
+            if item.name in _LIGHT_FILES:
+                continue
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+
+
+def write_plots(study: optuna.Study, study_dir: Path, metrics: Sequence[str]) -> list[Path]:
+    """Optimization history, parameter importances, parallel coordinates, Pareto front
+    (several objectives) and intermediate values; a plot the study cannot support yet (too
+    few trials) is skipped with a log line."""
+    from optuna.visualization import matplotlib as ovm
+
+    out_dir = study_dir / "plots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first: dict[str, Any] = {}
+    if len(metrics) > 1:
+        first = {"target": lambda t: t.values[0], "target_name": metrics[0]}
+    plots: dict[str, Callable[[], Any]] = {
+        "optimization_history": lambda: ovm.plot_optimization_history(study, **first),
+        "param_importances": lambda: ovm.plot_param_importances(study, **first),
+        "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, **first),
+    }
+    if len(metrics) > 1:
+        plots["pareto_front"] = lambda: ovm.plot_pareto_front(
+            study, target_names=list(metrics),
+            constraints_func=lambda t: t.user_attrs.get("constraints", [0.0]))
+    else:
+        plots["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)
+    written = []
+    for name, make in plots.items():
+        path = _save_plot(make, out_dir / f"{name}.png")
+        if path is not None:
+            written.append(path)
+    return written
+
+
+def _save_plot(make: Callable[[], Any], path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # optuna marks these functions experimental
+            ax = make()
+    except Exception as exc:  # optuna raises several types for "not enough trials"
+        log.info("skipped %s: %s", path.name, exc)
+        plt.close("all")
+        return None
+    fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{_unique()}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,136 @@
+"""Samplers and pruners by name. Light on purpose: config validation imports this module, so
+optuna is imported inside the factories only.
+
+Each factory takes keyword options (checked against the optuna class's signature by
+:func:`check_options`) and returns the optuna object.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from dlopt.errors import ConfigError
+from dlopt.registry import Registry
+
+__all__ = ["SAMPLERS", "PRUNERS", "check_options", "optuna_class"]
+
+#: Info keys: ``cls`` (dotted optuna class), ``multi_objective`` (supports several objectives),
+#: ``needs_grid`` (every axis must be discrete).
+SAMPLERS: Registry = Registry("sampler", error=ConfigError)
+#: Info keys: ``cls`` (dotted class), ``multi_objective`` (the pruner handles several objectives).
+PRUNERS: Registry = Registry("pruner", error=ConfigError)
+
+
+def optuna_class(dotted: str) -> type:
+    """Import ``optuna.samplers.TPESampler``-style names (or dlopt ones)."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_options(registry: Registry, name: str, options: dict[str, Any], *, key: str) -> None:
+    """Raise :class:`ConfigError` for options the underlying class does not take."""
+    cls = optuna_class(registry.get(name).info["cls"])
+    allowed = {
+        n for n, p in inspect.signature(cls).parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    } - _MANAGED
+    for opt in options:
+        if opt not in allowed:
+            raise ConfigError(
+                f"{key}.options.{opt}: unknown option of {registry.kind} {name!r}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+
+
+# dlopt sets these itself (from search.sampler.seed, the space, the constraints)
+_MANAGED = {"seed", "search_space", "constraints_func", "self"}
+
+
+def _make(dotted: str, **kwargs: Any) -> Any:
+    import warnings
+
+    cls = optuna_class(dotted)
+    with warnings.catch_warnings():
+        # options such as TPE's ``group`` are flagged experimental; they are chosen on purpose
+        warnings.simplefilter("ignore", category=getattr(
+            importlib.import_module("optuna.exceptions"), "ExperimentalWarning"))
+        return cls(**kwargs)
+
+
+# ------------------------------------------------------------------------------- samplers
+@SAMPLERS.register("grid", cls="optuna.samplers.GridSampler", multi_objective=True,
+                   needs_grid=True)
+def _grid(*, search_space: dict[str, list[Any]], seed: int | None = None, **options: Any) -> Any:
+    from dlopt.tune._samplers import AskTellGridSampler
+
+    return AskTellGridSampler(search_space, seed=seed, **options)
+
+
+@SAMPLERS.register("random", cls="optuna.samplers.RandomSampler", multi_objective=True)
+def _random(*, seed: int | None = None, **options: Any) -> Any:
+    return _make("optuna.samplers.RandomSampler", seed=seed, **options)
+
+
+@SAMPLERS.register("tpe", cls="optuna.samplers.TPESampler", multi_objective=True)
+def _tpe(*, seed: int | None = None, constraints_func: Any = None, **options: Any) -> Any:
+    # multivariate TPE models interactions (lr x batch size); group handles conditional axes
+    options.setdefault("multivariate", True)
+    options.setdefault("group", True)
+    return _make("optuna.samplers.TPESampler", seed=seed, constraints_func=constraints_func,
+                 **options)
+
+
+@SAMPLERS.register("cmaes", cls="optuna.samplers.CmaEsSampler", multi_objective=False)
+def _cmaes(*, seed: int | None = None, **options: Any) -> Any:
+    return _make("optuna.samplers.CmaEsSampler", seed=seed, **options)
+
+
+@SAMPLERS.register("qmc", cls="optuna.samplers.QMCSampler", multi_objective=True)
+def _qmc(*, seed: int | None = None, **options: Any) -> Any:
+    # a scrambled sequence lets several seeds give different (still low-discrepancy) points
+    options.setdefault("scramble", True)
+    options.setdefault("warn_asynchronous_seeding", False)
+    return _make("optuna.samplers.QMCSampler", seed=seed, **options)
+
+
+# -------------------------------------------------------------------------------- pruners
+@PRUNERS.register("none", cls="optuna.pruners.NopPruner", multi_objective=True)
+def _none(**options: Any) -> Any:
+    return _make("optuna.pruners.NopPruner", **options)
+
+
+@PRUNERS.register("median", cls="optuna.pruners.MedianPruner", multi_objective=False)
+def _median(**options: Any) -> Any:
+    options.setdefault("n_startup_trials", 4)
+    options.setdefault("n_warmup_steps", 1)
+    return _make("optuna.pruners.MedianPruner", **options)
+
+
+@PRUNERS.register("asha", cls="optuna.pruners.SuccessiveHalvingPruner", multi_objective=False)
+def _asha(**options: Any) -> Any:
+    # epochs are the resource: rungs at 1, 3, 9 ... epochs by default
+    options.setdefault("min_resource", 1)
+    options.setdefault("reduction_factor", 3)
+    return _make("optuna.pruners.SuccessiveHalvingPruner", **options)
+
+
+@PRUNERS.register("successive_halving", cls="optuna.pruners.SuccessiveHalvingPruner",
+                  multi_objective=False)
+def _successive_halving(**options: Any) -> Any:
+    return _asha(**options)
+
+
+@PRUNERS.register("hyperband", cls="optuna.pruners.HyperbandPruner", multi_objective=False)
+def _hyperband(**options: Any) -> Any:
+    options.setdefault("min_resource", 1)
+    options.setdefault("reduction_factor", 3)
+    return _make("optuna.pruners.HyperbandPruner", **options)
+
+
+@PRUNERS.register("pareto", cls="dlopt.tune._pruning.ParetoMedianRule", multi_objective=True)
+def _pareto(**options: Any) -> Any:
+    from dlopt.tune._pruning import ParetoMedianRule
+
+    return ParetoMedianRule(**options)

@@ -1,0 +1,277 @@
+"""Search spaces over training-config keys: validation, sampling, grids, and applying a
+trial's parameters to the base config.
+
+An axis is named by its config path (``train.optim.lr``); that path is also the optuna
+parameter name, so dashboards and ``trials.csv`` show the key users wrote.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from dlopt.errors import ConfigError, DloptError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from dlopt.config import RunConfig, SearchParam, TuneConfig
+
+__all__ = ["Axis", "SearchSpace", "check_search", "set_path", "get_path"]
+
+_MAX_GRID_AXIS = 100  # an int axis with more values than this needs an explicit grid
+_SCALARS = (str, int, float, bool, type(None))
+_MISSING = object()
+
+
+# ---------------------------------------------------------------------------- dict paths
+def get_path(data: Mapping[str, Any], path: str, default: Any = _MISSING) -> Any:
+    """The value at ``a.b.c`` in nested mappings (``default`` or KeyError when absent)."""
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is _MISSING:
+                raise KeyError(path)
+            return default
+        node = node[part]
+    return node
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts, creating sections; a non-section on the way is an error."""
+    parts = path.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"search.space.{path}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+# ---------------------------------------------------------------------------------- axes
+@dataclass(frozen=True)
+class Axis:
+    """One search axis: a config path and its :class:`~dlopt.config.SearchParam`."""
+
+    path: str
+    spec: "SearchParam"
+
+    @property
+    def key(self) -> str:
+        return f"search.space.{self.path}"
+
+    def suggest(self, trial: "optuna.Trial") -> Any:
+        """Ask ``trial`` for this axis's value."""
+        s = self.spec
+        if s.type == "categorical":
+            return trial.suggest_categorical(self.path, s.choices)
+        if s.type == "int":
+            return trial.suggest_int(self.path, int(s.low), int(s.high), step=int(s.step or 1),
+                                     log=s.log)
+        return trial.suggest_float(self.path, s.low, s.high, step=s.step, log=s.log)
+
+    def grid_values(self) -> list[Any]:
+        """The values the grid sampler visits on this axis."""
+        s = self.spec
+        if isinstance(s.grid, list):
+            return list(s.grid)
+        if s.type == "categorical":
+            return list(s.choices or [])
+        if isinstance(s.grid, int):
+            return _spaced(s.low, s.high, s.grid, log=s.log, integer=s.type == "int")
+        if s.type == "int":
+            values = list(range(int(s.low), int(s.high) + 1, int(s.step or 1)))
+            if len(values) > _MAX_GRID_AXIS:
+                raise ConfigError(
+                    f"{self.key}: {len(values)} grid values; give 'grid: N' or a list"
+                )
+            return values
+        if s.step is None:
+            raise ConfigError(
+                f"{self.key}: the grid sampler needs 'step' or 'grid' (a list or a count) "
+                f"on a float axis"
+            )
+        n = int(math.floor((s.high - s.low) / s.step + 1e-9)) + 1
+        return [round(s.low + i * s.step, 12) for i in range(n)]
+
+    def candidates(self) -> list[Any]:
+        """Values that must all be valid config values (bounds, choices, grid points)."""
+        s = self.spec
+        values = list(s.choices or []) if s.type == "categorical" else [s.low, s.high]
+        if s.type == "int":
+            values = [int(v) for v in values]
+        if isinstance(s.grid, list):
+            values += s.grid
+        return values
+
+
+def _spaced(low: float, high: float, n: int, *, log: bool, integer: bool) -> list[Any]:
+    if n == 1:
+        points = [low]
+    elif log:
+        a, b = math.log(low), math.log(high)
+        points = [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
+    else:
+        points = [low + (high - low) * i / (n - 1) for i in range(n)]
+    if integer:
+        return sorted({int(round(p)) for p in points})
+    # exact bounds (exp/log round trips drift by an ulp and would leave the range)
+    points[0], points[-1] = low, high
+    return [float(f"{p:.6g}") if 0 < i < n - 1 else p for i, p in enumerate(points)]
+
+
+# --------------------------------------------------------------------------------- space
+class SearchSpace:
+    """Ordered axes: an axis comes after the axes its ``when`` condition reads."""
+
+    def __init__(self, space: Mapping[str, "SearchParam"]) -> None:
+        self.axes: list[Axis] = _ordered([Axis(p, s) for p, s in space.items()])
+
+    def sample(self, trial: "optuna.Trial", base: Mapping[str, Any]) -> dict[str, Any]:
+        """Suggest every active axis; inactive (conditional) axes are left out."""
+        params: dict[str, Any] = {}
+        for axis in self.axes:
+            if _active(axis, params, base):
+                params[axis.path] = axis.suggest(trial)
+        return params
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Grid-sampler search space: path -> values (conditional axes included)."""
+        return {a.path: a.grid_values() for a in self.axes}
+
+    @staticmethod
+    def apply(base: "RunConfig", params: Mapping[str, Any]) -> "RunConfig":
+        """``base`` (without its ``search`` section) with ``params`` (path -> value) set."""
+        from dlopt.config import RunConfig, parse_config
+
+        data = base.model_dump(mode="json", exclude={"search"})
+        for path, value in params.items():
+            set_path(data, path, value)
+        return parse_config(data, RunConfig)
+
+
+def _active(axis: Axis, params: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+    for path, want in axis.spec.when.items():
+        have = params[path] if path in params else get_path(base, path, None)
+        allowed = want if isinstance(want, list) else [want]
+        if have not in allowed:
+            return False
+    return True
+
+
+def _ordered(axes: list[Axis]) -> list[Axis]:
+    by_path = {a.path: a for a in axes}
+    done: list[Axis] = []
+    state: dict[str, str] = {}
+
+    def visit(a: Axis) -> None:
+        if state.get(a.path) == "done":
+            return
+        if state.get(a.path) == "busy":
+            raise ConfigError(f"{a.key}.when: conditions form a cycle through {a.path!r}")
+        state[a.path] = "busy"
+        for dep in a.spec.when:
+            if dep in by_path:
+                visit(by_path[dep])
+        state[a.path] = "done"
+        done.append(a)
+
+    for a in axes:
+        visit(a)
+    return done
+
+
+# ---------------------------------------------------------------------------- validation
+def check_search(cfg: "TuneConfig") -> None:
+    """Validate ``cfg.search`` against the training config it tunes (one-line ConfigError)."""
+    from dlopt.tune._metrics import check_metric, resolve_direction
+    from dlopt.tune._registry import PRUNERS, SAMPLERS, check_options
+
+    search = cfg.search
+    base = cfg.model_dump(mode="json", exclude={"search"})
+    space = SearchSpace(search.space)
+    for axis in space.axes:
+        _check_axis(axis, base, search.space)
+    check_options(SAMPLERS, search.sampler.name, search.sampler.options, key="search.sampler")
+    if SAMPLERS.get(search.sampler.name).info.get("needs_grid"):
+        space.grid()  # raises for axes without discrete values
+    for i, obj in enumerate(search.objectives):
+        check_metric(obj.metric, key=f"search.objectives[{i}].metric")
+        resolve_direction(obj.metric, obj.direction, key=f"search.objectives[{i}]")
+    for i, con in enumerate(search.constraints):
+        check_metric(con.metric, key=f"search.constraints[{i}].metric")
+    metrics = [o.metric for o in search.objectives]
+    if len(set(metrics)) != len(metrics):
+        raise ConfigError(f"search.objectives: {metrics} names a metric twice")
+    multi = len(metrics) > 1
+    if multi and not SAMPLERS.get(search.sampler.name).info.get("multi_objective"):
+        raise ConfigError(
+            f"search.sampler.name={search.sampler.name!r} handles one objective; for "
+            f"{len(metrics)} use tpe, random, qmc or grid"
+        )
+    pruner = pruner_name(search.pruner.name, multi=multi)
+    info = PRUNERS.get(pruner).info
+    if multi and not info.get("multi_objective"):
+        raise ConfigError(
+            f"search.pruner.name={pruner!r} handles one objective; for {len(metrics)} "
+            f"use pareto or none"
+        )
+    if not multi and pruner == "pareto":
+        raise ConfigError("search.pruner.name='pareto' needs 2 or more objectives; use median, "
+                          "asha, hyperband or none")
+    check_options(PRUNERS, pruner, search.pruner.options, key="search.pruner")
+
+
+def pruner_name(name: str, *, multi: bool) -> str:
+    """Resolve ``auto``: median for one objective, dlopt's pareto rule for several."""
+    if name != "auto":
+        return name
+    return "pareto" if multi else "median"
+
+
+def _check_axis(axis: Axis, base: dict[str, Any], space: Mapping[str, Any]) -> None:
+    first = axis.path.split(".")[0]
+    if first in ("search", "name") or any(not p for p in axis.path.split(".")):
+        raise ConfigError(f"{axis.key}: not a tunable key; use a data., model. or train. key")
+    s = axis.spec
+    for v in s.choices or []:
+        if not isinstance(v, _SCALARS):
+            raise ConfigError(
+                f"{axis.key}: choice {v!r} is not a string, number, boolean or null"
+            )
+    if isinstance(s.grid, list) and s.type != "categorical":
+        for v in s.grid:
+            if not isinstance(v, (int, float)) or not s.low <= v <= s.high:
+                raise ConfigError(f"{axis.key}.grid: {v!r} is outside [{s.low:g}, {s.high:g}]")
+    context = dict(base)
+    for dep, want in s.when.items():
+        if dep not in space:
+            try:
+                get_path(base, dep)
+            except KeyError:
+                raise ConfigError(
+                    f"{axis.key}.when: unknown key {dep!r}; use a config key or a search axis"
+                ) from None
+        context = _with(context, dep, want[0] if isinstance(want, list) and want else want)
+    for value in axis.candidates():
+        _check_value(axis, context, value)
+
+
+def _with(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    import copy
+
+    out = copy.deepcopy(data)
+    set_path(out, path, value)
+    return out
+
+
+def _check_value(axis: Axis, base: dict[str, Any], value: Any) -> None:
+    from dlopt.config import RunConfig, parse_config
+
+    try:
+        parse_config(_with(base, axis.path, value), RunConfig)
+    except DloptError as exc:
+        raise ConfigError(f"{axis.key}: {exc}") from None
+

@@ -1,0 +1,363 @@
+"""Where a study lives, how workers take turns, and how a dead worker's trial is noticed.
+
+Every storage gives three things:
+
+* ``storage`` for ``optuna.create_study`` (plain optuna formats: ``optuna.load_study`` and
+  optuna-dashboard read them);
+* ``lock()``: a context manager held while a worker counts trials and asks for a new one, so
+  a study never exceeds its target (a ``fcntl`` lock on a side file for journal and SQLite,
+  a PostgreSQL advisory lock for PostgreSQL, a thread lock in memory);
+* a heartbeat: the worker running a trial beats every ``interval`` seconds; another worker
+  that finds a RUNNING trial silent for ``grace`` seconds marks it FAIL and queues one retry.
+  RDB storages use optuna's own heartbeat table; the journal has none, so dlopt keeps the
+  last beat in the trial's ``heartbeat`` user attribute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from dlopt.errors import ConfigError
+from dlopt.registry import Registry
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StudyStorage", "open_storage", "retry_once", "HeartbeatThread", "STORAGES",
+           "HEARTBEAT_ATTR", "RETRY_ATTR"]
+
+HEARTBEAT_ATTR = "heartbeat"
+RETRY_ATTR = "retry_of"
+# per-attempt attributes a retry must not inherit
+_ATTEMPT_ATTRS = {HEARTBEAT_ATTR, "error", "note", "epochs", "curve", "static", "metrics",
+                  "constraints", "seconds"}
+
+STORAGES: Registry = Registry("storage", error=ConfigError)
+
+
+@dataclass
+class StudyStorage:
+    """An opened storage: what optuna gets, the exact-N lock and the heartbeat."""
+
+    url: str
+    kind: str
+    storage: BaseStorage
+    lock: Callable[[], ContextManager[None]]
+    heartbeat: "_Heartbeat"
+    _close: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release worker locks and connections."""
+        for fn in self._close:
+            fn()
+        self._close.clear()
+
+
+def open_storage(
+    spec: str | None,
+    *,
+    study_dir: Path,
+    study_name: str,
+    interval: float,
+    grace: float,
+    workers: int = 1,
+) -> StudyStorage:
+    """Open ``spec`` (None: ``<study_dir>/study.log``); see the module docstring for kinds."""
+    spec = spec or f"journal:{study_dir / 'study.log'}"
+    if spec == "memory":
+        scheme, rest = "memory", ""
+    elif spec.startswith("journal:"):
+        scheme, rest = "journal", spec[len("journal:"):]
+    elif spec.startswith("sqlite:///"):
+        scheme, rest = "sqlite", spec
+    elif spec.startswith(("postgresql://", "postgresql+", "postgres://")):
+        scheme, rest = "postgresql", _pg_driver_url(spec)
+    else:
+        raise ConfigError(
+            f"--storage {spec!r}: unknown storage; allowed: memory, journal:PATH, "
+            f"sqlite:///FILE.db, postgresql://USER:PASS@HOST/DB"
+        )
+    if scheme in ("journal", "sqlite") and not rest.removeprefix("sqlite:///").strip():
+        raise ConfigError(f"--storage {spec!r}: needs a file path")
+    return STORAGES.create(scheme, target=rest, study_name=study_name, interval=interval,
+                           grace=grace, workers=workers)
+
+
+def _pg_driver_url(url: str) -> str:
+    """Name the installed driver: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3,
+    while dlopt's ``postgres`` extra installs psycopg2."""
+    url = url.replace("postgres://", "postgresql://", 1)  # SQLAlchemy knows the long name only
+    if not url.startswith("postgresql://"):
+        return url  # the user named a driver
+    for driver in ("psycopg2", "psycopg"):
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://" + url[len("postgresql://"):]
+    raise ConfigError("--storage postgresql: no PostgreSQL driver; pip install 'dlopt[postgres]'")
+
+
+# ------------------------------------------------------------------------------ heartbeat
+class _Heartbeat:
+    """Beats for one trial; finds trials whose worker stopped beating."""
+
+    def __init__(self, storage: BaseStorage, interval: float, grace: float) -> None:
+        self.storage = storage
+        self.interval = interval
+        self.grace = grace
+
+    def beat(self, trial_id: int) -> None:
+        raise NotImplementedError
+
+    def fail_stale(self, study: optuna.Study) -> list[FrozenTrial]:
+        """Mark silent RUNNING trials FAIL; return those this call failed."""
+        raise NotImplementedError
+
+
+class _AttrHeartbeat(_Heartbeat):
+    """The last beat is a Unix time in the trial's ``heartbeat`` user attribute."""
+
+    def beat(self, trial_id: int) -> None:
+        self.storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def fail_stale(self, study: optuna.Study) -> list[FrozenTrial]:
+        now = time.time()
+        failed = []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            start = t.datetime_start.timestamp() if t.datetime_start else now
+            last = float(t.user_attrs.get(HEARTBEAT_ATTR, start))
+            if now - last <= self.grace:
+                continue
+            try:
+                if self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    failed.append(t)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # its worker finished it meanwhile
+        return failed
+
+
+class _RdbHeartbeat(_Heartbeat):
+    """optuna's RDB heartbeat table (server-side timestamps: safe across machines)."""
+
+    def __init__(self, storage: BaseStorage, interval: float, grace: float) -> None:
+        super().__init__(storage, interval, grace)
+        self._failed: list[FrozenTrial] = []
+
+    def collect(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        # optuna calls this for each trial fail_stale_trials just failed
+        self._failed.append(trial)
+
+    def beat(self, trial_id: int) -> None:
+        self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+
+    def fail_stale(self, study: optuna.Study) -> list[FrozenTrial]:
+        self._failed = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        return self._failed
+
+
+class HeartbeatThread:
+    """Daemon thread beating for ``trial_id`` while the ``with`` block runs."""
+
+    def __init__(self, heartbeat: _Heartbeat, trial_id: int) -> None:
+        self._hb = heartbeat
+        self._trial_id = trial_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"dlopt-heartbeat-{trial_id}",
+                                        daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._hb.interval):
+            try:
+                self._hb.beat(self._trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                log.warning("trial id %d was finished by another worker (heartbeat late)",
+                            self._trial_id)
+                return
+            except Exception as exc:  # a flaky storage must not kill the trial
+                log.warning("heartbeat for trial id %d failed: %s", self._trial_id, exc)
+
+    def __enter__(self) -> "HeartbeatThread":
+        self._hb.beat(self._trial_id)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def retry_once(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Queue a WAITING copy of a failed trial (same parameters) unless it is a retry itself.
+
+    The copy carries ``retry_of`` (user attribute) and optuna's ``failed_trial`` /
+    ``retry_history`` system attributes, so ``RetryHeartbeatStaleTrialCallback`` helpers
+    read it too.
+    """
+    if RETRY_ATTR in trial.user_attrs:
+        return False
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in _ATTEMPT_ATTRS}
+    user_attrs[RETRY_ATTR] = trial.number
+    system_attrs = {k: v for k, v in trial.system_attrs.items()
+                    if k in ("grid_id", "search_space")}
+    system_attrs.update(failed_trial=trial.number, retry_history=[trial.number])
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=user_attrs, system_attrs=system_attrs,
+    ))
+    log.info("trial %d failed; queued its retry", trial.number)
+    return True
+
+
+# ---------------------------------------------------------------------------------- locks
+def _file_lock(path: Path) -> Callable[[], ContextManager[None]]:
+    """An exclusive ``flock`` on ``path``; the kernel drops it if the holder dies."""
+
+    @contextlib.contextmanager
+    def lock() -> Iterator[None]:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    return lock
+
+
+def _thread_lock() -> Callable[[], ContextManager[None]]:
+    mutex = threading.Lock()
+
+    @contextlib.contextmanager
+    def lock() -> Iterator[None]:
+        with mutex:
+            yield
+
+    return lock
+
+
+def _pg_advisory_locks(url: str, *names: str) -> tuple[list[Callable[[], ContextManager[None]]], Callable[[], None]]:
+    """Session-level PostgreSQL advisory locks, one per name, and the engine's dispose."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+
+    def make(key: int) -> Callable[[], ContextManager[None]]:
+        @contextlib.contextmanager
+        def lock() -> Iterator[None]:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+
+        return lock
+
+    return [make(zlib.crc32(f"dlopt:{n}".encode())) for n in names], engine.dispose
+
+
+def _hold_exclusive(path: Path, message: str) -> Callable[[], None]:
+    """Take a non-blocking exclusive lock for this process's lifetime, or raise ``message``."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(message) from None
+    return lambda: os.close(fd)
+
+
+def _rdb(url: str, interval: float, grace: float) -> tuple[BaseStorage, _RdbHeartbeat]:
+    hb = _RdbHeartbeat(None, interval, grace)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # optuna's heartbeat settings are whole seconds
+        hb.storage = optuna.storages.RDBStorage(
+            url, heartbeat_interval=max(1, math.ceil(interval)),
+            grace_period=max(2, math.ceil(grace)), heartbeat_stale_trial_callback=hb.collect,
+        )
+    return hb.storage, hb
+
+
+# ------------------------------------------------------------------------------- registry
+@STORAGES.register("memory")
+def _memory(*, target: str, study_name: str, interval: float, grace: float,
+            workers: int) -> StudyStorage:
+    if workers > 1:
+        raise ConfigError("--storage memory: one process only; use journal:PATH for --workers")
+    storage = optuna.storages.InMemoryStorage()
+    return StudyStorage("memory", "memory", storage, _thread_lock(),
+                        _AttrHeartbeat(storage, interval, grace))
+
+
+@STORAGES.register("journal")
+def _journal(*, target: str, study_name: str, interval: float, grace: float,
+             workers: int) -> StudyStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = Path(target).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    return StudyStorage(f"journal:{path}", "journal", storage,
+                        _file_lock(path.with_name(path.name + ".dlopt-lock")),
+                        _AttrHeartbeat(storage, interval, grace))
+
+
+@STORAGES.register("sqlite")
+def _sqlite(*, target: str, study_name: str, interval: float, grace: float,
+            workers: int) -> StudyStorage:
+    path = Path(target[len("sqlite:///"):]).expanduser()
+    instead = "use journal:PATH (one machine) or postgresql://... (several) for parallel work"
+    if workers > 1:
+        raise ConfigError(f"--storage {target}: SQLite takes one worker, not {workers}; {instead}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    release = _hold_exclusive(
+        path.with_name(path.name + ".dlopt-worker"),
+        f"--storage {target}: SQLite takes one worker and another dlopt tune uses it; {instead}")
+    storage, hb = _rdb(target, interval, grace)
+    return StudyStorage(target, "sqlite", storage,
+                        _file_lock(path.with_name(path.name + ".dlopt-lock")), hb,
+                        _close=[release])
+
+
+@STORAGES.register("postgresql")
+def _postgresql(*, target: str, study_name: str, interval: float, grace: float,
+                workers: int) -> StudyStorage:
+    (schema_lock, study_lock), dispose = _pg_advisory_locks(target, "schema", f"study:{study_name}")
+    try:
+        # optuna creates its tables on first use: two workers starting at once would race
+        with schema_lock():
+            storage, hb = _rdb(target, interval, grace)
+    except Exception as exc:  # connection refused, bad credentials, unknown database
+        dispose()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {first}") from None
+    return StudyStorage(_redact(target), "postgresql", storage, study_lock, hb, _close=[dispose])
+
+
+def _redact(url: str) -> str:
+    """The URL without its password (it ends up in logs and outputs)."""
+    head, sep, tail = url.partition("://")
+    if "@" not in tail:
+        return url
+    cred, _, host = tail.rpartition("@")
+    user = cred.split(":")[0]
+    return f"{head}{sep}{user}:***@{host}" if ":" in cred else url

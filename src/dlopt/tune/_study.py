@@ -1,0 +1,371 @@
+"""The study driver: create or resume a study, run trials until the study holds exactly N
+COMPLETE + PRUNED trials, keep the outputs current.
+
+A worker's loop (several workers — processes, machines — may share one storage)::
+
+    while time is left:
+        with storage.lock():                      # one worker at a time
+            fail trials whose heartbeat is stale, queue one retry each
+            if COMPLETE + PRUNED + RUNNING < N:   # a queued retry (WAITING) is taken first;
+                trial = study.ask()               # a new trial only while the sum with
+                                                  # WAITING is < N
+        if no trial: stop, or wait while other workers' trials run (one may fail and need
+                     its retry run)
+        run the objective with a heartbeat thread; tell COMPLETE / PRUNED / FAIL
+        FAIL -> queue one retry (same parameters); failed trials do not count
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import multiprocessing
+import time
+import traceback
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import optuna
+from optuna.trial import TrialState
+
+from dlopt.errors import ConfigError, RunError
+from dlopt.tune._metrics import Direction, resolve_direction
+from dlopt.tune._objective import Objective, train_objective
+from dlopt.tune._outputs import keep_best_artifacts, trial_dir, write_plots, write_tables
+from dlopt.tune._pruning import PruningPolicy, TrialContext, constraint_values
+from dlopt.tune._registry import PRUNERS, SAMPLERS
+from dlopt.tune._samplers import grid_size
+from dlopt.tune._space import SearchSpace, pruner_name
+from dlopt.tune._storage import HeartbeatThread, StudyStorage, open_storage, retry_once
+
+if TYPE_CHECKING:
+    from dlopt.config import TuneConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrialRecord", "TuneResult", "tune"]
+
+_MAX_FAILS_IN_A_ROW = 3  # a worker whose trials keep failing stops instead of looping
+_POLL_SECONDS = 1.0  # how often an idle worker looks at other workers' running trials
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial this worker ran."""
+
+    number: int
+    state: str
+    values: dict[str, float]
+    params: dict[str, Any]
+    epochs: int
+    seconds: float
+    note: str = ""
+    retry_of: int | None = None
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` did: the study's totals and this process's trials."""
+
+    study_name: str
+    study_dir: Path
+    storage: str
+    counts: dict[str, int]
+    ran: list[TrialRecord] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    outputs: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    """Everything derived from the config once per worker."""
+
+    space: SearchSpace
+    metrics: list[str]
+    directions: list[Direction]
+    policy: PruningPolicy
+    sampler_name: str
+    pruner_name: str
+
+
+def tune(
+    cfg: "TuneConfig",
+    *,
+    study: str | None = None,
+    study_dir: str | Path | None = None,
+    storage: str | None = None,
+    trials: int | None = None,
+    timeout: float | None = None,
+    workers: int = 1,
+    objective: Objective = train_objective,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+    plots: bool = True,
+) -> TuneResult:
+    """Run (or resume) the study described by ``cfg.search`` until it holds ``trials``
+    COMPLETE + PRUNED trials or ``timeout`` seconds pass.
+
+    ``workers`` > 1 starts that many worker processes in all on the same storage (journal
+    or PostgreSQL). ``objective`` replaces the training run (see :mod:`dlopt.tune._objective`).
+    """
+    name = study or cfg.search.study or cfg.name
+    sdir = Path(study_dir) if study_dir is not None else Path("runs") / name
+    target = trials if trials is not None else cfg.search.trials
+    budget = timeout if timeout is not None else cfg.search.timeout
+    if target < 1:
+        raise ConfigError(f"--trials={target}: need at least 1")
+    sdir.mkdir(parents=True, exist_ok=True)
+    spec = storage if storage is not None else cfg.search.storage
+    store = _open(cfg, spec, sdir, name, workers)
+    children: list[Any] = []
+    try:
+        plan = _plan(cfg)
+        opt_study = _load_study(store, name, plan, cfg)
+        if plan.sampler_name == "grid":
+            target = min(target, grid_size(plan.space.grid()))
+        kwargs = dict(study=name, study_dir=str(sdir), storage=spec, trials=target,
+                      timeout=budget, plots=False, objective=objective, on_trial=on_trial)
+        children = [_spawn_worker(cfg, kwargs) for _ in range(workers - 1)]
+        worker = _Worker(cfg, plan, store, opt_study, sdir, objective, on_trial)
+        ran = worker.run(target, budget)
+        for p in children:
+            p.join()
+        outputs = write_tables(opt_study, sdir, cfg, plan.metrics, plan.directions)
+        if plots:
+            outputs += write_plots(opt_study, sdir, plan.metrics)
+        counts = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False))
+        best = _read_best(sdir)
+        return TuneResult(name, sdir, store.url, dict(counts), ran, best, outputs)
+    finally:
+        for p in children:
+            if p.is_alive():
+                p.terminate()
+        store.close()
+        gc.unfreeze()
+
+
+def _open(cfg: "TuneConfig", spec: str | None, sdir: Path, name: str, workers: int) -> StudyStorage:
+    grace = cfg.search.grace or 4 * cfg.search.heartbeat
+    return open_storage(spec, study_dir=sdir, study_name=name, interval=cfg.search.heartbeat,
+                        grace=grace, workers=workers)
+
+
+def _plan(cfg: "TuneConfig") -> _Plan:
+    s = cfg.search
+    metrics = [o.metric for o in s.objectives]
+    directions = [resolve_direction(o.metric, o.direction, key=f"search.objectives[{i}]")
+                  for i, o in enumerate(s.objectives)]
+    multi = len(metrics) > 1
+    pruner = pruner_name(s.pruner.name, multi=multi)
+    pareto = PRUNERS.create(pruner, **s.pruner.options) if pruner == "pareto" else None
+    policy = PruningPolicy(list(zip(metrics, directions)), list(s.constraints), pareto)
+    return _Plan(SearchSpace(s.space), metrics, directions, policy, s.sampler.name, pruner)
+
+
+def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") -> optuna.Study:
+    s = cfg.search
+    with store.lock():
+        study = optuna.create_study(storage=store.storage, study_name=name,
+                                    directions=plan.directions, load_if_exists=True)
+        known = study.user_attrs.get("dlopt_objectives")
+        if known is not None and known != plan.metrics:
+            raise ConfigError(
+                f"study {name!r} optimizes {known}; this config asks {plan.metrics}; "
+                f"use another --study"
+            )
+        if study.directions != [optuna.study.StudyDirection[d.upper()] for d in plan.directions]:
+            raise ConfigError(f"study {name!r} exists with other directions; use another --study")
+        # workers started so far: offsets the sampler seed so a resumed study or a second
+        # worker does not replay the first one's random draws
+        starts = int(study.user_attrs.get("dlopt_worker_starts", 0))
+        study.set_user_attr("dlopt_worker_starts", starts + 1)
+        study.set_user_attr("dlopt_objectives", plan.metrics)
+    seed = None if s.sampler.seed is None else s.sampler.seed + starts
+    extra: dict[str, Any] = {}
+    if plan.sampler_name == "grid":
+        extra["search_space"] = plan.space.grid()
+    if plan.sampler_name == "tpe" and s.constraints:
+        extra["constraints_func"] = _constraints_of
+    study.sampler = SAMPLERS.create(plan.sampler_name, seed=seed, **extra, **s.sampler.options)
+    study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
+                    else PRUNERS.create(plan.pruner_name, **s.pruner.options))
+    return study
+
+
+def _constraints_of(trial: optuna.trial.FrozenTrial) -> list[float]:
+    return list(trial.user_attrs.get("constraints", [0.0]))
+
+
+class _Worker:
+    """Runs trials of one study in this process (see the module docstring)."""
+
+    def __init__(self, cfg: "TuneConfig", plan: _Plan, store: StudyStorage, study: optuna.Study,
+                 study_dir: Path, objective: Objective,
+                 on_trial: Callable[[TrialRecord], None] | None) -> None:
+        self.cfg = cfg
+        self.plan = plan
+        self.store = store
+        self.study = study
+        self.study_dir = study_dir
+        self.objective = objective
+        self.on_trial = on_trial
+        self.base = cfg.model_dump(mode="json", exclude={"search"})
+
+    def run(self, target: int, timeout: float | None) -> list[TrialRecord]:
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        ran: list[TrialRecord] = []
+        fails = 0
+        while time.monotonic() < deadline:
+            trial, running = self._next_trial(target)
+            if trial is None:
+                if running == 0:
+                    break
+                # other workers' trials are running; one may die and its retry need a worker
+                time.sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+                continue
+            record = self._run_trial(trial)
+            ran.append(record)
+            fails = fails + 1 if record.state == "FAIL" else 0
+            if fails >= _MAX_FAILS_IN_A_ROW:
+                raise RunError(f"{fails} trials failed in a row; last: trial {record.number}: "
+                               f"{record.note}")
+        return ran
+
+    def _next_trial(self, target: int) -> tuple[optuna.Trial | None, int]:
+        with self.store.lock():
+            for failed in self.store.heartbeat.fail_stale(self.study):
+                log.warning("trial %d: worker stopped beating; marked FAIL", failed.number)
+                retry_once(self.study, failed)
+            n = Counter(t.state for t in self.study.get_trials(deepcopy=False))
+            started = n[TrialState.COMPLETE] + n[TrialState.PRUNED] + n[TrialState.RUNNING]
+            waiting = n[TrialState.WAITING]
+            # ask() takes a queued retry (WAITING, already part of the total) first: it may
+            # start while C + P + R < N; a brand-new trial needs C + P + R + WAITING < N
+            room = started < target if waiting else started + waiting < target
+            if not room:
+                return None, n[TrialState.RUNNING]
+            with warnings.catch_warnings():
+                # optuna warns that RDB heartbeats expect study.optimize; dlopt beats itself
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = self.study.ask()
+            self.store.heartbeat.beat(trial._trial_id)
+            return trial, n[TrialState.RUNNING] + 1
+
+    def _run_trial(self, trial: optuna.Trial) -> TrialRecord:
+        t0 = time.perf_counter()
+        retry_of = trial.user_attrs.get("retry_of")
+        run_dir = trial_dir(self.study_dir, trial.number)
+        ctx = TrialContext(trial, run_dir=run_dir, params={}, policy=self.plan.policy)
+        state, values, note, metrics = TrialState.FAIL, None, "", {}
+        try:
+            with HeartbeatThread(self.store.heartbeat, trial._trial_id):
+                ctx.params = self.plan.space.sample(trial, self.base)
+                run_cfg = SearchSpace.apply(self.cfg, {
+                    **ctx.params, "name": f"{self.study.study_name}-{trial.number:04d}",
+                    "train.progress": False,
+                })
+                metrics = dict(self.objective(run_cfg, ctx))
+                values = self._values(metrics)
+                state = TrialState.COMPLETE
+        except optuna.TrialPruned as exc:
+            state, note = TrialState.PRUNED, str(exc)
+        except KeyboardInterrupt:
+            self._finish(trial, TrialState.FAIL, None, ctx, metrics, "interrupted", t0)
+            raise
+        except Exception as exc:
+            note = _one_line(exc)
+            log.warning("trial %d failed: %s", trial.number, note)
+            log.debug("trial %d traceback:\n%s", trial.number, traceback.format_exc())
+        finally:
+            _collect()
+        record = self._finish(trial, state, values, ctx, metrics, note, t0, retry_of)
+        keep_best_artifacts(self.study, self.study_dir, self.plan.directions,
+                            self.cfg.search.keep_checkpoints)
+        write_tables(self.study, self.study_dir, self.cfg, self.plan.metrics,
+                     self.plan.directions)
+        if self.on_trial is not None:
+            self.on_trial(record)
+        return record
+
+    def _values(self, metrics: Mapping[str, float]) -> list[float]:
+        missing = [m for m in self.plan.metrics if m not in metrics]
+        if missing:
+            raise RunError(f"objective returned no {', '.join(missing)}; got: "
+                           f"{', '.join(sorted(metrics)) or 'nothing'}")
+        return [float(metrics[m]) for m in self.plan.metrics]
+
+    def _finish(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
+                ctx: TrialContext, metrics: Mapping[str, float], note: str, t0: float,
+                retry_of: int | None = None) -> TrialRecord:
+        seconds = round(time.perf_counter() - t0, 3)
+        known = {**ctx.static, **metrics}
+        attrs = {"epochs": ctx.epochs, "seconds": seconds,
+                 "constraints": constraint_values(self.plan.policy.constraints, known)}
+        if metrics:
+            attrs["metrics"] = {k: float(v) for k, v in metrics.items()}
+        if note:
+            attrs["error" if state == TrialState.FAIL else "note"] = note
+        try:
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            if state == TrialState.COMPLETE:
+                self.study.tell(trial, values)
+            else:
+                self.study.tell(trial, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # another worker took this trial for dead (and queued its retry)
+            log.warning("trial %d was failed by another worker (stale heartbeat); result dropped",
+                        trial.number)
+        else:
+            if state == TrialState.FAIL:
+                retry_once(self.study, self.study._storage.get_trial(trial._trial_id))
+        final = self.study._storage.get_trial(trial._trial_id)
+        return TrialRecord(
+            trial.number, final.state.name,
+            dict(zip(self.plan.metrics, final.values)) if final.values else {},
+            dict(final.params), ctx.epochs, seconds, note, retry_of,
+        )
+
+
+def _collect() -> None:
+    """Free the finished trial's model and optimizer, including reference cycles.
+
+    A full collection scans every object of the process (~0.2 s once torch is loaded);
+    freezing the survivors afterwards keeps later collections to the objects created since.
+    Frozen objects are still freed by reference counting; :func:`tune` unfreezes at the end.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _read_best(sdir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = sdir / "best_params.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# ----------------------------------------------------------------------- worker processes
+def _spawn_worker(cfg: "TuneConfig", kwargs: dict[str, Any]) -> Any:
+    """Start a worker process (spawned: no forked torch/optuna state). ``objective`` and
+    ``on_trial`` travel by pickle, so they must be importable module-level functions."""
+    ctx = multiprocessing.get_context("spawn")
+    p = ctx.Process(target=_worker_main, daemon=False, args=(
+        cfg.model_dump(mode="json"), kwargs, optuna.logging.get_verbosity()))
+    p.start()
+    return p
+
+
+def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any], verbosity: int) -> None:
+    from dlopt.config import TuneConfig, parse_config
+
+    optuna.logging.set_verbosity(verbosity)
+    tune(parse_config(cfg_data, TuneConfig), **kwargs)

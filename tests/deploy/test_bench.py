@@ -1,0 +1,86 @@
+"""The benchmark harness: fresh-process contestants, the JSON contract, the CLI forms.
+Keys and consistency are checked, never times."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dlopt.cli import app
+from dlopt.deploy import Contestant, benchmark, quantize_static_onnx
+from dlopt.deploy._bench import zoo_source
+from dlopt.errors import ConfigError
+
+ENTRY_KEYS = {"p50_ms", "p95_ms", "p99_ms", "throughput", "peak_mb", "size_bytes", "params", "macs",
+              "accuracy", "speedup", "verdict", "iqr_ms", "mad_ms", "runs", "noise_threshold"}
+FAST = ["--batch-sizes", "1,8", "--min-runs", "5", "--min-seconds", "0.05"]
+
+
+def _check_report(report: dict, contestants: set[str], baseline: str) -> None:
+    assert report["schema_version"] == 1 and report["baseline"] == baseline
+    env = report["environment"]
+    assert env["cpu"]["model"] and env["threads"] == 1 and env["versions"]["onnxruntime"]
+    assert set(report["contestants"]) == contestants
+    for name, per_bs in report["contestants"].items():
+        assert set(per_bs) == {"1", "8"}
+        for entry in per_bs.values():
+            assert ENTRY_KEYS <= set(entry)
+            assert entry["p50_ms"] <= entry["p95_ms"] <= entry["p99_ms"] and entry["runs"] >= 5
+            assert entry["verdict"] in ({"baseline"} if name == baseline else {"faster", "slower", "no change"})
+            assert entry["size_bytes"] > 0 and entry["peak_mb"] >= 0
+
+
+def test_benchmark_pytorch_onnx_and_int8(lenet, mnist, tmp_path):
+    model, path = lenet
+    source = zoo_source(model, "lenet5", input_shape=(1, 28, 28), num_classes=10,
+                        weights=tmp_path / "lenet.safetensors")
+    int8 = quantize_static_onnx(path, tmp_path / "lenet-int8.onnx", mnist.train.x[:64].numpy())
+    contestants = [Contestant.pytorch(source), Contestant.onnx(path), Contestant.onnx(int8, int8=True)]
+    report = benchmark(contestants, mnist.test.x.numpy(), mnist.test.y.numpy(), batch_sizes=(8, 1),
+                       min_runs=5, min_seconds=0.05, warmup_seconds=0.01)
+    _check_report(report, {"pytorch", "onnxruntime", "onnxruntime-int8"}, "pytorch")
+    torch_e, ort_e = report["contestants"]["pytorch"]["1"], report["contestants"]["onnxruntime"]["1"]
+    # same weights: same parameter count and MACs, (near) identical accuracy
+    assert torch_e["params"] == ort_e["params"] == sum(p.numel() for p in model.parameters())
+    assert torch_e["macs"] == ort_e["macs"] > 0
+    assert abs(torch_e["accuracy"] - ort_e["accuracy"]) <= 1 / 300
+    assert report["contestants"]["onnxruntime-int8"]["1"]["params"] == ort_e["params"]
+
+
+def test_benchmark_refuses_bad_settings(lenet):
+    _, path = lenet
+    with pytest.raises(ConfigError, match="baseline 'pytorch' is not a contestant"):
+        benchmark([Contestant.onnx(path)], [[0.0]], baseline="pytorch")
+    with pytest.raises(ConfigError, match="batch sizes"):
+        benchmark([Contestant.onnx(path)], [[0.0]], batch_sizes=(0,))
+
+
+def test_bench_cli_on_an_onnx_file(lenet, tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", str(lenet[1]), *FAST, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime" in result.output and "baseline" in result.output  # the table
+    report = json.loads(out.read_text())
+    _check_report(report, {"onnxruntime"}, "onnxruntime")
+    # the file names its dataset, so accuracy is measured on that test split
+    assert report["contestants"]["onnxruntime"]["1"]["accuracy"] is not None
+
+
+def test_bench_cli_on_a_run(trained_run, tmp_path):
+    onnx_path = tmp_path / "run.onnx"
+    assert CliRunner().invoke(app, ["export", str(trained_run), "--out", str(onnx_path)]).exit_code == 0
+    result = CliRunner().invoke(app, ["bench", str(trained_run), "--onnx", str(onnx_path), *FAST,
+                                      "--samples", "200", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    _check_report(report, {"pytorch", "onnxruntime"}, "pytorch")
+    accs = {n: e["1"]["accuracy"] for n, e in report["contestants"].items()}
+    assert abs(accs["pytorch"] - accs["onnxruntime"]) <= 1 / 200
+    assert report["model"]["name"] == "lenet5" and report["settings"]["samples"] == 200
+
+
+def test_bench_cli_bad_batch_sizes(lenet):
+    result = CliRunner().invoke(app, ["bench", str(lenet[1]), "--batch-sizes", "1,x"])
+    assert result.exit_code == 2 and "--batch-sizes" in result.output

@@ -1,0 +1,44 @@
+"""LR range test: the suggestion on known curves (with early spikes) and a real run."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from dlopt.errors import RunError
+from dlopt.tune import suggest_lr
+
+
+def _curve(spikes=(), seed=0):
+    """Flat ~2.3 below 1e-4, best ~0.3 near 1e-2, diverging above 5e-2 (log-spaced lrs)."""
+    rng = random.Random(seed)
+    lrs = [1e-6 * (1e7) ** (i / 99) for i in range(100)]
+    losses = []
+    for lr in lrs:
+        x = math.log10(lr)
+        loss = 0.3 + 2.0 / (1 + math.exp(3 * (x + 3))) + max(0.0, x + 1.3) ** 2 * 8
+        losses.append(loss * (1 + 0.05 * rng.gauss(0, 1)))
+    for i in spikes:
+        losses[i] *= 8
+    return lrs, losses
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_suggestion_sits_on_the_falling_slope(seed):
+    lr, smoothed = suggest_lr(*_curve(seed=seed))
+    assert 1e-3 <= lr <= 1e-2  # learning fast, well before the minimum/divergence
+    assert len(smoothed) == 100
+
+
+@pytest.mark.parametrize("spikes", [(2,), (3, 4), (1, 6)])
+def test_early_spikes_do_not_move_the_suggestion(spikes):
+    clean, _ = suggest_lr(*_curve())
+    spiky, _ = suggest_lr(*_curve(spikes))
+    assert clean / 2 <= spiky <= clean * 2
+
+
+def test_too_short_a_curve_is_refused():
+    with pytest.raises(RunError, match="needs >= 5 finite steps"):
+        suggest_lr([1e-3, 1e-2], [1.0, 0.5])

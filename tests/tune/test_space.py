@@ -1,0 +1,150 @@
+"""Search spaces: validation (one clear line, exit 2), conditional sampling, grids."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dlopt.cli import app
+from dlopt.config import TuneConfig, parse_config
+from dlopt.errors import ConfigError
+from dlopt.tune import SearchSpace
+
+runner = CliRunner()
+
+LR = {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}
+
+
+def _cfg(space, **search):
+    return parse_config({"search": {"space": space, **search}}, TuneConfig)
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"train.optim.lr": {"type": "float", "low": 1.0, "high": 0.1}},
+     "search.space.train.optim.lr: low=1 > high=0.1; need low <= high"),
+    ({"train.optim.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}},
+     "search.space.train.optim.lr: log=true needs low > 0, got low=0"),
+    ({"train.optim.lrr": LR},
+     "search.space.train.optim.lrr: unknown key 'train.optim.lrr'; allowed: betas"),
+    ({"train.optimizer": ["adam"]}, "search.space.train.optimizer: unknown key"),
+    ({"model.widht": {"type": "float", "low": 0.5, "high": 2}}, "search.space.model.widht:"),
+    ({"train.optim.name": ["adam", "sgdd"]}, "search.space.train.optim.name:"),
+    ({"train.optim.momentum": {"type": "float", "low": 0.5, "high": 1.0}},
+     "search.space.train.optim.momentum: train.optim.momentum=1.0"),
+    ({"train.batch_size": {"type": "int", "low": 16, "high": 64.5}},
+     "int needs integer low, high and step"),
+    ({"train.optim.name": {"type": "categorical", "choices": []}}, "non-empty 'choices'"),
+    ({"train.optim.lr": {**LR, "when": {"train.optim.nme": "sgd"}}},
+     "search.space.train.optim.lr.when: unknown key 'train.optim.nme'"),
+    ({"train.epochs.x": {"type": "int", "low": 1, "high": 2}}, "'epochs' is not a section"),
+    ({"search.trials": {"type": "int", "low": 1, "high": 2}}, "not a tunable key"),
+])
+def test_bad_space_is_one_clear_line(space, message):
+    with pytest.raises(ConfigError) as err:
+        _cfg(space)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("search, message", [
+    ({"sampler": "annealing"}, "unknown sampler 'annealing'; valid: cmaes, grid"),
+    ({"pruner": {"name": "median", "options": {"n_startup": 3}}},
+     "search.pruner.options.n_startup: unknown option of pruner 'median'"),
+    ({"sampler": "grid"}, "the grid sampler needs 'step' or 'grid'"),
+    ({"objectives": [{"metric": "test_accuracy"}]}, "tuning on the test split leaks"),
+    ({"objectives": [{"metric": "val_acc"}, {"metric": "val_acc"}]}, "names a metric twice"),
+    ({"objectives": [{"metric": "flops"}]}, "unknown metric; allowed: val_<metric>, params"),
+    ({"objectives": [{"metric": "val_accuracy"}, {"metric": "params"}], "sampler": "cmaes"},
+     "handles one objective"),
+    ({"objectives": [{"metric": "val_accuracy"}, {"metric": "params"}], "pruner": "asha"},
+     "search.pruner.name='asha' handles one objective; for 2 use pareto or none"),
+    ({"pruner": "pareto"}, "'pareto' needs 2 or more objectives"),
+    ({"objectives": [{"metric": "val_widgets"}]}, "direction is needed"),
+    ({"constraints": [{"metric": "params"}]}, "needs 'min' or 'max'"),
+    ({"heartbeat": 5, "grace": 2}, "grace=2 must exceed heartbeat=5"),
+])
+def test_bad_search_settings(search, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        _cfg({"train.optim.lr": LR}, **search)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("axis, line", [
+    ({"type": "float", "low": 1.0, "high": 0.1},
+     "error: search.space.train.optim.lr: low=1 > high=0.1; need low <= high"),
+    ({"type": "float", "low": 0.0, "high": 1.0, "log": True},
+     "error: search.space.train.optim.lr: log=true needs low > 0, got low=0"),
+    ({"type": "float", "low": -1.0, "high": 1.0, "log": True},
+     "error: search.space.train.optim.lr: log=true needs low > 0, got low=-1"),
+])
+def test_cli_bad_range_exit_2_one_line(tmp_path, axis, line):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"search": {"space": {"train.optim.lr": axis}}}))
+    res = runner.invoke(app, ["tune", str(path), "--study-dir", str(tmp_path / "s")])
+    assert res.exit_code == 2
+    assert [ln for ln in res.output.splitlines() if ln.strip()] == [line]
+    assert not (tmp_path / "s").exists()  # refused before anything ran
+
+
+def test_cli_unknown_key_exit_2(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"search": {"space": {"train.optim.lrate": LR}}}))
+    res = runner.invoke(app, ["tune", str(path)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert res.output.startswith("error: search.space.train.optim.lrate: unknown key "
+                                 "'train.optim.lrate'; allowed: betas,")
+
+
+def test_conditional_axis_only_when_parent_matches():
+    cfg = _cfg({
+        "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.99,
+                                 "when": {"train.optim.name": "sgd"}},
+        "train.optim.name": ["adam", "sgd"],
+        "train.optim.lr": LR,
+    })
+    space = SearchSpace(cfg.search.space)
+    # the condition's axis is sampled first although it is listed second
+    assert [a.path for a in space.axes][:2] == ["train.optim.name", "train.optim.momentum"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    base = cfg.model_dump(mode="json")
+    seen = set()
+    for _ in range(20):
+        params = space.sample(study.ask(), base)
+        seen.add(params["train.optim.name"])
+        assert ("train.optim.momentum" in params) == (params["train.optim.name"] == "sgd")
+        run = SearchSpace.apply(cfg, params)
+        assert run.train.optim.lr == params["train.optim.lr"]
+        assert not hasattr(run, "search")
+    assert seen == {"adam", "sgd"}
+
+
+def test_int_step_log_and_list_shorthand():
+    cfg = _cfg({
+        "train.batch_size": {"type": "int", "low": 32, "high": 256, "step": 32},
+        "model.width": {"type": "float", "low": 0.5, "high": 2.0, "log": True},
+        "model.activation": ["relu", "gelu"],
+    })
+    space = SearchSpace(cfg.search.space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(10):
+        p = space.sample(study.ask(), {})
+        assert p["train.batch_size"] % 32 == 0 and 32 <= p["train.batch_size"] <= 256
+        assert 0.5 <= p["model.width"] <= 2.0 and p["model.activation"] in ("relu", "gelu")
+
+
+def test_grid_values():
+    cfg = _cfg({
+        "train.optim.lr": {**LR, "grid": 4},
+        "train.batch_size": {"type": "int", "low": 32, "high": 128, "step": 32},
+        "train.optim.weight_decay": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.05},
+        "train.loss.label_smoothing": {"type": "float", "low": 0.0, "high": 0.2,
+                                       "grid": [0.0, 0.2]},
+        "train.optim.name": ["adam", "sgd"],
+    }, sampler="grid")
+    grid = SearchSpace(cfg.search.space).grid()
+    assert grid["train.optim.lr"] == [1e-4, 1e-3, 1e-2, 1e-1]
+    assert grid["train.batch_size"] == [32, 64, 96, 128]
+    assert grid["train.optim.weight_decay"] == [0.0, 0.05, 0.1]
+    assert grid["train.loss.label_smoothing"] == [0.0, 0.2]
+    assert grid["train.optim.name"] == ["adam", "sgd"]

@@ -1,0 +1,274 @@
+"""The study machinery with a cheap real objective (SGD on digits): counts, resume,
+samplers, pruners, retries, heartbeat, multi-objective, storages, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+
+import optuna
+import pytest
+import yaml
+from tune_helpers import digits_objective, tune_config
+
+from dlopt.errors import ConfigError, RunError
+from dlopt.tune import tune
+
+DONE = ("COMPLETE", "PRUNED")
+
+
+def _states(study_dir, name="digits"):
+    study = optuna.load_study(study_name=name, storage=_journal(study_dir))
+    return study, [t.state.name for t in study.trials]
+
+
+def _journal(study_dir):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(study_dir / "study.log")))
+
+
+def test_runs_exactly_n_and_writes_outputs(tmp_path):
+    res = tune(tune_config(), study_dir=tmp_path, trials=6, objective=digits_objective)
+    study, states = _states(tmp_path)  # plain optuna reads the default journal storage
+    assert sum(s in DONE for s in states) == 6 and len(states) == 6
+    assert res.counts.get("COMPLETE", 0) + res.counts.get("PRUNED", 0) == 6
+    best = json.loads((tmp_path / "best_params.json").read_text())
+    assert best["trial"] == study.best_trial.number
+    assert best["values"]["val_accuracy"] == pytest.approx(study.best_value)
+    cfg = yaml.safe_load((tmp_path / "best_config.yaml").read_text())
+    assert "search" not in cfg
+    assert cfg["train"]["optim"]["lr"] == pytest.approx(best["params"]["train.optim.lr"])
+    rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert [int(r["number"]) for r in rows] == list(range(6))
+    assert {"val_accuracy", "train.optim.lr", "epochs", "state"} <= set(rows[0])
+    for plot in ("optimization_history", "param_importances", "parallel_coordinate"):
+        assert (tmp_path / "plots" / f"{plot}.png").stat().st_size > 1000
+
+
+def test_rerun_continues_the_study(tmp_path):
+    cfg = tune_config()
+    tune(cfg, study_dir=tmp_path, trials=3, objective=digits_objective, plots=False)
+    res = tune(cfg, study_dir=tmp_path, trials=5, objective=digits_objective, plots=False)
+    assert [r.number for r in res.ran] == [3, 4]
+    again = tune(cfg, study_dir=tmp_path, trials=5, objective=digits_objective, plots=False)
+    assert again.ran == []  # target met: nothing to do
+    # a resumed worker draws new parameters (its sampler seed is offset per worker start)
+    study, _ = _states(tmp_path)
+    lrs = [t.params["train.optim.lr"] for t in study.trials]
+    assert len(set(lrs)) == len(lrs) == 5
+
+
+@pytest.mark.parametrize("sampler", ["grid", "random", "tpe", "cmaes", "qmc"])
+def test_samplers(tmp_path, sampler):
+    space = {
+        "train.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True, "grid": 3},
+        "train.optim.weight_decay": {"type": "float", "low": 0.0, "high": 0.01, "step": 0.005},
+    }
+    cfg = tune_config(space, sampler={"name": sampler, "seed": 1}, pruner="none")
+    res = tune(cfg, study_dir=tmp_path, storage="memory", trials=12, objective=digits_objective,
+               plots=False)
+    params = [tuple(r.params.values()) for r in res.ran]
+    if sampler == "grid":
+        assert len(res.ran) == 9 and len(set(params)) == 9  # capped at the grid size
+        assert {p[0] for p in params} == {1e-3, 0.01, 0.1}
+    else:
+        assert len(res.ran) == 12
+    assert all(r.state == "COMPLETE" for r in res.ran)
+
+
+@pytest.mark.parametrize("pruner", ["median", "asha", "hyperband"])
+def test_pruners_stop_bad_trials(tmp_path, pruner):
+    cfg = tune_config(sampler={"name": "random", "seed": 0},
+                      pruner={"name": pruner, "options": {}})
+    cfg.train.epochs = 6
+    res = tune(cfg, study_dir=tmp_path, storage="memory", trials=14, objective=digits_objective,
+               plots=False)
+    pruned = [r for r in res.ran if r.state == "PRUNED"]
+    assert pruned and all(r.epochs < 6 for r in pruned)
+    assert sum(r.state in DONE for r in res.ran) == 14
+
+
+def test_failed_trial_retried_once_and_not_counted(tmp_path):
+    def flaky(cfg, ctx):
+        if ctx.number == 1:
+            raise RuntimeError("worker lost its GPU")
+        return digits_objective(cfg, ctx)
+
+    res = tune(tune_config(), study_dir=tmp_path, storage="memory", trials=4, objective=flaky,
+               plots=False)
+    by_state = {r.number: r.state for r in res.ran}
+    assert by_state[1] == "FAIL"
+    retry = next(r for r in res.ran if r.retry_of == 1)
+    assert retry.state == "COMPLETE" and retry.params == res.ran[1].params
+    assert sum(r.state in DONE for r in res.ran) == 4 and len(res.ran) == 5
+    assert "worker lost its GPU" in res.ran[1].note
+
+
+def test_failing_objective_stops_after_three_in_a_row(tmp_path):
+    def broken(cfg, ctx):
+        raise ValueError("bad data")
+
+    with pytest.raises(RunError, match="3 trials failed in a row.*bad data"):
+        tune(tune_config(), study_dir=tmp_path, storage="memory", trials=5, objective=broken)
+
+
+def test_stale_trial_of_a_dead_worker_is_failed_and_retried(tmp_path):
+    cfg = tune_config()
+    tune(cfg, study_dir=tmp_path, trials=2, objective=digits_objective, plots=False)
+    # a worker that died mid-trial: RUNNING, parameters drawn, heartbeat long silent
+    study = optuna.load_study(study_name="digits", storage=_journal(tmp_path))
+    dead = study.ask()
+    dead.suggest_float("train.optim.lr", 1e-4, 1.0, log=True)
+    dead.suggest_float("train.optim.weight_decay", 1e-6, 1e-1, log=True)
+    dead.set_user_attr("heartbeat", time.time() - 60)
+    res = tune(cfg, study_dir=tmp_path, trials=4, objective=digits_objective, plots=False)
+    study, states = _states(tmp_path)
+    assert states[dead.number] == "FAIL"
+    retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == dead.number)
+    assert retry.state.name == "COMPLETE" and retry.params == dead.params
+    assert sum(s in DONE for s in states) == 4
+    assert retry.number in [r.number for r in res.ran]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
+def test_sqlite_stale_trial_found_by_optuna_heartbeat(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cfg = tune_config()
+    tune(cfg, study_dir=tmp_path, storage=url, trials=1, objective=digits_objective, plots=False)
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+    dead = optuna.load_study(study_name="digits", storage=storage).ask()
+    dead.suggest_float("train.optim.lr", 1e-4, 1.0, log=True)
+    dead.suggest_float("train.optim.weight_decay", 1e-6, 1e-1, log=True)
+    storage.record_heartbeat(dead._trial_id)  # then the worker died
+    time.sleep(2.5)
+    tune(cfg, study_dir=tmp_path, storage=url, trials=3, objective=digits_objective,
+         plots=False)
+    trials = optuna.load_study(study_name="digits", storage=url).trials
+    assert trials[dead.number].state.name == "FAIL"
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
+    assert retry.state.name == "COMPLETE" and retry.params == dead.params
+    assert sum(t.state.name in DONE for t in trials) == 3
+
+
+def test_two_workers_share_a_journal_exactly_n(tmp_path):
+    cfg = tune_config(sampler={"name": "random", "seed": 0})
+    errors = []
+
+    def work():
+        try:
+            tune(cfg, study_dir=tmp_path, trials=16, objective=digits_objective, plots=False)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    study, states = _states(tmp_path)
+    assert sum(s in DONE for s in states) == 16 and len(states) == 16
+    assert sorted(t.number for t in study.trials) == list(range(16))
+
+
+def test_workers_option_spawns_processes(tmp_path):
+    cfg = tune_config(sampler={"name": "random", "seed": 0})
+    cfg.train.epochs = 20  # ~0.5 s per trial: the spawned worker gets to take some
+    res = tune(cfg, study_dir=tmp_path, trials=12, workers=2, objective=digits_objective,
+               plots=False)
+    study, states = _states(tmp_path)
+    assert sum(s in DONE for s in states) == 12 and len(states) == 12
+    assert 0 < len(res.ran) < 12  # the other trials ran in the spawned process
+
+
+def test_sqlite_refuses_a_second_worker(tmp_path):
+    cfg = tune_config()
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with pytest.raises(ConfigError, match="SQLite takes one worker"):
+        tune(cfg, study_dir=tmp_path, storage=url, trials=2, workers=2,
+             objective=digits_objective)
+    gate, release = threading.Event(), threading.Event()
+
+    def slow(cfg_, ctx):
+        gate.set()
+        release.wait(10)
+        return digits_objective(cfg_, ctx)
+
+    first = threading.Thread(target=tune, args=(cfg,), kwargs=dict(
+        study_dir=tmp_path, storage=url, trials=1, objective=slow, plots=False))
+    first.start()
+    try:
+        assert gate.wait(10)
+        with pytest.raises(ConfigError, match="another dlopt tune uses it"):
+            tune(cfg, study_dir=tmp_path, storage=url, trials=1, objective=digits_objective)
+    finally:
+        release.set()
+        first.join()
+    study = optuna.load_study(study_name="digits", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+
+
+def test_bad_storage_url_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="unknown storage; allowed: memory"):
+        tune(tune_config(), study_dir=tmp_path, storage="redis://x", objective=digits_objective)
+
+
+def test_keeps_weights_of_best_k_only(tmp_path):
+    cfg = tune_config(pruner="none", keep_checkpoints=2)
+    tune(cfg, study_dir=tmp_path, storage="memory", trials=5, objective=digits_objective,
+         plots=False)
+    with_weights = sorted(p.parent.name for p in tmp_path.glob("trials/*/model.safetensors"))
+    assert len(with_weights) == 2
+    assert len(list(tmp_path.glob("trials/*/summary.json"))) == 5
+    best = json.loads((tmp_path / "best_params.json").read_text())["trial"]
+    assert f"{best:04d}" in with_weights
+
+
+def test_multi_objective_front_and_constraint(tmp_path):
+    space = {
+        "train.optim.lr": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
+        "model.width": {"type": "float", "low": 0.25, "high": 2.0},
+    }
+    cfg = tune_config(space, objectives=[{"metric": "val_accuracy"}, {"metric": "params"}],
+                      constraints=[{"metric": "params", "max": 150000}],
+                      sampler={"name": "random", "seed": 3})
+    res = tune(cfg, study_dir=tmp_path, storage="memory", trials=10,
+               objective=digits_objective)
+    over = [r for r in res.ran if r.params["model.width"] ** 2 * 61706 > 150000]
+    assert over and all(r.state == "PRUNED" and r.epochs == 0 for r in over)
+    assert all("before training" in r.note for r in over)
+    best = json.loads((tmp_path / "best_params.json").read_text())
+    front = best["pareto"]
+    assert front and all(row["feasible"] and row["values"]["params"] <= 150000 for row in front)
+    # nobody on the front is dominated by another complete trial
+    done = [r for r in res.ran if r.state == "COMPLETE"]
+    for row in front:
+        acc, params = row["values"]["val_accuracy"], row["values"]["params"]
+        assert not any(r.values["val_accuracy"] > acc and r.values["params"] < params
+                       for r in done)
+    assert (tmp_path / "plots" / "pareto_front.png").exists()
+
+
+def test_multi_objective_pareto_rule_prunes_dominated(tmp_path):
+    space = {"train.optim.lr": {"type": "float", "low": 1e-5, "high": 1.0, "log": True}}
+    cfg = tune_config(space, objectives=[{"metric": "val_accuracy"}, {"metric": "params"}],
+                      sampler={"name": "random", "seed": 0},
+                      pruner={"name": "pareto",
+                              "options": {"n_startup_trials": 3, "n_warmup_steps": 1}})
+    cfg.train.epochs = 5
+    res = tune(cfg, study_dir=tmp_path, storage="memory", trials=12,
+               objective=digits_objective, plots=False)
+    pruned = [r for r in res.ran if r.state == "PRUNED"]
+    # same params everywhere: a trial behind the median is dominated by a better one
+    assert pruned and all("dominated by trial" in r.note and 1 < r.epochs < 5 for r in pruned)
+
+
+def test_existing_study_with_other_objectives_refused(tmp_path):
+    tune(tune_config(), study_dir=tmp_path, trials=1, objective=digits_objective, plots=False)
+    cfg = tune_config(objectives=[{"metric": "val_loss"}])
+    with pytest.raises(ConfigError, match="optimizes \\['val_accuracy'\\]"):
+        tune(cfg, study_dir=tmp_path, trials=2, objective=digits_objective)
