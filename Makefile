@@ -23,8 +23,9 @@ setup: $(VENV)/.base
 setup-dev: $(VENV)/.dev
 
 demo: setup
-	$(VENV)/bin/dlopt datasets
-	$(VENV)/bin/dlopt train examples/mnist-fast.yaml --run-dir runs/demo --overwrite
+	@# the main job: train, lr_find, tune, retrain, prune, distill, quantize, export, bench,
+	@# serve_check; prints the stage table and the report path (cached stages are skipped)
+	$(VENV)/bin/dlopt run examples/mnist-pipeline.yaml
 
 test: setup-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -14,10 +14,13 @@ epochs (``reached: false`` in the per-seed rows). Medians over seeds.
 
     python bench/hpo_efficiency.py                  # 5 seeds (10-18 min per seed on 2 cores)
     python bench/hpo_efficiency.py --seeds 1        # reduced run
-    python bench/hpo_efficiency.py --seeds 2 --first-seed 3   # a slice of the seeds
+    python bench/hpo_efficiency.py --seeds 2 --first-seed 3 > b.json  # a slice of the seeds
+    python bench/hpo_efficiency.py --methods tpe_asha > t.json  # a slice of the methods
+    python bench/hpo_efficiency.py --merge a.json b.json      # one result from the slices
 
 Output: one JSON object with ``grid_epochs``, ``random_epochs``, ``tpe_asha_epochs``
-(medians), ``ratio_grid_over_tpe_asha``, the per-seed rows, settings and environment.
+(medians), ``ratio_grid_over_tpe_asha``, the per-seed rows, settings, environment and the raw
+per-trial validation curves (``runs``, what ``--merge`` combines).
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ def run_method(method: str, seed: int, args: argparse.Namespace, root: Path) -> 
     curves: list[list[float]] = []
 
     def record(rec: Any) -> None:
-        rows = (study_dir / "trials" / f"{rec.number:04d}" / "metrics.jsonl").read_text()
+        path = study_dir / "trials" / f"{rec.number:04d}" / "metrics.jsonl"
+        rows = path.read_text() if path.exists() else ""  # a trial failed before its 1st epoch
         curve = [json.loads(r).get("val_accuracy") for r in rows.splitlines() if r.strip()]
         curves.append([float(v) for v in curve if v is not None])
 
@@ -98,52 +102,93 @@ def epochs_to_target(curves: list[list[float]], target: float) -> tuple[int, boo
     return spent, False
 
 
+def seed_row(seed: int, curves: dict[str, list[list[float]]]) -> dict[str, Any]:
+    """One seed's figures: the target (99 % of the best any method found), then per method
+    the epochs spent until it reached the target."""
+    best = max(max(c) for cs in curves.values() for c in cs if c)
+    target = 0.99 * best
+    row: dict[str, Any] = {"seed": seed, "best_val_accuracy": best, "target": target}
+    for m in METHODS:
+        spent, reached = epochs_to_target(curves[m], target)
+        row[m] = {"epochs": spent, "reached": reached, "trials": len(curves[m]),
+                  "total_epochs": sum(len(c) for c in curves[m]),
+                  "best": max(max(c) for c in curves[m] if c)}
+    return row
+
+
+def summarize(runs: list[dict[str, Any]], settings: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    """The output contract: medians over the seeds that ran every method, the per-seed rows,
+    and the raw curves (``runs``) so that runs over slices can be merged."""
+    by_seed: dict[int, dict[str, list[list[float]]]] = {}
+    for r in runs:
+        by_seed.setdefault(r["seed"], {})[r["method"]] = r["curves"]
+    rows = [seed_row(seed, c) for seed, c in sorted(by_seed.items()) if set(c) == set(METHODS)]
+    out: dict[str, Any] = {}
+    if rows:
+        med = {m: statistics.median(r[m]["epochs"] for r in rows) for m in METHODS}
+        out = {"grid_epochs": med["grid"], "random_epochs": med["random"],
+               "tpe_asha_epochs": med["tpe_asha"],
+               "ratio_grid_over_tpe_asha": round(med["grid"] / med["tpe_asha"], 3)}
+    return {**out, "per_seed": rows,
+            "incomplete_seeds": sorted(s for s, c in by_seed.items() if set(c) != set(METHODS)),
+            "settings": {**settings, "seeds": [r["seed"] for r in rows]}, "env": env,
+            "runs": runs}
+
+
+def merge(paths: list[str]) -> dict[str, Any]:
+    """Combine outputs of runs over slices of the seeds or methods (same settings)."""
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    keys = ("trials_per_method", "epochs_per_trial", "dataset", "subset", "space", "methods")
+    if any({k: d["settings"][k] for k in keys} != {k: docs[0]["settings"][k] for k in keys}
+           for d in docs):
+        sys.exit(f"--merge: {', '.join(paths)} were run with different settings")
+    runs = [r for d in docs for r in d["runs"]]
+    env = {**docs[0]["env"], "seconds": sum(d["env"]["seconds"] for d in docs),
+           "merged_from": len(docs)}
+    return summarize(runs, docs[0]["settings"], env)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--first-seed", type=int, default=0, help="run seeds first..first+seeds-1")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated subset of {', '.join(METHODS)} (merge the rest)")
     p.add_argument("--trials", type=int, default=27, help="trials per method (grid: 27 points)")
     p.add_argument("--epochs", type=int, default=4, help="epochs of an unpruned trial")
     p.add_argument("--subset", type=int, default=5000, help="MNIST training images")
     p.add_argument("--dataset", default="mnist")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="combine the outputs of runs over slices of seeds or methods; run nothing")
     args = p.parse_args()
+    if args.merge:
+        print(json.dumps(merge(args.merge), indent=2))
+        return
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        sys.exit(f"--methods {args.methods!r}: unknown {unknown}; allowed: {', '.join(METHODS)}")
 
     import optuna
     import torch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rows = []
+    runs = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dlopt-hpo-") as tmp:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            curves = {m: run_method(m, seed, args, Path(tmp)) for m in METHODS}
-            best = max(max(c) for cs in curves.values() for c in cs if c)
-            target = 0.99 * best
-            row: dict[str, Any] = {"seed": seed, "best_val_accuracy": best, "target": target}
-            for m, cs in curves.items():
-                spent, reached = epochs_to_target(cs, target)
-                row[m] = {"epochs": spent, "reached": reached,
-                          "total_epochs": sum(len(c) for c in cs),
-                          "best": max(max(c) for c in cs if c)}
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
-    med = {m: statistics.median(r[m]["epochs"] for r in rows) for m in METHODS}
-    out = {
-        "grid_epochs": med["grid"],
-        "random_epochs": med["random"],
-        "tpe_asha_epochs": med["tpe_asha"],
-        "ratio_grid_over_tpe_asha": round(med["grid"] / med["tpe_asha"], 3),
-        "per_seed": rows,
-        "settings": {"seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
-                     "trials_per_method": args.trials,
-                     "epochs_per_trial": args.epochs, "dataset": args.dataset,
-                     "subset": args.subset, "model": "lenet5", "space": SPACE,
-                     "methods": METHODS, "target": "0.99 x best val_accuracy of the seed"},
-        "env": {"python": platform.python_version(), "torch": torch.__version__,
-                "optuna": optuna.__version__, "threads": torch.get_num_threads(),
-                "machine": platform.machine(), "seconds": round(time.perf_counter() - t0, 1)},
-    }
-    print(json.dumps(out, indent=2))
+            for m in methods:
+                runs.append({"seed": seed, "method": m,
+                             "curves": run_method(m, seed, args, Path(tmp))})
+                print(json.dumps({k: runs[-1][k] for k in ("seed", "method")}), file=sys.stderr)
+    settings = {"trials_per_method": args.trials, "epochs_per_trial": args.epochs,
+                "dataset": args.dataset, "subset": args.subset, "model": "lenet5",
+                "space": SPACE, "methods": METHODS,
+                "target": "0.99 x best val_accuracy of the seed"}
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "optuna": optuna.__version__, "threads": torch.get_num_threads(),
+           "machine": platform.machine(), "seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps(summarize(runs, settings, env), indent=2))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ __all__ = [
     "EarlyStoppingConfig",
     "CheckpointConfig",
     "TransferConfig",
+    "DistributedConfig",
     "TrainConfig",
     "RunConfig",
     "SearchParam",
@@ -122,6 +123,14 @@ class ModelConfig(BaseModel):
 
 
 # ---------------------------------------------------------------------------------- train
+def _named(key: str, registry: Any, name: str) -> None:
+    """Check ``name`` against ``registry``; the one-line error names the config key too."""
+    try:
+        registry.get(name)
+    except ConfigError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
 class OptimConfig(Section):
     """Optimizer by name (``dlopt.train.optim``); ``lr`` is the peak learning rate."""
 
@@ -141,7 +150,7 @@ class OptimConfig(Section):
     def _known(cls, v: str) -> str:
         from dlopt.train.optim import OPTIMIZERS
 
-        OPTIMIZERS.get(v)
+        _named("train.optim.name", OPTIMIZERS, v)
         return v
 
 
@@ -166,7 +175,7 @@ class ScheduleConfig(Section):
     def _known(cls, v: str) -> str:
         from dlopt.train.schedules import SCHEDULES
 
-        SCHEDULES.get(v)
+        _named("train.schedule.name", SCHEDULES, v)
         return v
 
 
@@ -184,7 +193,7 @@ class LossConfig(Section):
         from dlopt.train.losses import LOSSES
 
         if v != "auto":
-            LOSSES.get(v)
+            _named("train.loss.name", LOSSES, v)
         return v
 
 
@@ -227,6 +236,19 @@ class TransferConfig(Section):
     new_head: bool = Field(True, description="replace the head when the class count differs")
 
 
+class DistributedConfig(Section):
+    """Several processes (DDP under torchrun, ``dlopt train --nproc N``); no effect in one
+    process. See docs/scaling.md."""
+
+    batch: Literal["global", "per_rank"] = Field(
+        "global", description="train.batch_size is the global batch (split over the ranks; "
+        "resume works with any rank count dividing it) or each rank's batch")
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="multiply optim.lr by k or sqrt(k), k = global batch / train.batch_size")
+    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="auto: nccl on CUDA, else gloo")
+    timeout_s: float = Field(300.0, gt=0.0, description="a collective waiting longer fails the run")
+
+
 class TrainConfig(Section):
     """The training recipe."""
 
@@ -253,6 +275,7 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
 
 # ------------------------------------------------------------------------------------ run

@@ -22,6 +22,7 @@ def _check_report(report: dict, contestants: set[str], baseline: str) -> None:
     assert report["schema_version"] == 1 and report["baseline"] == baseline
     env = report["environment"]
     assert env["cpu"]["model"] and env["threads"] == 1 and env["versions"]["onnxruntime"]
+    assert env["cpu"]["flags"] and len(env["load_average"]) == 3
     assert set(report["contestants"]) == contestants
     for name, per_bs in report["contestants"].items():
         assert set(per_bs) == {"1", "8"}
@@ -68,11 +69,9 @@ def test_bench_cli_on_an_onnx_file(lenet, tmp_path):
     assert report["contestants"]["onnxruntime"]["1"]["accuracy"] is not None
 
 
-def test_bench_cli_on_a_run(trained_run, tmp_path):
-    onnx_path = tmp_path / "run.onnx"
-    assert CliRunner().invoke(app, ["export", str(trained_run), "--out", str(onnx_path)]).exit_code == 0
-    result = CliRunner().invoke(app, ["bench", str(trained_run), "--onnx", str(onnx_path), *FAST,
-                                      "--samples", "200", "--json"])
+def test_bench_cli_on_a_run(trained_run):
+    # no --onnx: the run is exported (with its parity check) on the fly
+    result = CliRunner().invoke(app, ["bench", str(trained_run), *FAST, "--samples", "200", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     _check_report(report, {"pytorch", "onnxruntime"}, "pytorch")

@@ -42,15 +42,25 @@ def _thrice(x):
     return op.Mul(x, op.Constant(value_float=3.0))
 
 
-# shorter sequences for the recurrent models: the exporter's time grows with the length
-_INPUTS = {"gru": (10,), "lstm": (10,)}
+# small variants (same layer types, fewer/narrower layers, short sequences): the dynamo
+# exporter's time grows with the graph and the sequence length; ~5 s per model is fixed cost
+_SMALL = {
+    "cnn1d": ((40,), {"depth": 1, "width": 16}),
+    "convnet": ((1, 28, 28), {"width": 0.25}),
+    "gru": ((10,), {"width": 16}),
+    "lstm": ((10,), {"width": 16}),
+    "mlp": ((1, 28, 28), {"width": 32}),
+    "msresnet": ((1, 16, 16), {"depth": 1, "width": 0.25}),
+    "resnet": ((1, 16, 16), {"width": 0.25}),
+    "vit": ((1, 16, 16), {"depth": 1, "width": 16, "heads": 2}),
+}
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_zoo_model_exports_with_parity(name, tmp_path):
-    shape = _INPUTS.get(name, model_entry(name).info["default_input"])
+    shape, options = _SMALL.get(name, (model_entry(name).info["default_input"], {}))
     torch.manual_seed(0)
-    model = create_model(name, input_shape=shape, num_classes=10)
+    model = create_model(name, input_shape=shape, num_classes=10, **options)
     path = tmp_path / f"{name}.onnx"
     rep = export_onnx(model, torch.randn(4, *shape), path, metadata={"class_names": list("abcdefghij")})
 
@@ -158,6 +168,15 @@ def test_export_run_cli_writes_metadata_of_the_run(trained_run, tmp_path):
     ref_pred, ref_proba = loaded.predict(raw)
     np.testing.assert_array_equal(pred, ref_pred)
     np.testing.assert_allclose(proba, ref_proba, atol=1e-5)
+
+    # `dlopt predict` takes the exported file too and prints what the run itself predicts
+    np.save(tmp_path / "raw.npy", raw)
+    by_onnx = CliRunner().invoke(app, ["predict", str(out), str(tmp_path / "raw.npy"), "--top", "1"])
+    by_run = CliRunner().invoke(app, ["predict", str(trained_run), str(tmp_path / "raw.npy"), "--top", "1"])
+    assert by_onnx.exit_code == 0 and by_run.exit_code == 0, by_onnx.output + by_run.output
+    labels = [line.split("  (")[0] for line in by_onnx.output.splitlines()]
+    assert labels == [line.split("  (")[0] for line in by_run.output.splitlines()]
+    assert labels == [f"{i}: class {p}" for i, p in enumerate(ref_pred)]
 
 
 def test_export_cli_missing_run_is_one_line_error(tmp_path):

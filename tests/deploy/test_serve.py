@@ -133,7 +133,7 @@ def test_regression_model_returns_predictions_only(tmp_path, running_server):
     model = create_model("mlp", input_shape=(8,), num_classes=1)
     path = tmp_path / "reg.onnx"
     export_onnx(model, torch.from_numpy(pre.transform(table[:2])), path,
-                metadata={"task": "regression", "preprocess": pre})
+                metadata={"task": "regression", "preprocess": pre}, exporter="legacy")  # fast
     local = OnnxModel.load(path)
     with running_server(local) as url:
         resp = httpx.post(f"{url}/v1/predict", json={"inputs": table[:4].tolist()})
@@ -210,7 +210,8 @@ def test_image_upload_to_a_non_image_model_is_415(tmp_path, running_server):
     from dlopt.models import create_model
 
     path = tmp_path / "seq.onnx"
-    export_onnx(create_model("mlp", input_shape=(40,), num_classes=3), np.zeros((2, 40), np.float32), path)
+    export_onnx(create_model("mlp", input_shape=(40,), num_classes=3), np.zeros((2, 40), np.float32), path,
+                exporter="legacy")
     with running_server(OnnxModel.load(path)) as url:
         png = _png(np.zeros((4, 4), np.uint8))
         resp = httpx.post(f"{url}/v1/predict", files=[("image", ("a.png", png, "image/png"))])

@@ -157,3 +157,32 @@ def test_resume_of_a_finished_run_can_extend_epochs(finished, tmp_path) -> None:
     run = _copy_run(finished, tmp_path / "run")
     res = train_run(tiny_config(checkpoint={"every_steps": 4}, epochs=3), run_dir=run, resume=True)
     assert res.summary["epochs"] == 3 and [r["epoch"] for r in res.history] == [1, 2, 3]
+
+
+def test_kill_between_best_and_last_swaps_resumes_exactly(tmp_path, monkeypatch) -> None:
+    """The epoch-end save repoints ``best`` then ``last``; dying between the two swaps must
+    resume to the same best weights as an uninterrupted run (``last`` stays behind, so the
+    resumed run redoes that save)."""
+    from train_helpers import Crash, weights
+
+    cfg = tiny_config(metric="loss", checkpoint={"every_steps": 4})
+    full = train_run(cfg, run_dir=tmp_path / "full")
+    assert full.summary["best_epoch"] == 2
+
+    real_point = io.point
+
+    def dying_point(root, link, target):
+        if link == "last" and (Path(root) / "best").is_symlink() and os.readlink(Path(root) / "best") == target.name \
+                and target.name.startswith("step-00000012"):
+            raise Crash("killed between the best and last swaps")
+        real_point(root, link, target)
+
+    monkeypatch.setattr(io, "point", dying_point)
+    with pytest.raises(Crash):
+        train_run(cfg, run_dir=tmp_path / "resumed")
+    monkeypatch.setattr(io, "point", real_point)
+    behind = read_checkpoint(tmp_path / "resumed").manifest  # the step-12 batch-end save
+    assert (behind["step"], behind["epoch"]) == (12, 1)
+    resumed = train_run(cfg, run_dir=tmp_path / "resumed", resume=True)
+    assert resumed.summary["best_epoch"] == 2
+    assert_same_weights(weights(full.run_dir), weights(resumed.run_dir))

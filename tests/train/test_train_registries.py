@@ -237,3 +237,17 @@ def test_registries_do_not_import_torch() -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("classes", [2, 3, 10])
+def test_rank_auc_matches_sklearn_with_ties(classes: int) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from dlopt.train.metrics import auc
+
+    rng = np.random.default_rng(classes)
+    y = np.arange(300) % classes
+    z = np.round(rng.normal(size=(300, classes)) + np.eye(classes)[y])  # many tied scores
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    ref = roc_auc_score(y, p[:, 1]) if classes == 2 else roc_auc_score(y, p, multi_class="ovr")
+    assert auc(y, p) == pytest.approx(ref, abs=1e-12)

@@ -10,9 +10,9 @@ write a loadable run.
 
 from __future__ import annotations
 
-from typing import Any
-
+import importlib.util
 import math
+from typing import Any
 
 import pytest
 
@@ -59,6 +59,7 @@ PRECISION = {
     "fp32": {"precision": "fp32"},
     "bf16": {"precision": "bf16"},
     "fp16": {"precision": "fp16"},
+    "auto": {"precision": "auto"},
     "channels_last": {"channels_last": True, "precision": "bf16"},
     "compile": {"_callbacks": lambda: [Compile(backend="eager")]},
 }
@@ -67,6 +68,7 @@ CALLBACKS = {
     "checkpoint_every_steps": {"checkpoint": {"every_steps": 2, "keep_best": True}},
     "progress": {"progress": True},
     "nonfinite_skip": {"nonfinite": "skip"},
+    **({"tensorboard": {"tensorboard": True}} if importlib.util.find_spec("tensorboard") else {}),
 }
 TABLE = {f"{group}:{k}": v for group, entries in [
     ("optim", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES), ("reg", REGULARIZERS),
@@ -102,3 +104,5 @@ def test_setting_trains_and_resumes_bitwise(name: str, tmp_path) -> None:
     assert full.summary["test"] == resumed.summary["test"]
     loaded = load(resumed.run_dir)
     assert set(loaded.evaluate()) >= {"accuracy", "f1_macro", "auc"}
+    if cfg.train.tensorboard:  # both sessions logged beside metrics.jsonl
+        assert len(list((resumed.run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ runner = CliRunner()
 DONE = ("COMPLETE", "PRUNED")
 
 
-def _write_config(path: Path, *, epochs: int = 1, heartbeat: float = 0.5, grace: float = 2.0,
+def _write_config(path: Path, *, epochs: int = 1, heartbeat: float = 1.0, grace: float = 4.0,
                   **search) -> Path:
     cfg = {
         "name": "cli",
@@ -87,11 +88,17 @@ def test_two_worker_processes_end_with_exactly_n(tmp_path, storage):
     assert [p.returncode for p in procs] == [0, 0], outs
     trials = _study(storage).trials
     states = [t.state.name for t in trials]
-    assert sum(s in DONE for s in states) == 20 and len(trials) == 20
+    assert sum(s in DONE for s in states) == 20
+    # a worker held off the CPU past the grace period on a loaded machine is taken for dead:
+    # its trial is failed and retried once, so a FAIL may appear, never a 21st counted trial
+    failed = [t.number for t in trials if t.state.name == "FAIL"]
+    assert len(trials) == 20 + len(failed)
+    assert sorted(t.user_attrs.get("retry_of") for t in trials
+                  if t.user_attrs.get("retry_of") is not None) == failed
     numbers = [t.number for t in trials]
-    assert sorted(numbers) == list(range(20)) and len(set(numbers)) == 20
-    ran = [sum(ln.startswith("trial ") for ln in out.splitlines()) for out in outs]
-    assert sum(ran) == 20 and min(ran) >= 1  # both workers took trials
+    assert sorted(numbers) == list(range(len(trials)))  # no duplicate numbers
+    ran = [len(re.findall(r"^trial +\d+ (?:COMPLETE|PRUNED|FAIL) ", out, re.M)) for out in outs]
+    assert sum(ran) == len(trials) and min(ran) >= 1  # both workers took trials
     # outputs are readable: best config runs with `dlopt train`
     best = load_config(tmp_path / "best_config.yaml", schema=RunConfig)
     assert best.name == f"{storage[1]}-best"
@@ -100,7 +107,7 @@ def test_two_worker_processes_end_with_exactly_n(tmp_path, storage):
 
 def test_killed_worker_trial_failed_then_retried(tmp_path, storage):
     config = _write_config(tmp_path / "t.yaml", epochs=3)
-    first = _worker(config, tmp_path, storage, "--trials", "3")
+    first = _worker(config, tmp_path, storage, "--trials", "2")
     deadline = time.monotonic() + 120
     victim = None
     while time.monotonic() < deadline and victim is None:
@@ -110,13 +117,13 @@ def test_killed_worker_trial_failed_then_retried(tmp_path, storage):
         except (KeyError, ValueError):  # the study does not exist yet
             continue
         running = [t for t in trials if t.state.name == "RUNNING"
-                   and t.number >= 1 and len(t.params) == 2]  # training, not sampling
+                   and len(t.params) == 2]  # training, not sampling
         victim = running[0].number if running else None
     assert victim is not None, "no trial started"
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     # the next driver finds the silent trial after the grace period, fails it, retries it
-    second = _worker(config, tmp_path, storage, "--trials", "3")
+    second = _worker(config, tmp_path, storage, "--trials", "2")
     out = second.communicate(timeout=300)[0]
     assert second.returncode == 0, out
     trials = _study(storage).trials
@@ -125,23 +132,23 @@ def test_killed_worker_trial_failed_then_retried(tmp_path, storage):
     assert len(retries) == 1 and retries[0].state.name in DONE
     assert retries[0].params == trials[victim].params
     assert retries[0].number > victim  # numbering continued
-    assert sum(t.state.name in DONE for t in trials) == 3
+    assert sum(t.state.name in DONE for t in trials) == 2
     assert f"(retry of {victim})" in out
 
 
 def test_rerun_continues_study_in_process(tmp_path):
     config = _write_config(tmp_path / "t.yaml")
     sdir = tmp_path / "study"
+    res = runner.invoke(app, ["tune", str(config), "--study-dir", str(sdir), "--trials", "1"])
+    assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["tune", str(config), "--study-dir", str(sdir), "--trials", "2"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["tune", str(config), "--study-dir", str(sdir), "--trials", "3"])
-    assert res.exit_code == 0, res.output
-    assert "trial    2 COMPLETE" in res.output and "trial    0" not in res.output
-    assert "study cli: 3 trials" in res.output
+    assert "trial    1 COMPLETE" in res.output and "trial    0" not in res.output
+    assert "study cli: 2 trials" in res.output
     storage = JournalStorage(JournalFileBackend(str(sdir / "study.log")))
     study = optuna.load_study(study_name="cli", storage=storage)
-    assert [t.number for t in study.trials] == [0, 1, 2]
-    summary = json.loads((sdir / "trials" / "0002" / "summary.json").read_text())
+    assert [t.number for t in study.trials] == [0, 1]
+    summary = json.loads((sdir / "trials" / "0001" / "summary.json").read_text())
     assert summary["val"]
     for plot in ("optimization_history", "parallel_coordinate"):
         assert (sdir / "plots" / f"{plot}.png").exists()
@@ -159,6 +166,7 @@ def test_memory_does_not_grow_across_trials(tmp_path):
                        TuneConfig)
     cfg.search.space = {"train.optim.lr": cfg.search.space["train.optim.lr"]}
     cfg.model.width, cfg.model.depth = 2048, 2  # 5.8 M params: 23 MB of weights per trial
+    cfg.train.optim.name = "sgd"  # no optimizer state: quicker steps and checkpoints
     rss: list[float] = []
     tune(cfg, study_dir=tmp_path / "s", storage="memory", trials=10,
          on_trial=lambda rec: rss.append(_rss_mb()), plots=False)
@@ -203,8 +211,41 @@ def test_latency_objective_measured_by_deploy(tmp_path):
     data = yaml.safe_load(_write_config(tmp_path / "t.yaml").read_text())
     data["search"].update(objectives=[{"metric": "val_accuracy"}, {"metric": "latency_ms"}],
                           constraints=[{"metric": "latency_ms", "max": 50.0}], pruner="none")
+    del data["search"]["space"]["model.width"]  # one architecture: measured once, then reused
     res = tune(parse_config(data, TuneConfig), study_dir=tmp_path / "s", storage="memory",
                trials=2, plots=False)
     assert [r.state for r in res.ran] == ["COMPLETE", "COMPLETE"]
-    assert all(0 < r.values["latency_ms"] < 50 for r in res.ran)
+    assert 0 < res.ran[0].values["latency_ms"] < 50
+    assert res.ran[1].values["latency_ms"] == res.ran[0].values["latency_ms"]
     assert res.best is not None and res.best["pareto"]
+
+
+def test_sigterm_fails_the_trial_queues_its_retry_and_stops(tmp_path):
+    from dlopt.train import Terminated
+    from dlopt.tune import train_objective, tune
+
+    data = yaml.safe_load(_write_config(tmp_path / "t.yaml", epochs=2).read_text())
+    data["search"]["space"] = {"train.optim.lr": data["search"]["space"]["train.optim.lr"]}
+    cfg = parse_config(data, TuneConfig)
+
+    def terminated_in_trial_1(run_cfg, ctx):
+        report = ctx.report
+
+        def report_then_sigterm(epoch, metrics):
+            if ctx.number == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # what `kill PID` does to a worker
+            report(epoch, metrics)
+
+        ctx.report = report_then_sigterm
+        return train_objective(run_cfg, ctx)
+
+    sdir = tmp_path / "s"
+    with pytest.raises(Terminated):
+        tune(cfg, study_dir=sdir, trials=3, objective=terminated_in_trial_1, plots=False)
+    study = optuna.load_study(study_name="cli", storage=JournalStorage(
+        JournalFileBackend(str(sdir / "study.log"))))
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "WAITING"]
+    assert "stopped by SIGTERM" in study.trials[1].user_attrs["error"]
+    res = tune(cfg, study_dir=sdir, trials=3, plots=False)  # the rerun takes the retry first
+    assert [(r.number, r.retry_of) for r in res.ran] == [(2, 1), (3, None)]
+    assert res.ran[0].params == study.trials[1].params

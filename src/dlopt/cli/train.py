@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,6 +47,10 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | mps | auto"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch"),
     cv: Optional[int] = typer.Option(None, "--cv", min=2, help="k-fold cross-validation with K folds"),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1,
+                                        help="train in N processes (DDP) launched with torchrun"),
+    max_restarts: int = typer.Option(0, "--max-restarts", min=0,
+                                     help="with --nproc: restart the group from its last checkpoint up to K times"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train a model from a config; writes config.yaml, metrics.jsonl, checkpoints/, summary.json."""
@@ -53,8 +58,18 @@ def train(
     from dlopt.config import load_config
     from dlopt.train import train_run
 
-    cfg = load_config(config, _common_overrides(overrides, device, threads, cv))
-    result = train_run(cfg, run_dir=run_dir or Path("runs") / cfg.name, resume=resume, overwrite=overwrite)
+    all_overrides = _common_overrides(overrides, device, threads, cv)
+    cfg = load_config(config, all_overrides)  # a bad config fails here, before any process starts
+    out = run_dir or Path("runs") / cfg.name
+    if nproc is not None or max_restarts:
+        _launch(cfg, config, all_overrides, out, nproc=nproc, max_restarts=max_restarts, resume=resume,
+                overwrite=overwrite, verbose=verbose)
+        return
+    from dlopt.train.distributed import is_main_process
+
+    result = train_run(cfg, run_dir=out, resume=resume, overwrite=overwrite)
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return
     s = result.summary
     if s.get("cv"):
         for key, st in s["cv_test"].items():
@@ -63,6 +78,27 @@ def train(
         typer.echo("test " + "  ".join(f"{k} {_fmt(v)}" for k, v in s["test"].items()))
     typer.echo(f"run: {result.run_dir}  ({s['epochs']} epochs, {s['train_seconds']:.1f}s, "
                f"best epoch {s['best_epoch']})")
+
+
+def _launch(cfg: Any, config: Path, overrides: list[str], out: Path, *, nproc: Optional[int],
+            max_restarts: int, resume: bool, overwrite: bool, verbose: bool) -> None:
+    """``dlopt train --nproc N``: check here, then run ``-m dlopt train`` under torchrun."""
+    from dlopt.errors import ConfigError
+    from dlopt.train import distributed, rundir
+
+    if nproc is None:
+        raise ConfigError("--max-restarts needs --nproc N (the processes torchrun restarts)")
+    if not distributed.is_main_process() or "TORCHELASTIC_RUN_ID" in os.environ:
+        raise ConfigError("--nproc: already running under torchrun; drop --nproc")
+    world = distributed.World(world_size=nproc)
+    t = cfg.train
+    distributed.check_supported(world, cv=t.cv, unfreeze_at_epoch=t.transfer.unfreeze_at_epoch)
+    world.local_batch(t.batch_size, t.distributed.batch)  # a batch the ranks cannot share fails now
+    out = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite).resolve()
+    args = ["train", str(config.resolve()), "--run-dir", str(out)]
+    args += [a for o in overrides for a in ("--set", o)]
+    args += ["--resume"] * resume + ["--overwrite"] * overwrite + ["--verbose"] * verbose
+    distributed.launch(args, nproc=nproc, max_restarts=max_restarts)
 
 
 @command("eval")
@@ -85,7 +121,7 @@ def eval_(
 
 @command("predict")
 def predict(
-    run: Path = typer.Argument(..., help="run directory or checkpoint directory"),
+    run: Path = typer.Argument(..., help="run directory, checkpoint directory or exported .onnx file"),
     input: Path = typer.Argument(..., help="an image file, a .npy array or a CSV file of rows"),
     top: int = typer.Option(3, "--top", min=1, help="how many class probabilities to print"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps | auto"),
@@ -98,10 +134,16 @@ def predict(
     from dlopt.train import load
     from dlopt.train.inputs_raw import read_raw_input
 
-    loaded = load(run, device=device)
-    x = read_raw_input(input, loaded.info.input_shape)
-    pred, proba = loaded.predict(x)
-    names = loaded.info.class_names
+    if run.suffix.lower() == ".onnx":  # an exported model (dlopt export): ONNX Runtime
+        from dlopt.deploy import OnnxModel
+
+        onnx_model = OnnxModel.load(run, threads=threads)
+        x = read_raw_input(input, onnx_model.metadata.raw_shape)
+        (pred, proba), names = onnx_model.predict_raw(x), onnx_model.metadata.class_names
+    else:
+        loaded = load(run, device=device)
+        x = read_raw_input(input, loaded.info.input_shape)
+        (pred, proba), names = loaded.predict(x), loaded.info.class_names
     for i, p in enumerate(pred):
         if proba is None:
             typer.echo(f"{i}: {float(p):.6g}")

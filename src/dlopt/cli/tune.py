@@ -16,8 +16,8 @@ def tune(
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: config name)"),
     storage: Optional[str] = typer.Option(
         None, "--storage",
-        help="memory | sqlite:///FILE.db | journal:PATH | postgresql://... "
-             "(default: journal file runs/<study>/study.log)"),
+        help="memory | sqlite:///FILE.db | journal:PATH | postgresql://... | another "
+             "SQLAlchemy URL (default: journal file runs/<study>/study.log)"),
     trials: Optional[int] = typer.Option(
         None, "--trials", help="study total of COMPLETE + PRUNED trials (failed ones are retried)"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop starting trials after S seconds"),

@@ -19,6 +19,7 @@ _LAZY = {
     "load_dataset": "dlopt.data._load",
     "load_data": "dlopt.data._load",
     "list_datasets": "dlopt.data._load",
+    "read_raw": "dlopt.data._load",
     "DatasetRow": "dlopt.data._load",
     "Preprocessor": "dlopt.data.preprocess",
     "build_augment": "dlopt.data.augment",

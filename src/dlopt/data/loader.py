@@ -128,7 +128,9 @@ class DataLoaderWrapper(_Resumable):
     def __iter__(self) -> Iterator[Batch]:
         # The batch list is computed up front so a resume skips batches without loading them.
         batches = [idx.tolist() for _, idx in self._plan()]
-        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers)
+        # pinned host batches let the non_blocking copy below overlap with CUDA compute
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
+                            pin_memory=self.device.type == "cuda")
         start = self.position
         for b, (x, y) in enumerate(loader, start=start):
             self.position = b + 1

@@ -4,7 +4,8 @@
     pred, proba = predict_onnx("model.onnx", x_raw)
     result = benchmark(contestants, x, y, batch_sizes=(1, 8, 64))
 
-Heavy libraries (torch, onnxruntime, fastapi) load on first use of a name.
+Heavy libraries (torch, onnxruntime, fastapi) load on first use of a name. Every name in
+``__all__`` is stable API used by other rooms (compress, tune, pipeline); see docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ _LAZY = {
     "Contestant": "dlopt.deploy._bench",
     "benchmark": "dlopt.deploy._bench",
     "bench_table": "dlopt.deploy._bench",
+    "zoo_source": "dlopt.deploy._bench",
     "capture_environment": "dlopt.deploy._env",
     "quantize_static_onnx": "dlopt.deploy._quantize",
     "ServeSettings": "dlopt.deploy._serve",
     "create_app": "dlopt.deploy._serve",
     "serve": "dlopt.deploy._serve",
     "export_run": "dlopt.deploy._run",
+    "run_metadata": "dlopt.deploy._run",
     "bench_run": "dlopt.deploy._run",
 }
 

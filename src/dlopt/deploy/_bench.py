@@ -176,6 +176,11 @@ def _human(n: float | None) -> str:
     return f"{n:.0f}"
 
 
+def _load(env: dict[str, Any]) -> str:
+    load = env.get("load_average")  # absent in reports written before it was recorded
+    return "-" if not load else f"{load[0]:.1f}"
+
+
 def bench_table(report: dict[str, Any]) -> Any:
     """A rich ``Table`` of a :func:`benchmark` report (the CLI prints it)."""
     from rich.table import Table
@@ -184,7 +189,7 @@ def bench_table(report: dict[str, Any]) -> Any:
     first = next(iter(next(iter(report["contestants"].values())).values()))
     table = Table(
         title=f"dlopt bench: {env['cpu']['model']}, {report['settings']['threads']} thread(s), "
-              f"baseline {report['baseline']}",
+              f"load average {_load(env)}, baseline {report['baseline']}",
         caption=f"params {_human(first['params'])}, MACs/sample {_human(first['macs'])}; "
                 f"verdict: median ratio outside the noise band (IQR-based, >= "
                 f"{report['settings']['noise_floor']:.0%})",

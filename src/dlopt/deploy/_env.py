@@ -54,13 +54,16 @@ def _git_commit() -> str | None:
 
 
 def capture_environment(threads: int | None = None) -> dict[str, Any]:
-    """CPU, logical cores (total and usable), benchmark threads, OS, Python, library versions."""
+    """CPU, logical cores (total and usable), benchmark threads, the machine's load average
+    (other work competing for the cores skews every timing), OS, Python, library versions."""
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return {
         "cpu": cpu_info(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": affinity,
         "threads": threads,
+        "load_average": load,
         "os": platform.platform(),
         "python": platform.python_version(),
         "versions": _versions(),

@@ -132,8 +132,18 @@ def _npy_array(text: str) -> np.ndarray:
     return np.frombuffer(payload, dtype=dtype).reshape(shape, order=order)
 
 
+def _max_json_values(spec: InputSpec) -> int:
+    # a full batch has about one comma per number; 10% slack for the list separators
+    return int(spec.max_batch * int(np.prod(spec.raw_shape)) * 1.1) + 1024
+
+
 def decode_json(body: bytes, spec: InputSpec) -> np.ndarray:
     """A JSON body -> validated float32 raw batch."""
+    # json.loads makes a 30-60 byte Python object of every value: count them first so that a
+    # body of tiny values ("[],[],...") cannot cost 20x its size in memory before the batch check
+    if body.count(b",") > _max_json_values(spec):
+        raise ApiError(422, "bad_batch", f"body holds more than {_max_json_values(spec)} values; "
+                       f"allowed: {_shape_text(spec)}")
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):

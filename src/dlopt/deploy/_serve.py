@@ -155,13 +155,21 @@ async def _read_inputs(request: Request, state: _State) -> np.ndarray:
         raise ApiError(400, "client_disconnected", "the client closed the connection mid-body") from None
 
 
+async def _body(request: Request) -> bytearray:
+    # one growing buffer: Request.body() holds the chunks and their join (2x the body) at once
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+    return buf
+
+
 async def _decode(request: Request, state: _State) -> np.ndarray:
     media = _media_type(request)
     if media in _JSON_TYPES:
-        body = await request.body()
+        body = await _body(request)
         return await asyncio.to_thread(decode_json, body, state.spec)
     if media in _IMAGE_TYPES:
-        body = await request.body()
+        body = await _body(request)
         return await asyncio.to_thread(decode_images, [body], state.spec)
     if media == "multipart/form-data":
         return await _read_multipart(request, state)

@@ -19,6 +19,7 @@ from dlopt.config import RunConfig, config_to_dict, dump_config, parse_config
 from dlopt.errors import ConfigError, DloptError, ModelError
 from dlopt.train import checkpoint as io
 from dlopt.train import callbacks as cb
+from dlopt.train import distributed
 from dlopt.train import rundir
 from dlopt.train import techniques as tq
 from dlopt.train.device import environment, seed_everything, select_device
@@ -131,27 +132,32 @@ def fit(model: nn.Module | str | dict[str, Any] | None = None, data: Any = None,
 def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] = (), resume: bool = False,
               overwrite: bool = False, model: nn.Module | None = None, bundle: Any = None) -> FitResult:
     """Run ``cfg`` in ``run_dir`` (``train.cv`` > 1: k-fold cross-validation, one sub-run per
-    fold). ``model``/``bundle`` replace the config's model/data (used by ``fit``)."""
+    fold). ``model``/``bundle`` replace the config's model/data (used by ``fit``). Under
+    torchrun every rank calls it; see :mod:`dlopt.train.distributed`."""
+    t = cfg.train
+    distributed.check_supported(distributed.env_world(), cv=t.cv, unfreeze_at_epoch=t.transfer.unfreeze_at_epoch)
     if cfg.train.cv:
         from dlopt.train.cv import cross_validate
 
         return cross_validate(cfg, run_dir=run_dir, folds=cfg.train.cv, callbacks=callbacks,
                               overwrite=overwrite, resume=resume, model=model, bundle=bundle)
-    d = rundir.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    if resume:
-        _check_resume_config(d, cfg)
-    t = cfg.train
-    with environment(threads=t.threads, deterministic=t.deterministic):
-        seed_everything(t.seed)
-        if bundle is None:
-            from dlopt.data import load_data
+    device = select_device(t.device)
+    with distributed.session(device, backend=t.distributed.backend, timeout_s=t.distributed.timeout_s) as world:
+        d, resume = distributed.prepare_run_dir(world, run_dir, resume=resume, overwrite=overwrite,
+                                                config_text=dump_config(cfg), device=device)
+        if resume and world.is_main:
+            _check_resume_config(d, cfg)
+        with environment(threads=t.threads, deterministic=t.deterministic):
+            seed_everything(t.seed)
+            if bundle is None:
+                from dlopt.data import load_data
 
-            bundle = load_data(cfg.data)
-        if not resume:
-            dump_config(cfg, d / rundir.CONFIG)
-            if bundle.preprocessor is not None:
-                bundle.preprocessor.save(d)
-        return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume)
+                bundle = load_data(cfg.data)
+            if not resume and world.is_main:
+                dump_config(cfg, d / rundir.CONFIG)
+                if bundle.preprocessor is not None:
+                    bundle.preprocessor.save(d)
+            return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume, world=world)
 
 
 def _check_resume_config(d: Path, cfg: RunConfig) -> None:
@@ -243,7 +249,8 @@ def _monitor(cfg: RunConfig, task: str, has_val: bool) -> tuple[str | None, str]
 
 
 def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None,
-                callbacks: Sequence[Any], resume: bool) -> FitResult:
+                callbacks: Sequence[Any], resume: bool,
+                world: distributed.World = distributed.World()) -> FitResult:
     t, info = cfg.train, bundle.info
     device = select_device(t.device)
     module, model_name = _build_model(cfg, info, model)
@@ -258,15 +265,19 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
 
     from dlopt.data import build_augment, make_loader
 
-    loader = make_loader(bundle.train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=device,
-                         loader=cfg.data.loader)
+    # several processes: each rank takes its slice of the same seeded permutation
+    dcfg = t.distributed
+    loader = make_loader(bundle.train, batch_size=world.local_batch(t.batch_size, dcfg.batch), shuffle=True,
+                         seed=t.seed, device=device, loader=cfg.data.loader, rank=world.rank,
+                         world_size=world.world_size)
     weight = None
     if t.loss.class_weights == "balanced" and info.task == "classification":
         weight = balanced_class_weights(bundle.train.y, out).to(device)
     loss_fn = create_loss(t.loss.name, task=info.task, label_smoothing=t.loss.label_smoothing,
                           weight=weight, huber_delta=t.loss.huber_delta)
     o = t.optim
-    optimizer = create_optimizer(o.name, module, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum,
+    lr = o.lr * world.lr_factor(t.batch_size, dcfg.batch, dcfg.lr_scaling)
+    optimizer = create_optimizer(o.name, module, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum,
                                  betas=o.betas, eps=o.eps, decay_norm_and_bias=o.decay_norm_and_bias,
                                  layer_lr=o.layer_lr)
     s = t.schedule
@@ -275,7 +286,7 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
                                warmup_epochs=s.warmup_epochs, step_size=s.step_size, gamma=s.gamma,
                                milestones=s.milestones, power=s.power, min_lr=s.min_lr, pct_start=s.pct_start,
                                div_factor=s.div_factor, final_div_factor=s.final_div_factor,
-                               patience=s.patience, factor=s.factor, base_lr=o.lr)
+                               patience=s.patience, factor=s.factor, base_lr=lr)
     from dlopt.train.techniques.freeze import frozen_names
 
     frozen = frozen_names(module, t.transfer.freeze, t.transfer.freeze_until)
@@ -286,15 +297,19 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
             "custom_model": model is not None}
     ckpt = cb.Checkpointing(d / rundir.CHECKPOINTS, every_steps=t.checkpoint.every_steps,
                             keep_best=t.checkpoint.keep_best, monitor=monitor, mode=mode, meta=meta,
-                            resume_from=d / rundir.CHECKPOINTS / "last" if resume else None)
-    handlers += [schedule, cb.MetricsLog(d / rundir.METRICS), ckpt, cb.GracefulTermination(ckpt)]
+                            resume_from=d / rundir.CHECKPOINTS / "last" if resume else None,
+                            write=world.is_main)
+    handlers += [schedule, ckpt, cb.GracefulTermination(ckpt)]
+    handlers += distributed.dist_handlers(world, global_batch=world.global_batch(t.batch_size, dcfg.batch))
+    if world.is_main:  # only rank 0 writes and reports
+        handlers.append(cb.MetricsLog(d / rundir.METRICS))
     if t.early_stopping.enabled:
         es = t.early_stopping
         handlers.append(cb.EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
                                          min_delta=es.min_delta))
-    if t.progress:
+    if t.progress and world.is_main:
         handlers.append(cb.Progress(metric=monitor))
-    if t.tensorboard:
+    if t.tensorboard and world.is_main:
         from dlopt.train.callbacks.tensorboard import TensorBoard
 
         handlers.append(TensorBoard(d / "tensorboard"))
@@ -306,6 +321,9 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
                   task=info.task, evaluator=_evaluator(val, info.task, t.eval_batch_size))
     state.extra.update(cfg=cfg, info=info)
     run(state, Hooks(handlers))
+    if not world.is_main:  # rank 0 writes the results; the others hand back the final weights
+        state.module.eval()
+        return FitResult(model=state.module, run_dir=d, summary={}, history=list(state.history))
     return _finish(cfg, d, state, bundle, ckpt, model_name=model_name, custom=model is not None)
 
 

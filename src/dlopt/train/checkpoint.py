@@ -21,6 +21,7 @@ naming it. Nothing is ever unpickled beyond ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlopt.errors import DloptError, NonFiniteError
+from dlopt.errors import DloptError, NonFiniteError, RunError
 
 __all__ = [
     "CheckpointError", "Checkpoint", "atomic_write", "fsync_dir", "write_checkpoint",
@@ -74,6 +75,12 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _write_failed(path: Path, exc: OSError, kept: str) -> RunError:
+    # a full disk or a file-size limit is a failed run (exit 1), not a traceback
+    hint = " (disk full or file-size limit?)" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
+    return RunError(f"cannot write {path}: {exc.strerror or exc}{hint}; {kept}")
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, os.replace,
     fsync of the directory. Readers see the old or the new file, never a partial one."""
@@ -82,6 +89,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     try:
         _write_synced(tmp, data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_failed(path, exc, "the previous file is kept") from None
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
@@ -103,6 +112,11 @@ def weights_bytes(module: nn.Module | Mapping[str, torch.Tensor]) -> bytes:
     return save(out)
 
 
+def _first_line(exc: BaseException) -> str:
+    # some errors have no text at all (EOFError from an empty file)
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def load_weights(data: bytes, *, name: str = WEIGHTS) -> dict[str, torch.Tensor]:
     """Tensors from safetensors bytes; a bad file is a CheckpointError naming it."""
     from safetensors.torch import load
@@ -110,7 +124,7 @@ def load_weights(data: bytes, *, name: str = WEIGHTS) -> dict[str, torch.Tensor]
     try:
         return load(data)
     except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"cannot read weights file {name}: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot read weights file {name}: {_first_line(exc)}") from None
 
 
 def assert_finite(module: nn.Module, *, step: int) -> None:
@@ -175,6 +189,9 @@ def write_checkpoint(root: str | os.PathLike, files: Mapping[str, bytes], *, ste
         fsync_dir(tmp)
         final = root / f"step-{step:08d}-{token}"
         os.rename(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_failed(root / f"step-{step:08d}", exc, "the previous checkpoint is kept") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -269,7 +286,7 @@ def read_checkpoint(path: str | os.PathLike, *, link: str = "last", map_location
             try:
                 out.state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
             except Exception as exc:  # pickle/zip errors from a bad file
-                raise CheckpointError(f"cannot read {ckpt / name}: {str(exc).splitlines()[0]}") from None
+                raise CheckpointError(f"cannot read {ckpt / name}: {_first_line(exc)}") from None
     return out
 
 

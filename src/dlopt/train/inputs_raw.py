@@ -43,9 +43,13 @@ def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
 
 def _read_npy(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"cannot read {path} as a .npy array: {str(exc).splitlines()[0]}") from None
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
+        raise DataError(f"cannot read {path} as a .npy array: {(str(exc).splitlines() or ['empty'])[0]}") from None
+    if not isinstance(arr, np.ndarray):  # np.load opens any zip (.npz, torch.save files) as an archive
+        arr.close()
+        raise DataError(f"cannot read {path} as a .npy array: it is a zip archive (.npz?), not one array")
+    return arr
 
 
 def _number(s: str) -> float | None:

@@ -23,6 +23,7 @@ from dlopt.errors import ConfigError, DataError, ModelError
 from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 from dlopt.train.device import select_device
+from dlopt.train.inputs import check_labels
 from dlopt.train.losses import create_loss
 from dlopt.train.metrics import compute_metrics, predict_outputs, scores_from_outputs
 
@@ -68,6 +69,11 @@ class LoadedModel:
         test split; ``(x_raw, y)`` -> raw arrays (the saved preprocessing is applied); a
         ``Split`` -> already preprocessed tensors."""
         split = self._split(data)
+        if tuple(split.x.shape[1:]) != tuple(self.info.input_shape):
+            what = f"dataset {data!r}" if isinstance(data, str) else "evaluation data"
+            raise DataError(f"{what} has inputs of shape {tuple(split.x.shape[1:])}; "
+                            f"the model takes {tuple(self.info.input_shape)}")
+        check_labels(split, self.info.out_features, task=self.info.task, what="evaluation")
         batches = ((split.x[i:i + batch_size].to(self.device), split.y[i:i + batch_size].to(self.device))
                    for i in range(0, len(split), batch_size))
         outputs, targets = predict_outputs(self.model, batches)

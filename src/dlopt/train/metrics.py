@@ -86,20 +86,45 @@ def f1_macro(y: np.ndarray, p: np.ndarray) -> float:
     return float(_ratio(2 * tp, pred + true).mean())
 
 
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``, ties sharing their average rank (scipy's ``rankdata``)."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    new_group = np.empty(len(x), dtype=bool)
+    new_group[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=new_group[1:])
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    ends = np.append(starts[1:], len(x))  # 1-based rank of each group's last member
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = ((starts + 1 + ends) / 2.0)[group]
+    return ranks
+
+
+def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney U / (n_pos * n_neg): the area under the ROC curve, ties counted half."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    u = _average_ranks(score)[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+# Rank-based rather than scikit-learn's roc_auc_score (same values, tested against it): the
+# one-vs-rest call spent ~0.5 s per evaluation in argument validation and ROC curves.
 @METRICS.register("auc", task="classification", mode="max")
 def auc(y: np.ndarray, p: np.ndarray) -> float:
     """ROC-AUC: binary on the positive class, one-vs-rest macro for more classes (NaN when
     a class is absent from ``y``)."""
-    from sklearn.metrics import roc_auc_score
-
     present = np.unique(y)
     if len(present) < 2:
         return float("nan")
     if p.shape[1] == 2:
-        return float(roc_auc_score(y, p[:, 1]))
+        return _binary_auc(y == 1, p[:, 1])
     if len(present) < p.shape[1]:
         return float("nan")
-    return float(roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1])))
+    return float(np.mean([_binary_auc(y == c, p[:, c]) for c in range(p.shape[1])]))
 
 
 @METRICS.register("mse", task="regression", mode="min")

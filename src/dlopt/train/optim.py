@@ -1,9 +1,9 @@
 """Optimizers by name, and the parameter groups they train.
 
 Every factory takes the parameter groups plus typed keyword arguments and returns a
-``torch.optim`` optimizer using the multi-tensor (``foreach``) implementation where torch
-has one. Importing this module does not import torch (config validation reads
-:data:`OPTIMIZERS`).
+``torch.optim`` optimizer using the fused implementation where torch has one (Adam, AdamW)
+and the multi-tensor (``foreach``) one otherwise. Importing this module does not import
+torch (config validation reads :data:`OPTIMIZERS`).
 
 Parameter groups (:func:`param_groups`): weights get weight decay, norm scales and biases
 (every parameter with fewer than 2 dimensions) do not unless ``decay_norm_and_bias``;
@@ -84,12 +84,30 @@ def rmsprop(groups: list[dict], *, lr: float, weight_decay: float = 0.0, eps: fl
     return torch.optim.RMSprop(groups, lr=lr, weight_decay=weight_decay, eps=eps, foreach=True)
 
 
+# torch classes with a fused kernel (one kernel per parameter, no per-op dispatch). On this
+# CPU a fused Adam step for LeNet-5 took ~0.37x the time of the foreach one (docs/speed.md).
+_FUSED = frozenset({"Adam", "AdamW"})
+
+
+def _implementation(cls_name: str, groups: list[dict]) -> dict[str, bool]:
+    """``fused=True`` when torch has a fused kernel for the class and every parameter
+    (floating point, on a device with fused kernels); ``foreach=True`` otherwise."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    params = [p for g in groups for p in g["params"]]
+    devices = set(_get_fused_kernels_supported_devices())
+    if cls_name in _FUSED and params and all(p.is_floating_point() and p.device.type in devices for p in params):
+        return {"fused": True}
+    return {"foreach": True}
+
+
 def _adam_like(cls_name: str, groups: list[dict], *, lr: float, weight_decay: float,
                betas: tuple[float, float], eps: float) -> Any:
     import torch
 
     cls = getattr(torch.optim, cls_name)
-    return cls(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=True)
+    return cls(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+               **_implementation(cls_name, groups))
 
 
 @OPTIMIZERS.register("adam", has_momentum=False, uses_betas=True, decoupled=False)

@@ -71,38 +71,45 @@ def is_static(metric: str) -> bool:
 def latency_function() -> Callable[..., float] | None:
     """A latency measurement backed by dlopt.deploy's benchmark, or None without it."""
     try:
-        from dlopt.deploy import Contestant, benchmark  # noqa: F401
+        from dlopt.deploy import Contestant, benchmark, zoo_source  # noqa: F401
     except ImportError:
         return None
     return _latency_ms
 
 
+# architecture key -> measured p50 ms: trials that differ only in training knobs (lr, decay,
+# batch size) share one measurement instead of paying a fresh benchmark process each
+_LATENCY_CACHE: dict[str, float] = {}
+
+
 def _latency_ms(model: Any, input_shape: tuple[int, ...], cfg: Any) -> float:
     """Median batch-1 latency of ``model``'s architecture: PyTorch eager, 1 thread, measured
     by dlopt.deploy's benchmark in a fresh process (weights do not change dense latency, so
-    the untrained model stands in for the trained one)."""
+    the untrained model stands in for the trained one; one measurement per architecture)."""
+    import json
     import tempfile
     from pathlib import Path
 
     import numpy as np
 
-    from safetensors.torch import save_file
+    from dlopt.deploy import Contestant, benchmark, zoo_source
 
-    from dlopt.deploy import Contestant, benchmark
-
+    num_classes = _out_features(model)
+    key = json.dumps([cfg.model.name, cfg.model.options(), list(input_shape), num_classes],
+                     sort_keys=True, default=str)
+    if key in _LATENCY_CACHE:
+        return _LATENCY_CACHE[key]
     with tempfile.TemporaryDirectory(prefix="dlopt-latency-") as tmp:
-        weights = Path(tmp) / "w.safetensors"
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(weights))
-        # the benchmark worker rebuilds a zoo model from this record (see Contestant)
-        source = {"zoo": {"name": cfg.model.name, "options": cfg.model.options(),
-                          "input_shape": list(input_shape),
-                          "num_classes": _out_features(model), "weights": str(weights)}}
+        # the benchmark worker rebuilds the zoo model from this record and its weights
+        source = zoo_source(model, cfg.model.name, input_shape=input_shape,
+                            num_classes=num_classes, weights=Path(tmp) / "w.safetensors",
+                            options=cfg.model.options())
         x = np.random.default_rng(0).random((8, *input_shape), dtype=np.float32)
         report = benchmark([Contestant.pytorch(source)], x, batch_sizes=(1,), threads=1,
                            min_runs=20, min_seconds=0.3, warmup_seconds=0.1, max_seconds=3.0)
     (entry,) = report["contestants"]["pytorch"].values()
-    return float(entry["p50_ms"])
+    _LATENCY_CACHE[key] = float(entry["p50_ms"])
+    return _LATENCY_CACHE[key]
 
 
 def _out_features(model: Any) -> int:

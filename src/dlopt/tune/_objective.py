@@ -84,15 +84,15 @@ def static_metrics(model: "nn.Module", shape: tuple[int, ...] | None, *,
     return out
 
 
-# preprocessing that changes the per-sample shape: the registry's shape no longer holds
-_SHAPE_CHANGING = {"pca", "lda"}
-
-
 def input_shape(cfg: "RunConfig") -> tuple[int, ...] | None:
-    """Per-sample model input shape of a built-in dataset (from its registry record), else None."""
+    """Per-sample model input shape of a built-in dataset (its registry record), else None:
+    user data, or a projection (pca, lda) that changes the shape, is known after loading."""
     from dlopt.data import DATASETS
+    from dlopt.data.preprocess import PREPROCESS_OPS
 
-    if cfg.data.name not in DATASETS or any(s.op in _SHAPE_CHANGING for s in cfg.data.preprocess):
+    if cfg.data.name not in DATASETS or any(
+        PREPROCESS_OPS.get(s.op).info.get("kind") == "projection" for s in cfg.data.preprocess
+    ):
         return None
     shape = DATASETS.get(cfg.data.name).info.get("input_shape")
     return tuple(shape) if shape else None

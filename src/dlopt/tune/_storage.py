@@ -6,7 +6,8 @@ Every storage gives three things:
   optuna-dashboard read them);
 * ``lock()``: a context manager held while a worker counts trials and asks for a new one, so
   a study never exceeds its target (a ``fcntl`` lock on a side file for journal and SQLite,
-  a PostgreSQL advisory lock for PostgreSQL, a thread lock in memory);
+  a PostgreSQL advisory lock for PostgreSQL, a ``SELECT ... FOR UPDATE`` row lock in a
+  ``dlopt_locks`` table for other SQLAlchemy databases, a thread lock in memory);
 * a heartbeat: the worker running a trial beats every ``interval`` seconds; another worker
   that finds a RUNNING trial silent for ``grace`` seconds marks it FAIL and queues one retry.
   RDB storages use optuna's own heartbeat table; the journal has none, so dlopt keeps the
@@ -21,6 +22,7 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import threading
 import time
 import warnings
@@ -83,19 +85,49 @@ def open_storage(
         scheme, rest = "memory", ""
     elif spec.startswith("journal:"):
         scheme, rest = "journal", spec[len("journal:"):]
-    elif spec.startswith("sqlite:///"):
+    elif spec.startswith(("sqlite:///", "sqlite+")):
         scheme, rest = "sqlite", spec
     elif spec.startswith(("postgresql://", "postgresql+", "postgres://")):
         scheme, rest = "postgresql", _pg_driver_url(spec)
+    elif _SQLALCHEMY_URL.match(spec) and _known_dialect(spec):
+        scheme, rest = "rdb", spec  # mysql+pymysql://..., oracle+oracledb://..., ...
+    elif spec.endswith(".log") and "://" not in spec:
+        scheme, rest = "journal", spec  # a bare journal file, as optuna-dashboard takes it
     else:
         raise ConfigError(
-            f"--storage {spec!r}: unknown storage; allowed: memory, journal:PATH, "
-            f"sqlite:///FILE.db, postgresql://USER:PASS@HOST/DB"
+            f"--storage {spec!r}: unknown storage; allowed: memory, journal:PATH (or "
+            f"PATH.log), sqlite:///FILE.db, postgresql://USER:PASS@HOST/DB or another "
+            f"SQLAlchemy URL"
         )
-    if scheme in ("journal", "sqlite") and not rest.removeprefix("sqlite:///").strip():
+    if scheme in ("journal", "sqlite") and not _file_of(scheme, rest).strip():
         raise ConfigError(f"--storage {spec!r}: needs a file path")
     return STORAGES.create(scheme, target=rest, study_name=study_name, interval=interval,
                            grace=grace, workers=workers)
+
+
+def _file_of(scheme: str, target: str) -> str:
+    """The file a journal path or an SQLite URL names ('' for none)."""
+    if scheme == "journal":
+        return target
+    _, sep, rest = target.partition(":///")
+    return rest if sep else ""
+
+
+# dialect[+driver]://... (SQLAlchemy's URL form)
+_SQLALCHEMY_URL = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?://")
+
+
+def _known_dialect(url: str) -> bool:
+    """True when SQLAlchemy has a dialect for ``url`` (its driver may still be missing)."""
+    import sqlalchemy
+
+    try:
+        sqlalchemy.engine.make_url(url).get_dialect()
+    except (sqlalchemy.exc.NoSuchModuleError, sqlalchemy.exc.ArgumentError):
+        return False
+    except ImportError:
+        return True  # a known dialect whose driver is not installed: say so when connecting
+    return True
 
 
 def _pg_driver_url(url: str) -> str:
@@ -274,6 +306,45 @@ def _pg_advisory_locks(url: str, *names: str) -> tuple[list[Callable[[], Context
     return [make(zlib.crc32(f"dlopt:{n}".encode())) for n in names], engine.dispose
 
 
+def _row_locks(url: str, *names: str) -> tuple[list[Callable[[], ContextManager[None]]], Callable[[], None]]:
+    """Row locks (``SELECT ... FOR UPDATE`` held for a transaction) in a ``dlopt_locks``
+    table: a portable lock for SQLAlchemy databases without advisory locks (MySQL, Oracle,
+    SQL Server), and the engine's dispose."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    keys = [f"dlopt:{n}"[:255] for n in names]
+    engine = sa.create_engine(url, poolclass=NullPool)
+    table = sa.Table("dlopt_locks", sa.MetaData(), sa.Column("name", sa.String(255),
+                                                             primary_key=True))
+    for attempt in range(3):  # two workers starting at once race to create the table/rows
+        try:
+            table.metadata.create_all(engine)
+            with engine.begin() as conn:
+                have = set(conn.scalars(sa.select(table.c.name)))
+                for key in keys:
+                    if key not in have:
+                        conn.execute(table.insert().values(name=key))
+            break
+        except sa.exc.IntegrityError:
+            continue
+        except sa.exc.ProgrammingError:
+            if attempt == 2:
+                raise
+
+    def make(key: str) -> Callable[[], ContextManager[None]]:
+        @contextlib.contextmanager
+        def lock() -> Iterator[None]:
+            with engine.begin() as conn:  # the row stays locked until this commits
+                conn.execute(sa.select(table.c.name).where(table.c.name == key)
+                             .with_for_update())
+                yield
+
+        return lock
+
+    return [make(key) for key in keys], engine.dispose
+
+
 def _hold_exclusive(path: Path, message: str) -> Callable[[], None]:
     """Take a non-blocking exclusive lock for this process's lifetime, or raise ``message``."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -324,7 +395,7 @@ def _journal(*, target: str, study_name: str, interval: float, grace: float,
 @STORAGES.register("sqlite")
 def _sqlite(*, target: str, study_name: str, interval: float, grace: float,
             workers: int) -> StudyStorage:
-    path = Path(target[len("sqlite:///"):]).expanduser()
+    path = Path(_file_of("sqlite", target)).expanduser()
     instead = "use journal:PATH (one machine) or postgresql://... (several) for parallel work"
     if workers > 1:
         raise ConfigError(f"--storage {target}: SQLite takes one worker, not {workers}; {instead}")
@@ -348,9 +419,29 @@ def _postgresql(*, target: str, study_name: str, interval: float, grace: float,
             storage, hb = _rdb(target, interval, grace)
     except Exception as exc:  # connection refused, bad credentials, unknown database
         dispose()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {first}") from None
+        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {_first_line(exc)}") from None
     return StudyStorage(_redact(target), "postgresql", storage, study_lock, hb, _close=[dispose])
+
+
+@STORAGES.register("rdb")
+def _other_rdb(*, target: str, study_name: str, interval: float, grace: float,
+               workers: int) -> StudyStorage:
+    try:
+        (schema_lock, study_lock), dispose = _row_locks(target, "schema", f"study:{study_name}")
+    except Exception as exc:  # no driver, connection refused, bad credentials
+        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {_first_line(exc)}") from None
+    try:
+        with schema_lock():
+            storage, hb = _rdb(target, interval, grace)
+    except Exception as exc:
+        dispose()
+        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {_first_line(exc)}") from None
+    return StudyStorage(_redact(target), "rdb", storage, study_lock, hb, _close=[dispose])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _redact(url: str) -> str:

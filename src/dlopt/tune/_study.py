@@ -17,22 +17,26 @@ A worker's loop (several workers — processes, machines — may share one stora
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
 import multiprocessing
+import signal
+import sys
+import threading
 import time
 import traceback
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import optuna
 from optuna.trial import TrialState
 
-from dlopt.errors import ConfigError, RunError
+from dlopt.errors import ConfigError, DloptError, RunError
 from dlopt.tune._metrics import Direction, resolve_direction
 from dlopt.tune._objective import Objective, train_objective
 from dlopt.tune._outputs import keep_best_artifacts, trial_dir, write_plots, write_tables
@@ -133,6 +137,11 @@ def tune(
         ran = worker.run(target, budget)
         for p in children:
             p.join()
+            if p.exitcode != 0:
+                # its trials are in the storage (a running one was failed and retried); the
+                # user still needs to know a worker died
+                log.warning("worker process %d exited with code %s; see its log above",
+                            p.pid, p.exitcode)
         outputs = write_tables(opt_study, sdir, cfg, plan.metrics, plan.directions)
         if plots:
             outputs += write_plots(opt_study, sdir, plan.metrics)
@@ -218,20 +227,23 @@ class _Worker:
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         ran: list[TrialRecord] = []
         fails = 0
-        while time.monotonic() < deadline:
-            trial, running = self._next_trial(target)
-            if trial is None:
-                if running == 0:
-                    break
-                # other workers' trials are running; one may die and its retry need a worker
-                time.sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-                continue
-            record = self._run_trial(trial)
-            ran.append(record)
-            fails = fails + 1 if record.state == "FAIL" else 0
-            if fails >= _MAX_FAILS_IN_A_ROW:
-                raise RunError(f"{fails} trials failed in a row; last: trial {record.number}: "
-                               f"{record.note}")
+        with _sigterm_flag() as stop:
+            while time.monotonic() < deadline:
+                if stop.is_set():
+                    raise _terminated_between_trials()
+                trial, running = self._next_trial(target)
+                if trial is None:
+                    if running == 0:
+                        break
+                    # other workers' trials run; one may die and its retry need a worker
+                    stop.wait(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+                    continue
+                record = self._run_trial(trial)
+                ran.append(record)
+                fails = fails + 1 if record.state == "FAIL" else 0
+                if fails >= _MAX_FAILS_IN_A_ROW:
+                    raise RunError(f"{fails} trials failed in a row; last: trial "
+                                   f"{record.number}: {record.note}")
         return ran
 
     def _next_trial(self, target: int) -> tuple[optuna.Trial | None, int]:
@@ -276,6 +288,10 @@ class _Worker:
             self._finish(trial, TrialState.FAIL, None, ctx, metrics, "interrupted", t0)
             raise
         except Exception as exc:
+            if _terminated(exc):
+                # SIGTERM stops this worker, not just the trial: fail it, queue its retry
+                self._finish(trial, TrialState.FAIL, None, ctx, metrics, _one_line(exc), t0)
+                raise
             note = _one_line(exc)
             log.warning("trial %d failed: %s", trial.number, note)
             log.debug("trial %d traceback:\n%s", trial.number, traceback.format_exc())
@@ -341,6 +357,35 @@ def _collect() -> None:
     gc.freeze()
 
 
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[threading.Event]:
+    """Between trials, SIGTERM sets the flag instead of killing the process at a random point
+    (mid-write of the journal). During a trial the training loop's own handler takes over and
+    stops at a step boundary. Signals go to the main thread only: elsewhere nothing changes."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated_between_trials() -> Exception:
+    from dlopt.train import Terminated
+
+    return Terminated("stopped by SIGTERM between trials; rerun the same command to continue")
+
+
+def _terminated(exc: BaseException) -> bool:
+    """True for the training loop's answer to SIGTERM (checkpoint saved, run stopped)."""
+    from dlopt.train import Terminated
+
+    return isinstance(exc, Terminated)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -368,4 +413,8 @@ def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any], verbosity: in
     from dlopt.config import TuneConfig, parse_config
 
     optuna.logging.set_verbosity(verbosity)
-    tune(parse_config(cfg_data, TuneConfig), **kwargs)
+    try:
+        tune(parse_config(cfg_data, TuneConfig), **kwargs)
+    except DloptError as exc:  # one line, as the CLI would say it, not a traceback
+        log.error("worker process: %s", exc)
+        sys.exit(exc.exit_code)

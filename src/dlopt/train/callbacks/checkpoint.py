@@ -97,8 +97,9 @@ class Checkpointing:
 
     def __init__(self, root: str | Path, *, every_steps: int | None = None, keep_best: bool = True,
                  monitor: str | None = None, mode: str = "max", meta: Mapping[str, Any] | None = None,
-                 resume_from: str | Path | None = None) -> None:
+                 resume_from: str | Path | None = None, write: bool = True) -> None:
         self.root = Path(root)
+        self.write = write  # False on DDP ranks other than 0: they track, rank 0 writes
         self.every_steps = every_steps
         self.keep_best = keep_best
         self.monitor, self.mode = monitor, mode
@@ -140,11 +141,17 @@ class Checkpointing:
         if guard is not None:
             guard.flush()  # a pending bad step must raise before anything is written
         io.assert_finite(state.module, step=state.step)
+        if not self.write:
+            self._saved_step, self._saved_epoch = state.step, state.epoch
+            return self.root / "last"
         path = io.write_checkpoint(self.root, checkpoint_files(state), step=state.step,
                                    epoch=state.epoch, meta=self.meta)
-        io.point(self.root, "last", path)
+        # ``best`` before ``last``: ``last`` holds this callback's best score, so a kill between
+        # the two swaps must leave ``last`` behind (the resumed run redoes this save), never a
+        # ``last`` that names this epoch best while ``best`` still points at an older one.
         if best:
             io.point(self.root, "best", path)
+        io.point(self.root, "last", path)
         io.cleanup(self.root)
         self._saved_step, self._saved_epoch = state.step, state.epoch
         return path

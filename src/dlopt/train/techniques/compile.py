@@ -26,4 +26,5 @@ class Compile:
         self.options = options  # torch.compile keywords, e.g. backend="eager" in tests
 
     def on_fit_start(self, state: Any) -> None:
-        state.model = compile_model(state.module, **self.options)
+        # state.model: the module, or its DDP wrapper (torch.compile(DDP(model)) is the supported order)
+        state.model = compile_model(state.model, **self.options)

@@ -1,0 +1,152 @@
+"""``dlopt prune``, ``dlopt distill`` and ``dlopt quantize``: one library call each.
+
+Exit 0 also when the guard rejects the result (``accepted: false`` in summary.json, the
+best model so far kept), 2 for bad arguments, 1 when the run itself fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from dlopt.cli._app import command, setup_logging
+
+
+def _settings(max_drop_pt: float, latency_ms: Optional[float], no_latency: bool, threads: int,
+              exporter: str) -> tuple[Any, Any]:
+    from dlopt.compress import Budget, MeasureSettings
+    from dlopt.deploy import EXPORTERS
+
+    EXPORTERS.get(exporter)  # unknown name: one line listing the valid ones
+    return Budget(max_drop_pt=max_drop_pt, latency_ms=latency_ms), MeasureSettings(
+        latency=not no_latency, threads=threads, exporter=exporter)
+
+
+def _call(verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn``; an unexpected library error becomes a RunError (exit 1), one line."""
+    from dlopt.errors import DloptError, RunError
+
+    try:
+        return fn(*args, **kwargs)
+    except DloptError:
+        raise
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RunError(f"{verb} failed: {type(exc).__name__}: {first}") from None
+
+
+def _report(res: Any) -> None:
+    c = res.summary.get("compression", {})
+    b, a = res.before, res.after
+    verdict = "accepted" if res.accepted else "NOT accepted (best model so far kept)"
+    typer.echo(f"{res.run_dir}: {verdict}: {res.reason}")
+    typer.echo(f"  test accuracy {b.get('test_accuracy', float('nan')):.4f} -> {a.get('test_accuracy', float('nan')):.4f}"
+               f"  params {b.get('params')} -> {a.get('params')}  MACs {b.get('macs')} -> {a.get('macs')}"
+               f"  size {b.get('size_bytes')} -> {a.get('size_bytes')} B")
+    for bs, t in (a.get("latency_ms") or {}).items():
+        t0 = (b.get("latency_ms") or {}).get(bs)
+        word = "SLOWER" if c.get(f"slower_bs{bs}") else "ok"
+        typer.echo(f"  ORT p50 batch {bs}: {t0} -> {t} ms (speedup {c.get(f'speedup_bs{bs}')}x, {word})")
+
+
+_DROP = typer.Option(0.5, "--max-drop-pt", help="accuracy budget: max validation points lost")
+_LAT = typer.Option(None, "--latency-ms", help="latency budget: ORT p50 ms at batch 64")
+_NOLAT = typer.Option(False, "--no-latency", help="skip ONNX Runtime timing (faster, no speed verdict)")
+_THREADS = typer.Option(1, "--threads", min=1, help="threads for the ORT timing")
+_EXPORTER = typer.Option("dynamo", "--exporter", help="ONNX exporter for the measured files: dynamo | legacy")
+
+
+@command("prune")
+def prune(
+    run: Path = typer.Argument(..., help="run directory to prune"),
+    out: Path = typer.Option(..., "--out", "-o", help="output run directory"),
+    method: str = typer.Option("l1", "--method", help="l1 | l2 | bn | taylor (structured); global | local (unstructured)"),
+    target: str = typer.Option("macs=0.5", "--target", help="sparsity=F | macs=F (fraction removed) | latency_ms=MS"),
+    steps: int = typer.Option(1, "--steps", help="iterative pruning steps (fine-tuned between)"),
+    finetune_epochs: int = typer.Option(1, "--finetune-epochs", help="epochs of fine-tuning per step"),
+    round_to: int = typer.Option(8, "--round-to", help="round channel counts to a multiple (1: off)"),
+    lr: float = typer.Option(1e-3, "--lr", help="fine-tuning learning rate"),
+    max_drop_pt: float = _DROP, latency_ms: Optional[float] = _LAT, no_latency: bool = _NOLAT,
+    threads: int = _THREADS, exporter: str = _EXPORTER,
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Prune a run (channels removed, or weights zeroed), fine-tune, measure, guard."""
+    setup_logging(verbose)
+    from dlopt.compress import prune_run
+
+    budget, measure = _settings(max_drop_pt, latency_ms, no_latency, threads, exporter)
+    _report(_call("prune", prune_run, run, out, method=method, target=target, steps=steps,
+                  finetune_epochs=finetune_epochs, round_to=round_to, lr=lr, budget=budget, measure=measure,
+                  overwrite=overwrite))
+
+
+@command("distill")
+def distill(
+    teacher: Path = typer.Option(..., "--teacher", help="teacher run directory"),
+    student: str = typer.Option(..., "--student", help="zoo model name, NAME:key=value,... or a run directory"),
+    out: Path = typer.Option(..., "--out", "-o", help="output run directory"),
+    temperature: float = typer.Option(4.0, "--temperature", "-T"),
+    alpha: float = typer.Option(0.9, "--alpha", help="weight of the soft-target loss"),
+    hint: Optional[str] = typer.Option(None, "--hint", help="STUDENT_LAYER:TEACHER_LAYER attention hint"),
+    epochs: int = typer.Option(3, "--epochs"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="default: the teacher's"),
+    baseline: bool = typer.Option(False, "--baseline", help="also train the student without KD"),
+    max_drop_pt: float = _DROP, latency_ms: Optional[float] = _LAT, no_latency: bool = _NOLAT,
+    threads: int = _THREADS, exporter: str = _EXPORTER,
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train a student on a teacher's soft targets (Hinton KD, optional hint loss)."""
+    setup_logging(verbose)
+    from dlopt.compress import distill_run
+
+    budget, measure = _settings(max_drop_pt, latency_ms, no_latency, threads, exporter)
+    _report(_call("distill", distill_run, teacher, _student(student), out, temperature=temperature, alpha=alpha,
+                  hint=hint, epochs=epochs, lr=lr, baseline=baseline, budget=budget, measure=measure,
+                  overwrite=overwrite))
+
+
+def _student(text: str) -> Any:
+    """``resnet`` | ``resnet:width=0.5,depth=8`` | a run directory."""
+    import yaml
+
+    from dlopt.errors import ConfigError
+
+    if Path(text).is_dir():
+        return Path(text)
+    name, _, opts = text.partition(":")
+    model: dict[str, Any] = {"name": name}
+    for item in filter(None, opts.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--student {text!r}: {item!r} is not key=value; e.g. resnet:width=0.5")
+        model[key.strip()] = yaml.safe_load(value)
+    return model
+
+
+@command("quantize")
+def quantize(
+    src: Path = typer.Argument(..., help="run directory or exported .onnx"),
+    out: Path = typer.Option(..., "--out", "-o", help="output run directory"),
+    method: str = typer.Option("auto", "--method", help="auto | static | dynamic | qat | binary | ternary"),
+    calibration: str = typer.Option("minmax", "--calibration", help="minmax | entropy | percentile | distribution"),
+    calib_samples: int = typer.Option(512, "--calib-samples", help="training samples for calibration"),
+    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor"),
+    epochs: int = typer.Option(1, "--epochs", help="training epochs (qat, binary, ternary)"),
+    lr: float = typer.Option(1e-4, "--lr"),
+    max_drop_pt: float = _DROP, latency_ms: Optional[float] = _LAT, no_latency: bool = _NOLAT,
+    threads: int = _THREADS, exporter: str = _EXPORTER,
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Quantize a run or ONNX file (INT8 via ONNX Runtime, QAT/PACT, binary/ternary research)."""
+    setup_logging(verbose)
+    from dlopt.compress import quantize_run
+
+    budget, measure = _settings(max_drop_pt, latency_ms, no_latency, threads, exporter)
+    _report(_call("quantize", quantize_run, src, out, method=method, calibration=calibration,
+                  calib_samples=calib_samples, per_channel=per_channel, epochs=epochs, lr=lr, budget=budget,
+                  measure=measure, overwrite=overwrite))

@@ -1,0 +1,49 @@
+"""``dlopt run PIPELINE.yaml``: every stage from data to a deployable model, cached and
+resumable, ending with the stage table and the report path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlopt.cli._app import command, setup_logging
+
+
+@command("run")
+def run(
+    pipeline: Path = typer.Argument(..., help="pipeline file (YAML), e.g. examples/mnist-pipeline.yaml"),
+    overrides: list[str] = typer.Option([], "--set", help="override a key: base.train.epochs=1"),
+    root: Optional[Path] = typer.Option(None, "--run-dir", help="output directory (default runs/<name>)"),
+    force: list[str] = typer.Option([], "--force", help="redo this stage even when cached (repeatable)"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch"),
+    no_report: bool = typer.Option(False, "--no-report", help="skip report.html / report.md"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run a pipeline: skips stages whose config and inputs are unchanged, resumes an
+    interrupted one, writes results.json and report.html."""
+    setup_logging(verbose)
+    from dlopt.pipeline import load_pipeline, run_pipeline
+
+    cfg, options = load_pipeline(pipeline, overrides)  # everything validated before any work
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    def started(name: str, how: str) -> None:
+        if how != "cached":
+            typer.echo(f"[{name}] {'resuming' if how == 'resume' else 'running'} ...", err=True)
+
+    def finished(rec: object) -> None:
+        typer.echo(f"[{rec.name}] {rec.status} ({rec.seconds:.1f}s)", err=True)  # type: ignore[attr-defined]
+
+    result = run_pipeline(cfg, options, source=pipeline, root=root, force=force, report=not no_report,
+                          on_start=started, on_stage=finished)
+    from dlopt.report import load_results, stage_rows, text_table
+
+    typer.echo(text_table(stage_rows(load_results(result.root))))
+    if result.report:
+        typer.echo(f"report: {result.report['html']}")
+    typer.echo(f"results: {result.root / 'results.json'}")

@@ -1,0 +1,48 @@
+"""Compression that is measured on the serving runtime and guarded by an accuracy budget.
+
+    res = prune_run("runs/resnet", "runs/pruned", method="l1", target="macs=0.5")
+    res = distill_run("runs/resnet", {"name": "resnet", "width": 0.5}, "runs/kd")
+    res = quantize_run("runs/pruned", "runs/int8", method="static")
+
+Each verb writes a run directory (training-engine contract + ``accepted``/``reason``) and
+returns a :class:`CompressResult`. See docs/compression.md. Heavy libraries load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> private module that defines it (imported on first use)
+_LAZY = {
+    "Target": "dlopt.compress._types",
+    "parse_target": "dlopt.compress._types",
+    "Budget": "dlopt.compress._types",
+    "MeasureSettings": "dlopt.compress._types",
+    "CompressResult": "dlopt.compress._types",
+    "judge": "dlopt.compress.guard",
+    "measure_torch": "dlopt.compress.measure",
+    "measure_onnx": "dlopt.compress.measure",
+    "PRUNE_METHODS": "dlopt.compress.prune",
+    "prune_run": "dlopt.compress.prune",
+    "prune_structured": "dlopt.compress.prune",
+    "prune_unstructured": "dlopt.compress.prune",
+    "distill_run": "dlopt.compress.distill",
+    "KnowledgeDistillation": "dlopt.compress.distill",
+    "kd_loss": "dlopt.compress.distill",
+    "QUANT_METHODS": "dlopt.compress.quantize",
+    "quantize_run": "dlopt.compress.quantize",
+    "quantize_onnx": "dlopt.compress.quantize",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dlopt.compress' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,194 @@
+"""Inputs and outputs of a compression step, on the training engine's run-directory contract.
+
+A step reads a *source* (a run directory: model, config, data, preprocessing), builds a
+*candidate* run directory in ``OUT/.candidate`` (by fine-tuning through ``dlopt.train`` or
+by writing the model directly), then :func:`finalize` lays out ``OUT``: the candidate when
+the guard accepts it, else the source's model with the candidate moved to ``OUT/rejected``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import nn
+
+from dlopt.config import RunConfig, config_to_dict, dump_config, parse_config
+from dlopt.errors import ConfigError
+from dlopt.train import checkpoint as io
+from dlopt.train import rundir
+
+__all__ = ["Source", "open_source", "finetune", "write_model_dir", "prepare_out", "finalize",
+           "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED"]
+
+log = logging.getLogger(__name__)
+
+ARCH = "arch.json"
+ONNX = "model.onnx"
+INT8_ONNX = "model.int8.onnx"
+CANDIDATE = ".candidate"
+REJECTED = "rejected"
+_WORK = ".work"
+# files that make a run directory's model (copied when the source is kept)
+_MODEL_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.SUMMARY, ARCH, "preprocess.json", "preprocess.npz")
+
+
+@dataclass
+class Source:
+    """A step's input: the loaded run (``loaded.model``, ``loaded.config``...) and its data."""
+
+    run_dir: Path
+    loaded: Any
+    bundle: Any
+
+    @property
+    def config(self) -> RunConfig:
+        return self.loaded.config
+
+    @property
+    def model(self) -> nn.Module:
+        return self.loaded.model
+
+    def metadata(self) -> dict[str, Any]:
+        """ONNX metadata for files exported from this run (deploy's run metadata)."""
+        from dlopt.deploy._run import run_metadata
+
+        return run_metadata(self.loaded)
+
+
+def open_source(run_dir: str | Path) -> Source:
+    """Load the run at ``run_dir`` and its data (the run's own data config and splits)."""
+    from dlopt.data import load_data
+    from dlopt.train import load
+
+    d = Path(run_dir)
+    if not (d / rundir.WEIGHTS).is_file():
+        raise ConfigError(f"{d} is not a finished run directory (no {rundir.WEIGHTS})")
+    loaded = load(d)
+    return Source(run_dir=d, loaded=loaded, bundle=load_data(loaded.config.data))
+
+
+def prepare_out(out_dir: str | Path, *, overwrite: bool) -> Path:
+    """Create the output run directory (a non-empty one needs ``overwrite``)."""
+    return rundir.prepare_run_dir(out_dir, overwrite=overwrite)
+
+
+def work_dir(out: Path) -> Path:
+    """Scratch space inside ``out`` (exports of the source, weights handed to fine-tuning)."""
+    d = out / _WORK
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def derived_config(cfg: RunConfig, model: nn.Module, *, name: str, **train: Any) -> RunConfig:
+    """``cfg`` with the model's current widths as options and ``train`` fields replaced
+    (dotted keys allowed, e.g. ``{"optim.lr": 1e-3}``)."""
+    from dlopt.models import arch_options
+
+    data = config_to_dict(cfg)
+    data["name"] = name
+    data["model"].update(arch_options(model))
+    for key, value in train.items():
+        node = data["train"]
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return parse_config(data)
+
+
+def finetune(src: Source, model: nn.Module, run_dir: Path, *, epochs: int, lr: float, name: str,
+             callbacks: Sequence[Any] = ()) -> Any:
+    """Fine-tune ``model`` (a zoo model, possibly pruned) on the source's data through
+    ``dlopt.train.train_run``; the run rebuilds it from config + ``arch.json`` + weights."""
+    from dlopt.train import train_run
+
+    weights = work_dir(run_dir.parent) / f"{name}.init.safetensors"
+    io.atomic_write(weights, io.weights_bytes(model))
+    cfg = derived_config(src.config, model, name=name, epochs=epochs, **{
+        "optim.lr": lr, "schedule.name": "cosine", "progress": False,
+        "transfer.init_from": str(weights.resolve()), "transfer.new_head": False,
+    })
+    result = train_run(cfg, run_dir=run_dir, callbacks=callbacks, overwrite=True, bundle=src.bundle)
+    write_arch(run_dir, model)
+    return result
+
+
+def train_module(src: Source, module: nn.Module, run_dir: Path, *, epochs: int, lr: float, name: str,
+                 callbacks: Sequence[Any] = ()) -> Any:
+    """Fine-tune a modified module (fake-quant wrappers, not rebuildable from the zoo) through
+    ``dlopt.train.train_run``; the caller writes the deployable model afterwards."""
+    from dlopt.train import train_run
+
+    cfg = derived_config(src.config, module, name=name, epochs=epochs, **{
+        "optim.lr": lr, "schedule.name": "cosine", "progress": False, "transfer.init_from": None,
+    })
+    return train_run(cfg, run_dir=run_dir, callbacks=callbacks, overwrite=True, model=module, bundle=src.bundle)
+
+
+def write_arch(d: Path, model: nn.Module) -> None:
+    """``arch.json``: the widths that rebuild ``model`` (empty models write nothing)."""
+    from dlopt.models import arch_options
+
+    arch = arch_options(model)
+    if arch:
+        rundir.write_json(d / ARCH, arch)
+
+
+def write_model_dir(d: Path, src: Source, model: nn.Module, *, name: str,
+                    measured: dict[str, Any] | None = None) -> Path:
+    """A run directory for ``model`` without training: config (source + widths), weights,
+    preprocessing, ``arch.json`` and a summary copied from the source with new figures."""
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = derived_config(src.config, model, name=name, epochs=src.config.train.epochs)
+    dump_config(cfg, d / rundir.CONFIG)
+    io.atomic_write(d / rundir.WEIGHTS, io.weights_bytes(model))
+    for f in ("preprocess.json", "preprocess.npz"):
+        if (src.run_dir / f).is_file():
+            shutil.copy2(src.run_dir / f, d / f)
+    write_arch(d, model)
+    summary = dict(rundir.read_json(src.run_dir / rundir.SUMMARY))
+    summary.update(name=name, epochs=0, steps=0, train_seconds=0.0, custom_model=False)
+    if measured:
+        summary.update({k: measured[k] for k in ("params", "macs", "size_bytes") if k in measured})
+        summary["val"] = {**summary.get("val", {}), "accuracy": measured.get("val_accuracy")}
+        summary["test"] = {**summary.get("test", {}), "accuracy": measured.get("test_accuracy")}
+    rundir.write_json(d / rundir.SUMMARY, summary)
+    return d
+
+
+def _move_contents(src: Path, dst: Path) -> None:
+    for item in src.iterdir():
+        target = dst / item.name
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        shutil.move(str(item), str(target))
+
+
+def finalize(out: Path, src_dir: Path, *, accepted: bool, reason: str, compression: dict[str, Any],
+             source_onnx: Path | None = None) -> dict[str, Any]:
+    """Lay out ``out`` (see the module docstring), write ``summary.json`` with ``accepted``,
+    ``reason`` and ``compression``; returns the summary."""
+    cand = out / CANDIDATE
+    if accepted:
+        _move_contents(cand, out)
+        cand.rmdir()
+    else:
+        if cand.exists():
+            cand.rename(out / REJECTED)
+        for f in _MODEL_FILES:
+            if (src_dir / f).is_file():
+                shutil.copy2(src_dir / f, out / f)
+        if source_onnx is not None and source_onnx.is_file():
+            shutil.copy2(source_onnx, out / ONNX)
+    shutil.rmtree(out / _WORK, ignore_errors=True)
+    summary = rundir.read_json(out / rundir.SUMMARY) if (out / rundir.SUMMARY).is_file() else {}
+    summary.update(accepted=bool(accepted), reason=reason,
+                   compression={**compression, "source": str(src_dir.resolve())})
+    rundir.write_json(out / rundir.SUMMARY, summary)
+    log.info("%s: %s (%s)", out, "accepted" if accepted else "rejected", reason)
+    return json.loads((out / rundir.SUMMARY).read_text())

@@ -1,0 +1,135 @@
+"""Measure a model the way it will be served: accuracy on the validation and test splits,
+parameters, MACs, size on disk, sparsity, and ONNX Runtime p50 latency (the deploy room's
+benchmark harness: a fresh worker process, fixed threads).
+
+    m = measure_torch(model, bundle, onnx_path, measure=MeasureSettings(), metadata=meta)
+    m = measure_onnx("model.int8.onnx", bundle, measure=MeasureSettings())
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlopt.compress._types import MeasureSettings
+
+__all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "onnx_accuracy",
+           "sparsity", "export_model"]
+
+log = logging.getLogger(__name__)
+
+# check samples for the export parity check (the deploy room's minimum)
+_PARITY_SAMPLES = 256
+
+
+def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
+    return float((outputs.argmax(1) == y).mean()) if len(y) else float("nan")
+
+
+@torch.inference_mode()
+def torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on preprocessed ``x``."""
+    was = model.training
+    model.eval()
+    outs = [model(x[i:i + batch]).float().cpu().numpy() for i in range(0, len(x), batch)]
+    model.train(was)
+    return _accuracy(np.concatenate(outs), y.cpu().numpy())
+
+
+def onnx_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, *, batch: int = 1024) -> float:
+    """Top-1 accuracy of an ONNX file on ONNX Runtime."""
+    from dlopt.deploy import OnnxModel
+
+    runner = OnnxModel.load(path)
+    outs = [runner.run(x[i:i + batch]) for i in range(0, len(x), batch)]
+    return _accuracy(np.concatenate(outs), np.asarray(y))
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of exact zeros among the weights of conv and linear layers."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    total = sum(w.numel() for w in weights)
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    return zeros / total if total else 0.0
+
+
+def _weight_sizes(model: nn.Module) -> dict[str, int]:
+    """Dense safetensors bytes and gzip'd bytes (what unstructured sparsity shrinks)."""
+    from dlopt.train.checkpoint import weights_bytes
+
+    data = weights_bytes(model)
+    return {"size_bytes": len(data), "compressed_bytes": len(gzip.compress(data, compresslevel=6))}
+
+
+def export_model(model: nn.Module, sample: torch.Tensor, path: Path, *, check_inputs: Any,
+                 metadata: dict[str, Any] | None, exporter: str) -> Path:
+    """FP32 ONNX export with the deploy room's parity check."""
+    from dlopt.deploy import export_onnx
+
+    export_onnx(model, sample[:2], path, metadata=metadata or {}, check_inputs=check_inputs,
+                exporter=exporter, samples=_PARITY_SAMPLES)
+    return path
+
+
+def ort_latency(path: str | Path, x: np.ndarray, measure: MeasureSettings) -> dict[str, float]:
+    """``{"<batch>": p50 ms}`` on ONNX Runtime for ``measure.batch_sizes`` (1 worker process)."""
+    from dlopt.deploy import Contestant, benchmark
+
+    need = max(measure.batch_sizes)
+    rows = x if len(x) >= need else np.resize(x, (need, *x.shape[1:]))  # tile a small split
+    report = benchmark([Contestant.onnx(path)], rows, None, batch_sizes=measure.batch_sizes,
+                       threads=measure.threads, min_runs=measure.min_runs,
+                       min_seconds=measure.min_seconds)
+    entries = report["contestants"]["onnxruntime"]
+    return {str(b): round(float(entries[str(b)]["p50_ms"]), 4) for b in measure.batch_sizes}
+
+
+def _split_arrays(split: Any) -> tuple[np.ndarray, np.ndarray]:
+    return split.x.numpy(), split.y.numpy()
+
+
+def measure_torch(model: nn.Module, bundle: Any, onnx_path: Path | None, *, measure: MeasureSettings,
+                  metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Accuracy (val/test), params, MACs, sizes, sparsity of ``model``; exported to
+    ``onnx_path`` (parity-checked) and timed there when ``measure.latency``."""
+    from dlopt.models import summary
+
+    model = model.eval()
+    val = bundle.val if bundle.val is not None and len(bundle.val) else bundle.test
+    s = summary(model, tuple(bundle.info.input_shape))
+    out: dict[str, Any] = {
+        "val_accuracy": torch_accuracy(model, val.x, val.y),
+        "test_accuracy": torch_accuracy(model, bundle.test.x, bundle.test.y),
+        "params": s.params, "macs": s.macs, **_weight_sizes(model),
+        "sparsity": round(sparsity(model), 4),
+    }
+    if onnx_path is not None:
+        export_model(model, bundle.test.x[:2], onnx_path, check_inputs=bundle.test.x[:_PARITY_SAMPLES],
+                     metadata=metadata, exporter=measure.exporter)
+        out["onnx_bytes"] = onnx_path.stat().st_size
+        if measure.latency:
+            out["latency_ms"] = ort_latency(onnx_path, bundle.test.x.numpy(), measure)
+    return out
+
+
+def measure_onnx(path: Path, bundle: Any, *, measure: MeasureSettings) -> dict[str, Any]:
+    """Accuracy (val/test) on ONNX Runtime, file size and latency of an ONNX file."""
+    from dlopt.deploy import OnnxModel
+
+    meta = OnnxModel.load(path).metadata
+    val = bundle.val if bundle.val is not None and len(bundle.val) else bundle.test
+    out: dict[str, Any] = {
+        "val_accuracy": onnx_accuracy(path, *_split_arrays(val)),
+        "test_accuracy": onnx_accuracy(path, *_split_arrays(bundle.test)),
+        "params": meta.params, "macs": meta.macs, "size_bytes": path.stat().st_size,
+        "onnx_bytes": path.stat().st_size,
+    }
+    if measure.latency:
+        out["latency_ms"] = ort_latency(path, bundle.test.x.numpy(), measure)
+    return out

@@ -1,0 +1,135 @@
+"""What a stage function sees and returns, and the stage registry.
+
+A stage is a plain function ``fn(ctx: StageContext, opts) -> StageOutput`` registered once::
+
+    @STAGES.register("export", schema=ExportOptions, accepts=("run",), produces="onnx",
+                     needs_input=True)
+
+Registry info: ``schema`` (pydantic model of the stage's own YAML keys), ``accepts`` (kinds
+of output its ``input`` may be), ``accepts_many`` (kinds allowed in ``inputs``),
+``produces`` (the kind it outputs: ``run`` = a training run directory, ``onnx``, ``lr``,
+``study``, ``sweep``, ``bench``, ``check``), ``needs_input``, ``uses_base`` (the pipeline's
+``base`` is part of its cache key) and ``check`` (extra validation before anything runs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from dlopt.errors import ConfigError
+from dlopt.registry import Registry
+
+if TYPE_CHECKING:
+    from dlopt.pipeline._schema import PipelineConfig, StageSpec
+
+__all__ = ["STAGES", "Options", "StageContext", "StageOutput", "StageRecord", "deep_merge"]
+
+STAGES: Registry[Any] = Registry("stage type")
+
+
+class Options(BaseModel):
+    """Base of every stage's option schema: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class StageOutput:
+    """What a stage returns. ``metrics`` are deterministic results (accuracy, params, sizes,
+    suggestions); ``timings`` are wall-clock figures (seconds, latencies, speedups);
+    ``artifacts`` maps names to paths relative to the stage directory (``run``, ``onnx``)."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageRecord:
+    """A finished stage as stored in ``<stage>/stage.json``."""
+
+    name: str
+    type: str
+    key: str
+    dir: Path
+    produces: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    status: str = "ran"
+
+    def path(self, artifact: str) -> Path:
+        """Absolute path of one of this stage's artifacts."""
+        try:
+            return self.dir / self.artifacts[artifact]
+        except KeyError:
+            raise ConfigError(f"stage {self.name!r} has no {artifact!r} output; it has: "
+                              f"{', '.join(self.artifacts) or 'none'}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "key": self.key, "produces": self.produces,
+                "inputs": self.inputs, "status": self.status, "seconds": round(self.seconds, 3),
+                "metrics": self.metrics, "timings": self.timings, "artifacts": self.artifacts,
+                "commands": self.commands}
+
+    @classmethod
+    def read(cls, stage_dir: Path) -> "StageRecord | None":
+        """The record in ``stage_dir/stage.json``, None when absent or unreadable."""
+        try:
+            d = json.loads((stage_dir / "stage.json").read_text())
+            return cls(name=d["name"], type=d["type"], key=d["key"], dir=stage_dir, produces=d["produces"],
+                       metrics=d.get("metrics", {}), timings=d.get("timings", {}),
+                       artifacts=d.get("artifacts", {}), commands=d.get("commands", []),
+                       inputs=d.get("inputs", []), seconds=float(d.get("seconds", 0.0)),
+                       status=d.get("status", "ran"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may read: the pipeline, its own spec and directory, the records of
+    the stages it reads from, and ``resume`` (its directory holds an interrupted attempt
+    with the same cache key)."""
+
+    pipeline: "PipelineConfig"
+    spec: "StageSpec"
+    dir: Path
+    records: dict[str, StageRecord]
+    resume: bool = False
+
+    @property
+    def input(self) -> StageRecord | None:
+        return self.records.get(self.spec.input) if self.spec.input else None
+
+    def inputs(self) -> list[StageRecord]:
+        """The records named by ``inputs`` (or the main input when ``inputs`` is empty)."""
+        names = self.spec.inputs or ([self.spec.input] if self.spec.input else [])
+        return [self.records[n] for n in names]
+
+    def base(self, *overrides: dict[str, Any]) -> dict[str, Any]:
+        """The pipeline's ``base`` run config with ``overrides`` merged in, named after the stage."""
+        out = deep_merge(self.pipeline.base, *overrides)
+        out["name"] = f"{self.pipeline.name}-{self.spec.name}"
+        return out
+
+
+def deep_merge(base: dict[str, Any], *overrides: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``base`` with each override merged in (nested dicts merged, rest replaced)."""
+    out = json.loads(json.dumps(base))
+    for over in overrides:
+        for k, v in (over or {}).items():
+            if isinstance(v, dict) and isinstance(out.get(k), dict):
+                out[k] = deep_merge(out[k], v)
+            else:
+                out[k] = json.loads(json.dumps(v))
+    return out

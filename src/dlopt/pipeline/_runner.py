@@ -1,0 +1,173 @@
+"""Run a validated pipeline stage by stage, with caching and resume.
+
+Layout::
+
+    runs/<pipeline>/
+        pipeline.yaml        the resolved pipeline (re-runnable)
+        results.json         every stage's record, environment, commands (rewritten per stage)
+        report.html/.md      written at the end (``dlopt.report``)
+        <stage>/
+            .key             cache key of the attempt in progress (written first)
+            stage.json       the finished stage's record (written last, atomically)
+            ...              the stage's own outputs (run/, model.onnx, bench.json, ...)
+
+A stage's cache key hashes its type, its options, the pipeline ``base`` (for stages that
+train) and its inputs' keys, so a change reruns that stage and everything downstream.
+On a rerun a stage is skipped when ``stage.json`` holds the same key; it resumes inside its
+directory when ``.key`` matches but ``stage.json`` is missing (it was interrupted: training
+stages continue from ``checkpoints/last``); otherwise its directory is cleared first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from dlopt.errors import ConfigError, DloptError, RunError
+from dlopt.pipeline._context import StageContext, StageRecord
+from dlopt.pipeline._stages import STAGES
+from dlopt.pipeline._schema import PipelineConfig, stage_order
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PipelineResult", "run_pipeline", "stage_key", "RESULTS", "KEY_VERSION"]
+
+RESULTS = "results.json"
+KEY_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate old caches
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run_pipeline` did: the run directory, every stage's record (run order)
+    and the report files."""
+
+    root: Path
+    records: list[StageRecord]
+    report: dict[str, Path] = field(default_factory=dict)
+
+
+def stage_key(cfg: PipelineConfig, name: str, options: Any, records: dict[str, StageRecord]) -> str:
+    """Hash of what determines a stage's outputs: type, options, base (training stages),
+    the keys of its inputs."""
+    spec = cfg.stage(name)
+    info = STAGES.get(spec.kind).info
+    doc = {"v": KEY_VERSION, "type": spec.kind, "options": options.model_dump(mode="json"),
+           "base": cfg.base if info.get("uses_base") else None,
+           "inputs": {"input": spec.input, "inputs": spec.inputs},
+           "input_keys": [records[r].key for r in spec.refs()]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_results(root: Path, cfg: PipelineConfig, records: Iterable[StageRecord], source: str | None,
+                   environment: dict[str, Any]) -> None:
+    recs = list(records)
+    src = source or str(root / "pipeline.yaml")
+    commands = [f"dlopt run {src}", f"dlopt report {root}"]
+    doc = {"schema_version": 1, "pipeline": cfg.name, "source": src, "root": str(root),
+           "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "stages": [r.to_dict() for r in recs], "environment": environment,
+           "commands": commands, "stage_commands": {r.name: r.commands for r in recs}}
+    _atomic_text(root / RESULTS, json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+
+    from dlopt.deploy import capture_environment
+
+    env = capture_environment(torch.get_num_threads())
+    env["torch_threads"] = torch.get_num_threads()
+    return env
+
+
+def _run_stage(ctx: StageContext, options: Any) -> Any:
+    fn = STAGES.get(ctx.spec.kind).factory
+    try:
+        return fn(ctx, options)
+    except DloptError as err:
+        raise type(err)(f"stage {ctx.spec.name!r}: {err}") from None
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001  one line for the user, the traceback in the log
+        log.debug("stage %s failed", ctx.spec.name, exc_info=True)
+        first = (str(exc).splitlines() or [""])[0]
+        raise RunError(f"stage {ctx.spec.name!r} failed: {type(exc).__name__}: {first}") from None
+
+
+def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | Path | None = None,
+                 root: str | Path | None = None, force: Iterable[str] = (), report: bool = True,
+                 on_stage: Callable[[StageRecord], None] | None = None,
+                 on_start: Callable[[str, str], None] | None = None) -> PipelineResult:
+    """Run every stage of a validated pipeline (see :func:`dlopt.pipeline.load_pipeline`) in
+    ``root`` (default ``<runs_dir>/<name>``), skipping cached ones; ``force`` names stages
+    to redo anyway. ``on_start(name, how)`` / ``on_stage(record)`` report progress."""
+    root = Path(root) if root is not None else Path(cfg.runs_dir) / cfg.name
+    root.mkdir(parents=True, exist_ok=True)
+    _atomic_text(root / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
+                                                        sort_keys=False))
+    forced = set(force)
+    unknown = forced - {s.name for s in cfg.stages}
+    if unknown:
+        raise ConfigError(f"--force {sorted(unknown)[0]!r} is not a stage; allowed: "
+                          f"{', '.join(s.name for s in cfg.stages)}")
+    env = _environment()
+    records: dict[str, StageRecord] = {}
+    for spec in stage_order(cfg):
+        key = stage_key(cfg, spec.name, options[spec.name], records)
+        d = root / spec.name
+        done = StageRecord.read(d)
+        if done is not None and done.key == key and spec.name not in forced:
+            done.status = "cached"
+            records[spec.name] = done
+            if on_start:
+                on_start(spec.name, "cached")
+            if on_stage:
+                on_stage(done)
+            continue
+        resume = spec.name not in forced and (d / ".key").is_file() and (d / ".key").read_text().strip() == key
+        if not resume and d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+        _atomic_text(d / ".key", key + "\n")
+        (d / "stage.json").unlink(missing_ok=True)
+        if on_start:
+            on_start(spec.name, "resume" if resume else "run")
+        log.info("stage %s (%s): %s", spec.name, spec.kind, "resuming" if resume else "running")
+        ctx = StageContext(cfg, spec, d, records, resume=resume)
+        t0 = time.perf_counter()
+        out = _run_stage(ctx, options[spec.name])
+        rec = StageRecord(name=spec.name, type=spec.kind, key=key, dir=d,
+                          produces=STAGES.get(spec.kind).info["produces"], metrics=out.metrics,
+                          timings=out.timings, artifacts=out.artifacts, commands=out.commands,
+                          inputs=spec.refs(), seconds=time.perf_counter() - t0,
+                          status="resumed" if resume else "ran")
+        _atomic_text(d / "stage.json", json.dumps(rec.to_dict(), indent=1, default=str) + "\n")
+        records[spec.name] = rec
+        _write_results(root, cfg, records.values(), str(source) if source else None, env)
+        if on_stage:
+            on_stage(rec)
+    _write_results(root, cfg, records.values(), str(source) if source else None, env)
+    paths: dict[str, Path] = {}
+    if report:
+        from dlopt.report import build_report
+
+        paths = build_report(root)
+    return PipelineResult(root, list(records.values()), paths)

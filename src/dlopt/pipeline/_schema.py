@@ -1,0 +1,163 @@
+"""The pipeline YAML: a name, a shared training ``base`` and named, ordered stages.
+
+Everything is checked before any stage runs: unknown keys, unknown stage types, each
+stage's own options (its registered schema), inputs that name no stage or a stage of the
+wrong kind, and cyclic references. Every problem is one line naming the stage and key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dlopt.config import _read_yaml, apply_overrides, format_validation_error
+from dlopt.errors import ConfigError
+
+__all__ = ["StageSpec", "PipelineConfig", "load_pipeline", "parse_pipeline", "stage_order"]
+
+
+class StageSpec(BaseModel):
+    """One stage: ``name`` (unique), ``type`` (default: the name), the stage it takes its
+    input from, extra ``inputs`` (e.g. the models ``bench`` compares) and the stage type's
+    own options (validated against that type's schema)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: str | None = None
+    input: str | None = None
+    inputs: list[str] = Field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """The stage type (registry name)."""
+        return self.type or self.name
+
+    def options(self) -> dict[str, Any]:
+        """The type-specific keys (everything but name/type/input/inputs)."""
+        return dict(self.model_extra or {})
+
+    def refs(self) -> list[str]:
+        """Every stage this one reads from, main input first."""
+        return ([self.input] if self.input else []) + [r for r in self.inputs if r != self.input]
+
+
+class PipelineConfig(BaseModel):
+    """A whole pipeline file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    runs_dir: str = "runs"
+    base: dict[str, Any] = Field(default_factory=dict, description="RunConfig every training stage starts from")
+    stages: list[StageSpec] = Field(min_length=1)
+
+    @field_validator("stages")
+    @classmethod
+    def _unique(cls, v: list[StageSpec]) -> list[StageSpec]:
+        seen: set[str] = set()
+        for s in v:
+            if s.name in seen:
+                raise ValueError(f"stage name {s.name!r} is used twice; names must be unique")
+            seen.add(s.name)
+        return v
+
+    def stage(self, name: str) -> StageSpec:
+        return next(s for s in self.stages if s.name == name)
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[PipelineConfig, dict[str, Any]]:
+    """Read, override (``base.train.epochs=1``) and fully validate a pipeline file.
+
+    Returns the config and the validated options of every stage (name -> schema instance).
+    """
+    data = apply_overrides(_read_yaml(path), overrides)
+    return parse_pipeline(data, where=str(path))
+
+
+def parse_pipeline(data: dict[str, Any], *, where: str = "pipeline") -> tuple[PipelineConfig, dict[str, Any]]:
+    """Validate a raw mapping; see :func:`load_pipeline`."""
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{where}: {format_validation_error(err)}") from None
+    options = {s.name: _stage_options(cfg, s, i, where) for i, s in enumerate(cfg.stages)}
+    _check_inputs(cfg, where)
+    stage_order(cfg, where=where)
+    return cfg, options
+
+
+def _stage_options(cfg: PipelineConfig, spec: StageSpec, i: int, where: str) -> Any:
+    from dlopt.pipeline._stages import STAGES
+
+    if spec.kind not in STAGES:
+        raise ConfigError(f"{where}: stages[{i}] {spec.name!r}: unknown stage type {spec.kind!r}; "
+                          f"allowed: {', '.join(STAGES.names())}")
+    entry = STAGES.get(spec.kind)
+    schema: type[BaseModel] = entry.info["schema"]
+    try:
+        opts = schema.model_validate(spec.options())
+    except ValidationError as err:
+        raise ConfigError(f"{where}: stages[{i}] {spec.name!r}: {format_validation_error(err)}") from None
+    check = entry.info.get("check")
+    if check is not None:
+        try:
+            check(cfg, opts)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: stages[{i}] {spec.name!r}: {err}") from None
+    return opts
+
+
+def _check_inputs(cfg: PipelineConfig, where: str) -> None:
+    from dlopt.pipeline._stages import STAGES
+
+    names = [s.name for s in cfg.stages]
+    for i, s in enumerate(cfg.stages):
+        info = STAGES.get(s.kind).info
+        head = f"{where}: stages[{i}] {s.name!r}"
+        if info.get("needs_input") and not s.input:
+            raise ConfigError(f"{head}: stage type {s.kind!r} needs an 'input' (one of: {', '.join(names)})")
+        if info.get("needs_any_input") and not s.refs():
+            raise ConfigError(f"{head}: stage type {s.kind!r} needs 'inputs' (a list of: {', '.join(names)})")
+        for ref in s.refs():
+            if ref not in names:
+                raise ConfigError(f"{head}: input {ref!r} is not a stage; allowed: {', '.join(names)}")
+            if ref == s.name:
+                raise ConfigError(f"{head}: a stage cannot take its own output as input")
+        if s.input:
+            got = STAGES.get(cfg.stage(s.input).kind).info["produces"]
+            allowed = info["accepts"]
+            if got not in allowed:
+                raise ConfigError(f"{head}: input {s.input!r} gives a {got!r}; {s.kind} takes: {', '.join(allowed)}")
+        for ref in s.inputs:
+            got = STAGES.get(cfg.stage(ref).kind).info["produces"]
+            allowed = info.get("accepts_many", info["accepts"])
+            if got not in allowed:
+                raise ConfigError(f"{head}: inputs entry {ref!r} gives a {got!r}; {s.kind} takes: {', '.join(allowed)}")
+
+
+def stage_order(cfg: PipelineConfig, *, where: str = "pipeline") -> list[StageSpec]:
+    """Stages in run order: file order, except that a stage runs after everything it reads.
+    A cyclic reference is a ConfigError naming the cycle."""
+    by_name = {s.name: s for s in cfg.stages}
+    done: list[str] = []
+    state: dict[str, str] = {}  # name -> "visiting" | "done"
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = path[path.index(name):] + [name]
+            raise ConfigError(f"{where}: stages form a cycle: {' -> '.join(cycle)}")
+        state[name] = "visiting"
+        for ref in by_name[name].refs():
+            if ref in by_name:
+                visit(ref, path + [name])
+        state[name] = "done"
+        done.append(name)
+
+    for s in cfg.stages:
+        visit(s.name, [])
+    return [by_name[n] for n in done]

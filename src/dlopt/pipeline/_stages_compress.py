@@ -1,0 +1,152 @@
+"""Compression stages: ``prune``, ``distill``, ``quantize`` (through ``dlopt.compress``).
+
+Each writes a run directory ``<stage>/run`` following the compression room's contract
+(docs/compression.md): the best model so far, ``summary.json`` with ``accepted``, ``reason``
+and ``compression.before/after``. A step the guard rejects still completes: its output is
+the input model and the report says why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import Field
+
+from dlopt.errors import ConfigError, RunError
+from dlopt.pipeline._context import STAGES, Options, StageContext, StageOutput
+from dlopt.pipeline._stages_train import run_metrics
+
+log = logging.getLogger(__name__)
+
+
+def _compress(name: str) -> Callable[..., Any]:
+    """A function of ``dlopt.compress``; a clear RunError while that room lacks it."""
+    try:
+        return getattr(importlib.import_module("dlopt.compress"), name)
+    except (ImportError, AttributeError):
+        raise RunError(f"stage needs dlopt.compress.{name}, which is not available yet in this build") from None
+
+
+def _settings(opts: Any) -> dict[str, Any]:
+    from dlopt.compress._types import Budget, MeasureSettings
+
+    return {"budget": Budget(max_drop_pt=opts.max_drop_pt),
+            "measure": MeasureSettings(latency=opts.measure_latency)}
+
+
+def _output(result: Any, out: Path, stage_dir: Path) -> StageOutput:
+    """Metrics of the step's kept model plus the guard's decision and before/after figures."""
+    metrics, timings = run_metrics(out) if (out / "summary.json").exists() else ({}, {})
+    comp = result.summary.get("compression", {})
+    kept = result.after if result.accepted else result.before
+    for key in ("params", "macs", "size_bytes", "sparsity"):
+        if kept.get(key) is not None:
+            metrics[key] = kept[key]
+    if kept.get("test_accuracy") is not None:
+        metrics["accuracy"] = kept["test_accuracy"]
+    metrics.update(accepted=result.accepted, reason=result.reason,
+                   before={k: v for k, v in result.before.items() if k != "latency_ms"},
+                   after={k: v for k, v in result.after.items() if k != "latency_ms"},
+                   method=comp.get("method"))
+    timings["latency_ms_before"] = result.before.get("latency_ms")
+    timings["latency_ms_after"] = result.after.get("latency_ms")
+    artifacts = {"run": str(out.relative_to(stage_dir))}
+    for name in ("model.int8.onnx", "model.onnx"):
+        if (out / name).exists():
+            artifacts["onnx"] = str((out / name).relative_to(stage_dir))
+            break
+    return StageOutput(metrics, timings, artifacts)
+
+
+class _CompressOptions(Options):
+    max_drop_pt: float = Field(0.5, ge=0)
+    measure_latency: bool = Field(False, description="time each step (the bench stage times them anyway)")
+
+
+# --------------------------------------------------------------------------------- prune
+class PruneOptions(_CompressOptions):
+    """``dlopt.compress.prune_run`` options."""
+
+    method: str = "l1"
+    target: str = "macs=0.5"
+    steps: int = Field(1, ge=1)
+    finetune_epochs: int = Field(1, ge=0)
+    round_to: int | None = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
+def _check_prune(pipeline: Any, opts: PruneOptions) -> None:
+    try:
+        from dlopt.compress._types import parse_target
+    except ImportError:
+        return  # the stage itself reports the missing room
+    t = parse_target(opts.target)
+    if t.kind == "latency_ms" and not opts.measure_latency:
+        raise ConfigError(f"target={opts.target!r} needs measure_latency: true")
+
+
+@STAGES.register("prune", schema=PruneOptions, accepts=("run",), produces="run", needs_input=True,
+                 check=_check_prune)
+def prune_stage(ctx: StageContext, opts: PruneOptions) -> StageOutput:
+    """Prune the input run, fine-tune, keep the result only within the accuracy budget."""
+    out = ctx.dir / "run"
+    result = _compress("prune_run")(
+        ctx.input.path("run"), out, method=opts.method, target=opts.target, steps=opts.steps,  # type: ignore[union-attr]
+        finetune_epochs=opts.finetune_epochs, round_to=opts.round_to, lr=opts.lr, overwrite=True,
+        **_settings(opts))
+    return _output(result, out, ctx.dir)
+
+
+# ------------------------------------------------------------------------------- distill
+class DistillOptions(_CompressOptions):
+    """``dlopt.compress.distill_run`` options; the input run is the teacher. ``student`` is
+    a zoo name or dict, or the name of an earlier stage whose run becomes the student."""
+
+    student: str | dict[str, Any]
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)
+    hint: str | None = None
+    epochs: int = Field(3, ge=1)
+    lr: float | None = Field(None, gt=0)
+    recipe: dict[str, Any] = Field(default_factory=dict, description="fit() keywords, e.g. batch_size")
+
+
+@STAGES.register("distill", schema=DistillOptions, accepts=("run",), produces="run", needs_input=True,
+                 accepts_many=("run",))
+def distill_stage(ctx: StageContext, opts: DistillOptions) -> StageOutput:
+    """Train the student on the teacher's softened outputs (Hinton KD)."""
+    student: Any = opts.student
+    if isinstance(student, str) and student in ctx.records:
+        student = ctx.records[student].path("run")
+    out = ctx.dir / "run"
+    result = _compress("distill_run")(
+        ctx.input.path("run"), student, out, temperature=opts.temperature, alpha=opts.alpha,  # type: ignore[union-attr]
+        hint=opts.hint, epochs=opts.epochs, lr=opts.lr, overwrite=True, **_settings(opts), **opts.recipe)
+    return _output(result, out, ctx.dir)
+
+
+# ------------------------------------------------------------------------------ quantize
+class QuantizeOptions(_CompressOptions):
+    """``dlopt.compress.quantize_run`` options; the input is a run (or an export stage)."""
+
+    method: str = "auto"
+    calibration: str = "minmax"
+    calib_samples: int = Field(512, ge=1)
+    per_channel: bool = True
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+
+
+@STAGES.register("quantize", schema=QuantizeOptions, accepts=("run", "onnx"), produces="run", needs_input=True)
+def quantize_stage(ctx: StageContext, opts: QuantizeOptions) -> StageOutput:
+    """Quantize the input's model (INT8 ONNX for static/dynamic)."""
+    src = ctx.input
+    source = src.path("run") if "run" in src.artifacts else src.path("onnx")  # type: ignore[union-attr]
+    out = ctx.dir / "run"
+    result = _compress("quantize_run")(
+        source, out, method=opts.method, calibration=opts.calibration, calib_samples=opts.calib_samples,
+        per_channel=opts.per_channel, epochs=opts.epochs, lr=opts.lr, overwrite=True, **_settings(opts))
+    return _output(result, out, ctx.dir)

@@ -1,0 +1,154 @@
+"""The stage table: one row per stage from ``results.json``, formatted for HTML, Markdown
+and the terminal. Pure functions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+__all__ = ["COLUMNS", "stage_rows", "format_cell", "markdown_table", "text_table", "per_class_rows",
+           "bench_lookup"]
+
+# column key -> header
+COLUMNS: dict[str, str] = {
+    "stage": "stage", "type": "type", "status": "status", "seconds": "time",
+    "accuracy": "accuracy", "params": "params", "macs": "MACs", "size_bytes": "size on disk",
+    "p50_1": "p50 ms (b1)", "p50_64": "p50 ms (b64)", "speed_1": "speedup b1", "speed_64": "speedup b64",
+    "note": "note",
+}
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _human(n: Any, unit: str = "") -> str:
+    if not _num(n):
+        return "–"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}" if float(n).is_integer() else f"{n:.3g}{unit}"
+
+
+def _size(n: Any) -> str:
+    if not _num(n):
+        return "–"
+    for div, suffix in ((2**20, "MiB"), (2**10, "KiB")):
+        if n >= div:
+            return f"{n / div:.1f} {suffix}"
+    return f"{n:.0f} B"
+
+
+def _speed(e: dict[str, Any] | None) -> str:
+    if not e or not _num(e.get("speedup")):
+        return "–"
+    verdict = e.get("verdict") or ""
+    return "baseline" if verdict == "baseline" else f"{e['speedup']:.2f}x {verdict}"
+
+
+_FORMAT: dict[str, Callable[[Any], str]] = {
+    "seconds": lambda v: f"{v:.1f}s" if _num(v) else "–",
+    "accuracy": lambda v: f"{100 * v:.2f}%" if _num(v) else "–",
+    "params": _human,
+    "macs": _human,
+    "size_bytes": _size,
+    "p50_1": lambda v: f"{v:.3f}" if _num(v) else "–",
+    "p50_64": lambda v: f"{v:.3f}" if _num(v) else "–",
+    "speed_1": _speed,
+    "speed_64": _speed,
+}
+
+
+def format_cell(key: str, value: Any) -> str:
+    """One cell as text."""
+    fmt = _FORMAT.get(key)
+    if fmt is not None:
+        return fmt(value)
+    return "–" if value is None else str(value)
+
+
+def bench_lookup(stages: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Model name -> batch size -> latency entry, from every bench stage (the last wins)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for s in stages:
+        if s["type"] == "bench":
+            out.update(s.get("timings", {}).get("models", {}))
+    return out
+
+
+def _note(s: dict[str, Any]) -> str:
+    m, kind = s.get("metrics", {}), s["type"]
+    if kind == "lr_find":
+        return f"suggested lr {m.get('suggested_lr', float('nan')):.2e}"
+    if kind == "tune":
+        vals = ", ".join(f"{k} {v:.4f}" for k, v in (m.get("best_values") or {}).items() if _num(v))
+        return f"best trial {m.get('best_trial')} ({vals}) of {m.get('trials')} trials, {m.get('pruned', 0)} pruned"
+    if kind == "export":
+        return f"ONNX parity: max |diff| {m.get('parity_max_abs_diff', float('nan')):.1e} on {m.get('parity_samples')}"
+    if kind == "serve_check":
+        return f"{m.get('equal')}/{m.get('samples')} served answers equal local ONNX Runtime"
+    if kind == "sweep":
+        parts = [f"{k} {100 * v['mean']:.2f}±{100 * v['std']:.2f}%" if _num(v.get("mean")) and _num(v.get("std"))
+                 else f"{k} –" for k, v in (m.get("variants") or {}).items()]
+        return "; ".join(parts)
+    if kind == "bench":
+        return f"baseline: {m.get('baseline')}"
+    if "accepted" in m:
+        return ("accepted" if m["accepted"] else "rejected, input kept") + (f": {m.get('reason')}" if m.get("reason") else "")
+    return ""
+
+
+def stage_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict per stage with the :data:`COLUMNS` keys (raw values, format with format_cell)."""
+    stages = results.get("stages", [])
+    bench = bench_lookup(stages)
+    rows = []
+    for s in stages:
+        m = s.get("metrics", {})
+        b = bench.get(s["name"], {})
+        rows.append({
+            "stage": s["name"], "type": s["type"], "status": s.get("status"), "seconds": s.get("seconds"),
+            "accuracy": m.get("accuracy"), "params": m.get("params"), "macs": m.get("macs"),
+            "size_bytes": m.get("size_bytes"),
+            "p50_1": (b.get("1") or {}).get("p50_ms"), "p50_64": (b.get("64") or {}).get("p50_ms"),
+            "speed_1": b.get("1"), "speed_64": b.get("64"), "note": _note(s),
+        })
+    return rows
+
+
+def _escape_md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: dict[str, str] = COLUMNS) -> str:
+    """A GitHub-flavoured Markdown table."""
+    head = "| " + " | ".join(columns.values()) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_escape_md(format_cell(k, r.get(k))) for k in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def text_table(rows: Sequence[dict[str, Any]], columns: dict[str, str] | None = None) -> str:
+    """A plain aligned table for the terminal (no note column by default)."""
+    cols = columns or {k: v for k, v in COLUMNS.items() if k != "note"}
+    cells = [[format_cell(k, r.get(k)) for k in cols] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(cols.values())]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(list(cols.values())), line(["-" * w for w in widths]), *(line(c) for c in cells)])
+
+
+def per_class_rows(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support per class from a confusion matrix (rows: true)."""
+    rows = []
+    n = len(matrix)
+    for i in range(n):
+        tp = matrix[i][i]
+        support = sum(matrix[i])
+        predicted = sum(matrix[r][i] for r in range(n))
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        name = class_names[i] if i < len(class_names) else str(i)
+        rows.append({"class": name, "precision": p, "recall": r, "f1": f1, "support": support})
+    return rows

@@ -1,0 +1,353 @@
+"""Several processes: DDP training under ``torchrun`` (``dlopt train --nproc N`` launches it).
+
+Nothing here is home-made cluster code: torchrun starts, watches and restarts the processes
+and sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; ``torch.distributed`` (gloo on CPU, nccl on
+CUDA) moves the data; ``DistributedDataParallel`` averages the gradients. dlopt adds what its
+engine needs around them, each a handler on the loop's events:
+
+* the in-memory loader takes its rank's slice of the one seeded permutation every rank draws
+  (``make_loader(rank=, world_size=)``), so the union of the ranks' batch *b* is the global
+  batch *b* of a one-process run: with ``train.distributed.batch: global`` a step does the
+  same math for any process count, and a checkpoint resumes with any count dividing the batch;
+* the epoch's train loss is summed over the ranks and the validation metrics are averaged,
+  so every rank sees the same numbers and early stopping, the plateau schedule and the best
+  checkpoint decide alike; a stop requested on any rank stops all of them;
+* the NaN/Inf guard sees the loss averaged over the ranks (the gradients are already
+  averaged), so a bad step stops or is skipped on every rank at once;
+* only rank 0 writes (checkpoints, metrics.jsonl, summary.json, model.safetensors) and
+  reports; every rank reads ``checkpoints/last`` on resume (a shared directory across hosts);
+* after torchrun restarts the group (``--max-restarts``), the run resumes from its last
+  checkpoint by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+import torch.distributed as dist
+
+from dlopt.errors import ConfigError, RunError
+
+__all__ = ["World", "env_world", "session", "prepare_run_dir", "check_supported", "dist_handlers",
+           "is_main_process", "launch", "DDPWrap", "ReduceMetrics", "AgreeStop", "AgreeNonFinite"]
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------- world
+@dataclass(frozen=True)
+class World:
+    """This process's place in the group (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    restart: int = 0  # torchrun's TORCHELASTIC_RESTART_COUNT: >0 after a group restart
+
+    @property
+    def enabled(self) -> bool:
+        """True with more than one process."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes and reports."""
+        return self.rank == 0
+
+    def local_batch(self, batch_size: int, mode: str) -> int:
+        """This rank's batch for ``train.batch_size`` read as ``mode`` (global | per_rank)."""
+        if mode == "per_rank" or self.world_size == 1:
+            return batch_size
+        if batch_size % self.world_size:
+            raise ConfigError(f"train.batch_size={batch_size} with train.distributed.batch=global must be "
+                              f"divisible by the {self.world_size} processes")
+        return batch_size // self.world_size
+
+    def global_batch(self, batch_size: int, mode: str) -> int:
+        """The batch one optimizer step averages over, summed over the ranks."""
+        return self.local_batch(batch_size, mode) * self.world_size
+
+    def lr_factor(self, batch_size: int, mode: str, scaling: str) -> float:
+        """``optim.lr`` multiplier: k or sqrt(k) with k = global batch / ``train.batch_size``."""
+        k = self.global_batch(batch_size, mode) / batch_size
+        return {"none": 1.0, "linear": k, "sqrt": math.sqrt(k)}[scaling]
+
+
+def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
+    try:
+        return int(env.get(key, default))
+    except ValueError:
+        raise ConfigError(f"environment {key}={env[key]!r}: must be an integer (torchrun sets it)") from None
+
+
+def env_world(env: Mapping[str, str] | None = None) -> World:
+    """The world torchrun describes in the environment (one process when it is unset)."""
+    env = os.environ if env is None else env
+    world = World(rank=_env_int(env, "RANK", 0), world_size=_env_int(env, "WORLD_SIZE", 1),
+                  local_rank=_env_int(env, "LOCAL_RANK", 0),
+                  restart=_env_int(env, "TORCHELASTIC_RESTART_COUNT", 0))
+    if world.world_size < 1 or not 0 <= world.rank < world.world_size:
+        raise ConfigError(f"environment RANK={world.rank}, WORLD_SIZE={world.world_size}: "
+                          "need 0 <= RANK < WORLD_SIZE")
+    return world
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a torchrun group (those print nothing)."""
+    return env_world().is_main
+
+
+# -------------------------------------------------------------------------------- session
+def _backend(device: torch.device, backend: str) -> str:
+    if backend == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and device.type != "cuda":
+        raise ConfigError(f"train.distributed.backend=nccl needs CUDA, the device is {device.type}; use gloo or auto")
+    return backend
+
+
+@contextlib.contextmanager
+def session(device: torch.device, *, backend: str = "auto", timeout_s: float = 300.0) -> Iterator[World]:
+    """The process group for one run: joined here (env:// from torchrun) unless the caller
+    already did, left at the end. A lost peer becomes a one-line :class:`RunError` (exit 1,
+    which makes torchrun restart the group when restarts remain)."""
+    world = env_world()
+    if not world.enabled:
+        yield world
+        return
+    owned = not dist.is_initialized()
+    try:
+        if owned:
+            _join(world, device, backend, timedelta(seconds=timeout_s))
+        yield world
+    except (dist.DistError, RuntimeError) as exc:
+        if not _is_comm_error(exc):
+            raise
+        raise RunError(f"rank {world.rank}: lost the other processes ({_first_line(exc)}); "
+                       "with --max-restarts torchrun restarts the group from the last checkpoint") from None
+    finally:
+        if owned and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _join(world: World, device: torch.device, backend: str, timeout: timedelta) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_device(world.local_rank)
+    name = _backend(device, backend)
+    store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+    # torchrun keeps one store across group restarts: without a per-restart prefix the new
+    # ranks would read the dead ranks' addresses and fail to connect
+    store = dist.PrefixStore(f"dlopt/restart-{world.restart}/", store)
+    dist.init_process_group(name, store=store, rank=rank, world_size=size, timeout=timeout)
+    log.info("rank %d/%d joined the %s process group", world.rank, world.world_size, name)
+
+
+def _is_comm_error(exc: BaseException) -> bool:
+    """A collective failed (a peer died or hung): torch raises DistError or, from gloo and
+    nccl, a plain RuntimeError naming them."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc).lower()
+    return any(k in text for k in ("gloo", "nccl", "connection reset", "connection closed"))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # gloo's lines end with a long hint about hanging workers: the first sentence is enough
+    return text.splitlines()[0].split(". ")[0][:160] if text else type(exc).__name__
+
+
+def _agree(flag: bool, device: torch.device, *, op: Any = None) -> bool:
+    """``flag`` reduced over the ranks: all true (default) or any true (``op=MAX``)."""
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=op or dist.ReduceOp.MIN)
+    return bool(t.item() > 0.5)
+
+
+# ------------------------------------------------------------------------------ run dir
+def _restart_flags(d: Path, resume: bool, overwrite: bool, config_text: str) -> tuple[bool, bool]:
+    """After torchrun restarted the group: resume from ``checkpoints/last`` when there is one;
+    else start over, but only if the directory holds this very run (same config.yaml)."""
+    from dlopt.train import rundir
+
+    if (d / rundir.CHECKPOINTS / "last").exists():
+        return True, False
+    saved = d / rundir.CONFIG
+    if saved.is_file() and saved.read_text() == config_text:
+        return False, True
+    return resume, overwrite
+
+
+def prepare_run_dir(world: World, run_dir: str | Path, *, resume: bool, overwrite: bool,
+                    config_text: str, device: torch.device) -> tuple[Path, bool]:
+    """``rundir.prepare_run_dir`` on rank 0 only; returns the directory and whether this is a
+    resume (decided on rank 0 and agreed, so all ranks restore the same checkpoint)."""
+    from dlopt.train import rundir
+
+    d = Path(run_dir)
+    error: BaseException | None = None
+    if world.is_main:
+        if world.restart > 0:
+            resume, overwrite = _restart_flags(d, resume, overwrite, config_text)
+            log.warning("restart %d of the process group: %s", world.restart,
+                        "resuming from the last checkpoint" if resume else "starting over")
+        try:
+            rundir.prepare_run_dir(d, resume=resume, overwrite=overwrite)
+        except ConfigError as exc:
+            error = exc
+    if not world.enabled:
+        if error is not None:
+            raise error
+        return d, resume
+    t = torch.tensor([0.0 if error is None else 1.0, 1.0 if resume else 0.0], device=device)
+    dist.broadcast(t, src=0)
+    if error is not None:
+        raise error
+    if t[0].item() > 0.5:
+        raise RunError(f"rank {world.rank}: rank 0 could not prepare {d} (see its error)")
+    return d, bool(t[1].item() > 0.5)
+
+
+def check_supported(world: World, *, cv: int | None, unfreeze_at_epoch: int | None) -> None:
+    """Refuse what DDP here cannot do, with the rule."""
+    if not world.enabled:
+        return
+    if cv:
+        raise ConfigError("train.cv (cross-validation) runs in one process; drop --nproc/torchrun or train.cv")
+    if unfreeze_at_epoch is not None:
+        # DDP registers the trainable parameters once; unfreezing later would leave them unsynchronised
+        raise ConfigError("train.transfer.unfreeze_at_epoch is not supported with several processes; "
+                          "train the frozen and unfrozen phases as two runs (transfer.init_from)")
+
+
+# ------------------------------------------------------------------------------- handlers
+class DDPWrap:
+    """Wraps the training forward in ``DistributedDataParallel`` at fit start (after
+    channels_last converted the weights, before ``Compile`` compiles ``state.model``). Its
+    ``state_dict`` records the global batch, so a resume with a different one is refused."""
+
+    order = 15
+    state_key = "distributed"
+
+    def __init__(self, world: World, *, global_batch: int) -> None:
+        self.world, self.global_batch = world, global_batch
+
+    def on_fit_start(self, state: Any) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [state.device.index if state.device.index is not None else torch.cuda.current_device()] \
+            if state.device.type == "cuda" else None
+        # DDP broadcasts rank 0's weights now; a resume then loads the same checkpoint on every rank
+        state.model = DistributedDataParallel(state.module, device_ids=ids)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"global_batch": self.global_batch, "world_size": self.world.world_size}
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        if int(saved["global_batch"]) != self.global_batch:
+            raise ConfigError(
+                f"cannot resume: the checkpoint was trained with a global batch of {saved['global_batch']} "
+                f"({saved['world_size']} processes), this run has {self.global_batch} "
+                f"({self.world.world_size}); use train.distributed.batch=global or the same process count")
+
+
+class AgreeNonFinite:
+    """Before the NaN/Inf guard (order 10) looks at ``state.loss``, replace it by its mean over
+    the ranks: a non-finite loss anywhere is then seen everywhere, and the guard (which also
+    checks the already averaged gradients) stops or skips the same step on every rank."""
+
+    order = 9
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def on_before_optimizer_step(self, state: Any) -> None:
+        loss = state.loss.detach().float().clone()
+        dist.all_reduce(loss)
+        state.loss = loss / self.world.world_size
+
+
+class ReduceMetrics:
+    """At epoch end, before anything reads them: train loss = sum of the ranks' loss sums /
+    their batch count; validation metrics = mean over the ranks (equal up to rounding, as
+    every rank evaluates the whole validation split with the same weights)."""
+
+    order = -100
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def on_epoch_end(self, state: Any) -> None:
+        keys = sorted(state.metrics)
+        loss_sum = float(state.loss_sum) if state.loss_sum is not None else 0.0
+        buf = torch.tensor([loss_sum, float(state.loss_batches)] + [float(state.metrics[k]) for k in keys],
+                           dtype=torch.float64, device=state.device)
+        dist.all_reduce(buf)
+        values = buf.tolist()
+        state.train_loss = values[0] / values[1] if values[1] else float("nan")
+        state.metrics = {k: v / self.world.world_size for k, v in zip(keys, values[2:])}
+        row = state.history[-1]
+        row["train_loss"] = state.train_loss
+        row.update(state.metrics)
+
+
+class AgreeStop:
+    """After early stopping (order 100) and before the epoch is logged and checkpointed: a
+    stop requested on any rank stops every rank (a lone stop would hang the others)."""
+
+    order = 150
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def on_epoch_end(self, state: Any) -> None:
+        if _agree(state.stop, state.device, op=dist.ReduceOp.MAX) and not state.stop:
+            state.request_stop("another process stopped")
+
+
+def dist_handlers(world: World, *, global_batch: int) -> list[Any]:
+    """The handlers a run needs with several processes (none in one process)."""
+    if not world.enabled:
+        return []
+    return [DDPWrap(world, global_batch=global_batch), AgreeNonFinite(world), ReduceMetrics(world),
+            AgreeStop(world)]
+
+
+# --------------------------------------------------------------------------------- launch
+def launch(worker_args: Sequence[str], *, nproc: int, max_restarts: int = 0) -> None:
+    """Run ``python -m dlopt <worker_args>`` in ``nproc`` processes on this machine through
+    torchrun (``torch.distributed.run``, standalone rendezvous), which restarts the whole group
+    up to ``max_restarts`` times after a process dies. Raises :class:`RunError` when it fails
+    for good (torchrun stops the survivors within its shutdown timeout, so it never hangs)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    if nproc < 1 or max_restarts < 0:
+        raise ConfigError(f"--nproc={nproc}, --max-restarts={max_restarts}: need nproc >= 1, max-restarts >= 0")
+    argv = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}",
+            "-m", "dlopt", *worker_args]
+    args = get_args_parser().parse_args(argv)
+    log.info("torchrun %s", " ".join(argv))
+    try:
+        run(args)
+    except ChildFailedError as exc:
+        failures = sorted(exc.failures.items())
+        rank, failure = failures[0]
+        code = failure.exitcode
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        raise RunError(f"{len(failures)} of {nproc} processes failed after {max_restarts} restart(s); "
+                       f"first: rank {rank} ({how}); see its messages above") from None
+    except SignalException as exc:  # torchrun stopped its processes before re-raising
+        raise RunError(f"stopped by signal {exc.sigval.name}; continue with --resume") from None
+    finally:
+        sys.stdout.flush()

@@ -1,0 +1,40 @@
+"""Shared compression fixtures: small real runs (MNIST slices, 1-2 epochs) and fast measure
+settings (no latency timing, legacy exporter) so the whole room stays within its budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+MNIST = {"name": "mnist", "subset": 600, "test_subset": 300}
+
+
+def _run(tmp_path_factory, name: str, model: dict, epochs: int = 1) -> Path:
+    import dlopt
+    from dlopt.train import recipe_config
+
+    cfg = recipe_config(data=dict(MNIST), model=model, epochs=epochs, progress=False, lr=3e-3, batch_size=64)
+    run_dir = tmp_path_factory.mktemp("runs") / name
+    dlopt.fit(config=cfg, run_dir=run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def fast():
+    """Measure settings for tests: accuracy and size only, quick exporter."""
+    from dlopt.compress import MeasureSettings
+
+    return MeasureSettings(latency=False, exporter="legacy")
+
+
+@pytest.fixture(scope="session")
+def lenet_run(tmp_path_factory) -> Path:
+    """A real 1-epoch LeNet-5 run on an MNIST slice."""
+    return _run(tmp_path_factory, "lenet", {"name": "lenet5"})
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory) -> Path:
+    """A real 1-epoch MLP run (Linear-only: the dynamic-INT8 and low-bit case)."""
+    return _run(tmp_path_factory, "mlp", {"name": "mlp", "width": 64, "depth": 2})

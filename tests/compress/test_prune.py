@@ -1,0 +1,104 @@
+"""Pruning on real runs: structured (torch-pruning) and unstructured, guard, reload from disk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dlopt.compress import Budget, prune_run, prune_structured
+from dlopt.errors import ConfigError
+
+
+def _outputs_match_onnx(run_dir):
+    """The model rebuilt from config + arch.json + safetensors gives the saved ONNX outputs."""
+    from dlopt.data import load_data
+    from dlopt.deploy import OnnxModel
+    from dlopt.train import load
+
+    loaded = load(run_dir)
+    x = load_data(loaded.config.data).test.x[:64]
+    with torch.inference_mode():
+        ours = loaded.model(x).numpy()
+    saved = OnnxModel.load(run_dir / "model.onnx").run(x.numpy())
+    np.testing.assert_allclose(ours, saved, atol=1e-4)
+    return loaded
+
+
+def test_structured_prune_removes_channels_and_reloads(lenet_run, tmp_path, fast):
+    res = prune_run(lenet_run, tmp_path / "p", method="l1", target="sparsity=0.3", round_to=1,
+                    finetune_epochs=1, lr=1e-3, budget=Budget(max_drop_pt=100), measure=fast)
+    assert res.accepted, res.reason
+    arch = json.loads((res.run_dir / "arch.json").read_text())
+    assert arch["channels"] != [6, 16] or arch["hidden"] != [120, 84]
+    assert res.after["params"] < 0.75 * res.before["params"]
+    summary = json.loads((res.run_dir / "summary.json").read_text())
+    assert summary["accepted"] is True and summary["compression"]["target_met"]
+    assert (res.run_dir / "metrics.jsonl").is_file() and not (res.run_dir / ".candidate").exists()
+    loaded = _outputs_match_onnx(res.run_dir)
+    assert sum(p.numel() for p in loaded.model.parameters()) == res.after["params"]
+
+
+def test_unstructured_global_keeps_sparsity_through_finetuning(lenet_run, tmp_path, fast):
+    res = prune_run(lenet_run, tmp_path / "u", method="global", target="sparsity=0.6", finetune_epochs=1,
+                    budget=Budget(max_drop_pt=100), measure=fast)
+    assert res.after["sparsity"] >= 0.59
+    assert res.after["compressed_bytes"] < res.before["compressed_bytes"]
+    assert res.after["params"] == res.before["params"]  # dense shapes: same params, same MACs
+    assert "not dense latency" in res.summary["compression"]["note"]
+    _outputs_match_onnx(res.run_dir)
+
+
+def test_guard_rejects_over_aggressive_step_and_keeps_input(lenet_run, tmp_path, fast):
+    res = prune_run(lenet_run, tmp_path / "r", method="local", target="sparsity=0.98", finetune_epochs=0,
+                    measure=fast)
+    assert not res.accepted and "dropped" in res.reason
+    out = res.run_dir
+    # the best model so far (the input) is what the output directory holds
+    assert (out / "model.safetensors").read_bytes() == (lenet_run / "model.safetensors").read_bytes()
+    assert (out / "rejected" / "model.safetensors").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accepted"] is False and "dropped" in summary["reason"]
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"method": "magic"}, "valid: bn, global, l1, l2, local, taylor"),
+    ({"method": "global", "target": "macs=0.5"}, "only sparsity"),
+    ({"target": "macs=1.2"}, "(0, 1)"),
+    ({"steps": 0}, "--steps"),
+])
+def test_bad_arguments_are_one_line(lenet_run, tmp_path, kwargs, needle):
+    with pytest.raises(ConfigError) as err:
+        prune_run(lenet_run, tmp_path / "x", **kwargs)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name,options,method", [
+    ("resnet", {}, "taylor"), ("resnet", {}, "bn"), ("convnet", {}, "l2"),
+    ("mlp", {"width": 64, "depth": 2}, "l1"), ("msresnet", {"scales": [1, 2], "depth": 1}, "l1"),
+])
+def test_structured_methods_rebuild_from_widths(name, options, method):
+    from dlopt.compress.prune import rebuild
+    from dlopt.models import create_model, summary
+
+    torch.manual_seed(0)
+    model = create_model(name, input_shape=(1, 28, 28), num_classes=10, **options)
+    x = torch.rand(8, 1, 28, 28)
+    if method == "taylor":
+        torch.nn.functional.cross_entropy(model(x), torch.arange(8) % 10).backward()
+    before = summary(model, (1, 28, 28))
+    prune_structured(model, x[:2], method=method, ratio=0.5, round_to=8)
+    fresh = rebuild(model.eval(), name, options, input_shape=(1, 28, 28), num_classes=10)
+    assert summary(fresh, (1, 28, 28)).macs < before.macs
+    with torch.inference_mode():
+        torch.testing.assert_close(fresh(x), model(x))
+
+
+def test_iterative_unstructured_reaches_cumulative_target(lenet_run, tmp_path, fast):
+    res = prune_run(lenet_run, tmp_path / "it", method="global", target="sparsity=0.5", steps=2,
+                    finetune_epochs=0, budget=Budget(max_drop_pt=100), measure=fast)
+    c = res.summary["compression"]
+    assert res.accepted and c["steps_kept"] == 2 and c["target_met"]
+    assert res.after["sparsity"] == pytest.approx(0.5, abs=0.01)

@@ -1,0 +1,81 @@
+"""The report of a real small pipeline: results.json, report.md, report.html, compare."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+from typer.testing import CliRunner
+
+from dlopt.cli import app
+from dlopt.report import pareto_front, per_class_rows
+
+runner = CliRunner()
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    # (cost, accuracy): b is dominated by a (cheaper and more accurate); c is the slowest but best
+    pts = [(1.0, 0.90), (2.0, 0.85), (3.0, 0.95), (1.0, 0.80)]
+    assert pareto_front(pts) == [0, 2]
+
+
+def test_per_class_rows_from_confusion_matrix():
+    rows = per_class_rows([[8, 2], [1, 9]], ["cat", "dog"])
+    assert rows[0]["class"] == "cat" and rows[0]["support"] == 10
+    assert abs(rows[0]["precision"] - 8 / 9) < 1e-12 and abs(rows[0]["recall"] - 0.8) < 1e-12
+    assert abs(rows[1]["f1"] - 2 * (9 / 11) * 0.9 / (9 / 11 + 0.9)) < 1e-12
+
+
+def test_results_json_holds_every_stage_with_metrics(pipeline_run):
+    res = json.loads((pipeline_run / "results.json").read_text())
+    names = [s["name"] for s in res["stages"]]
+    assert names == ["train", "lr_find", "tune", "retrain", "export", "bench", "serve_check"]
+    by = {s["name"]: s for s in res["stages"]}
+    assert 0.0 < by["retrain"]["metrics"]["accuracy"] <= 1.0
+    assert by["retrain"]["metrics"]["params"] > 0 and by["retrain"]["metrics"]["macs"] > 0
+    assert by["lr_find"]["metrics"]["suggested_lr"] > 0
+    assert by["tune"]["metrics"]["trials"] == 2
+    assert by["serve_check"]["metrics"]["equal"] == 10 and by["serve_check"]["metrics"]["passed"]
+    lat = by["bench"]["timings"]["models"]
+    assert set(lat) == {"train", "retrain"}
+    assert lat["train"]["1"]["verdict"] == "baseline" and lat["retrain"]["64"]["p50_ms"] > 0
+    assert res["environment"]["python"] and res["commands"][0].startswith("dlopt run")
+
+
+def test_markdown_report_has_table_and_plot_files(pipeline_run):
+    md = (pipeline_run / "report.md").read_text()
+    assert "| stage | type |" in md and "| retrain | retrain |" in md
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(links) >= 6
+    for link in links:
+        assert (pipeline_run / link).stat().st_size > 1000
+
+
+def test_html_is_self_contained_with_decodable_pngs(pipeline_run):
+    page = (pipeline_run / "report.html").read_text()
+    assert 'id="stage-table"' in page
+    assert not re.search(r"""(src|href)=['"](https?:|//)""", page)  # nothing fetched from outside
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert len(images) >= 6
+    for b64 in images:
+        assert base64.b64decode(b64).startswith(b"\x89PNG")
+
+
+def test_report_and_compare_verbs(pipeline_run, tmp_path):
+    (pipeline_run / "report.html").unlink()
+    res = runner.invoke(app, ["report", str(pipeline_run)])
+    assert res.exit_code == 0, res.output
+    assert (pipeline_run / "report.html").exists() and "retrain" in res.output
+
+    res = runner.invoke(app, ["compare", str(pipeline_run), str(pipeline_run / "train" / "run"),
+                              "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "tiny" in page and "data:image/png;base64," in page
+
+
+def test_report_of_a_non_run_is_one_line_exit_2(tmp_path):
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "no results.json" in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1

@@ -1,0 +1,77 @@
+"""Progress output (plain lines off a terminal, a rich bar on one), freezing by glob and up
+to a layer, and the CLI's k-fold summary."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from dlopt.cli import app
+from dlopt.errors import ConfigError
+from dlopt.train import fit
+from dlopt.train.callbacks.progress import Progress
+from dlopt.train.techniques.freeze import frozen_names
+
+
+def _blobs(n: int = 200):
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 3
+    return torch.randn(n, 8, generator=g) + 2.0 * nn.functional.one_hot(y, 8).float(), y
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stream_cls", [io.StringIO, _Tty])
+def test_progress_reports_loss_metric_and_speed(stream_cls, tmp_path) -> None:
+    out = stream_cls()
+    fit(_mlp(), _blobs(), run_dir=tmp_path / "r", epochs=2, batch_size=32, progress=False, threads=1,
+        callbacks=[Progress(stream=out, metric="val_accuracy", refresh=0.0)])
+    text = out.getvalue()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # a terminal gets colours and redraws
+    lines = re.split(r"[\r\n]", plain)
+    for k in (1, 2):  # the epoch row, printed once per epoch in both modes
+        line = next(ln for ln in lines if ln.startswith(f"epoch {k}/2  step "))
+        assert "train_loss " in line and "val_accuracy " in line
+        assert "samples/s" in line or stream_cls is _Tty  # rich wraps the row at 80 columns
+    if stream_cls is _Tty:  # the live bar shows the running loss and speed
+        assert "samples/s" in plain and re.search(r"loss \d\.\d{4}", plain)
+    if stream_cls is io.StringIO:  # plain: exactly one line per epoch, no terminal codes
+        assert len(text.splitlines()) == 2 and "\x1b[" not in text
+
+
+def test_frozen_names_by_glob_and_up_to_a_layer() -> None:
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)))
+    model.add_module("classifier", nn.Linear(4, 2))
+    assert frozen_names(model, ["features.0.*"]) == ["features.0.weight", "features.0.bias"]
+    assert frozen_names(model, until="classifier") == [
+        "features.0.weight", "features.0.bias", "features.1.weight", "features.1.bias"]
+    assert frozen_names(model, until="features.1") == ["features.0.weight", "features.0.bias"]
+    with pytest.raises(ConfigError, match="pattern 'head.*' matches no parameter"):
+        frozen_names(model, ["head.*"])
+    with pytest.raises(ConfigError, match="freeze_until='head': no such layer"):
+        frozen_names(model, until="head")
+
+
+def test_cli_cv_prints_mean_and_std(tmp_path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: cv\ndata: {name: iris, preprocess: [{op: zscore}]}\nmodel: {name: mlp, width: 16}\n"
+                   "train: {epochs: 2, batch_size: 32, progress: false, threads: 1}\n")
+    res = CliRunner().invoke(app, ["train", str(cfg), "--run-dir", str(tmp_path / "r"), "--cv", "3"])
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("test accuracy:"))
+    assert " ± " in line and line.endswith("over 3 folds")
+    assert all((tmp_path / "r" / f"fold-{k}" / "summary.json").is_file() for k in (1, 2, 3))

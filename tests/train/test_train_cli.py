@@ -1,0 +1,176 @@
+"""``dlopt train``, ``dlopt eval`` and ``dlopt predict`` in-process (typer's CliRunner):
+the happy path on a real MNIST slice, and bad input answered with one line and its exit
+code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dlopt.cli import app
+
+from train_helpers import DATA, MODEL
+
+runner = CliRunner()
+
+TINY = {"name": "cli-tiny", "data": DATA, "model": MODEL,
+        "train": {"epochs": 1, "batch_size": 48, "progress": False, "threads": 1}}
+
+
+def _write(tmp_path: Path, cfg: dict, name: str = "c.yaml") -> Path:
+    f = tmp_path / name
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+def _one_error_line(res, code: int) -> str:
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("cli")
+    run = tmp / "run"
+    res = runner.invoke(app, ["train", str(_write(tmp, TINY)), "--run-dir", str(run), "--device", "cpu",
+                              "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    first, second = res.output.strip().splitlines()[-2:]
+    assert first.startswith("test loss") and " accuracy " in first and " f1_macro " in first
+    assert second.startswith(f"run: {run}") and "1 epochs" in second
+    return run
+
+
+def test_train_writes_the_run_directory(trained) -> None:
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "model.safetensors", "checkpoints/last"):
+        assert (trained / name).exists(), name
+    assert yaml.safe_load((trained / "config.yaml").read_text())["train"]["threads"] == 1
+    assert len((trained / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_eval_prints_the_summary_test_metrics(trained) -> None:
+    res = runner.invoke(app, ["eval", str(trained), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    got = dict(line.split(" ", 1) for line in res.output.strip().splitlines())
+    test = json.loads((trained / "summary.json").read_text())["test"]
+    assert float(got["accuracy"]) == pytest.approx(test["accuracy"], abs=1e-4)
+    assert {"loss", "f1_macro", "auc"} <= set(got)
+
+
+def test_eval_of_a_checkpoint_directory(trained) -> None:
+    res = runner.invoke(app, ["eval", str(trained / "checkpoints" / "last")])
+    assert res.exit_code == 0 and "accuracy" in res.output
+
+
+def test_predict_npy_csv_and_image_apply_the_saved_preprocessing(trained, tmp_path) -> None:
+    from PIL import Image
+
+    from dlopt.data._load import read_raw
+    from dlopt.train import load
+
+    raw = read_raw("mnist").x_test[:3]  # uint8 (3, 1, 28, 28), as the dataset stores it
+    expected, _ = load(trained).predict(raw)
+    np.save(tmp_path / "x.npy", raw)
+    np.savetxt(tmp_path / "x.csv", raw.reshape(3, -1), fmt="%d", delimiter=",")
+    Image.fromarray(raw[0, 0]).save(tmp_path / "x.png")
+    for name, n in (("x.npy", 3), ("x.csv", 3), ("x.png", 1)):
+        res = runner.invoke(app, ["predict", str(trained), str(tmp_path / name), "--top", "2"])
+        assert res.exit_code == 0, res.output
+        lines = res.output.strip().splitlines()
+        assert len(lines) == n
+        for i, line in enumerate(lines):
+            assert line.startswith(f"{i}: class {expected[i]}  (") and line.count(": 0.") + line.count(": 1.") == 2
+
+
+def test_predict_bad_input_file_is_one_line(trained, tmp_path) -> None:
+    (tmp_path / "x.txt").write_text("1,2,3")
+    assert "input file type" in _one_error_line(runner.invoke(app, ["predict", str(trained), str(tmp_path / "x.txt")]), 2)
+    np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
+    assert "does not match the raw sample shape" in _one_error_line(
+        runner.invoke(app, ["predict", str(trained), str(tmp_path / "bad.npy")]), 2)
+
+
+def test_a_non_empty_run_dir_needs_resume_or_overwrite(trained, tmp_path) -> None:
+    cfg = _write(tmp_path, TINY)
+    line = _one_error_line(runner.invoke(app, ["train", str(cfg), "--run-dir", str(trained)]), 2)
+    assert "--resume" in line and "--overwrite" in line
+
+
+def test_resume_continues_a_copy_for_more_epochs(trained, tmp_path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    cfg = _write(tmp_path, TINY)
+    res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume", "--set", "train.epochs=2"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(r)["epoch"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.optim.name=adamx", ["train.optim.name", "adamx", "adam", "nadam", "radam"]),
+    ("train.schedule.name=cosinus", ["train.schedule.name", "cosinus", "cosine", "one-cycle"]),
+    ("train.optim.lr=-0.01", ["train.optim.lr", "-0.01", "greater than 0"]),
+    ("train.loss.name=focal", ["train.loss.name", "focal", "cross_entropy"]),
+    ("train.precision=fp8", ["train.precision", "fp8", "bf16"]),
+    ("train.epochs=0", ["train.epochs", "0"]),
+    ("data.name=imagenet", ["imagenet", "mnist"]),
+])
+def test_bad_config_is_one_line_exit_2(override, words, tmp_path) -> None:
+    res = runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(tmp_path / "r"),
+                              "--set", override])
+    line = _one_error_line(res, 2)
+    for w in words:
+        assert w in line, line
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_unavailable_device_is_one_line_exit_2(tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    res = runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(tmp_path / "r"),
+                              "--device", "cuda"])
+    assert "device='cuda' is not available" in _one_error_line(res, 2)
+
+
+def test_nan_loss_is_a_clear_training_error_exit_1(tmp_path) -> None:
+    """A diverging regression (SGD at lr 1e4 on raw targets) stops at the first non-finite
+    step with one line naming it."""
+    cfg = {"name": "diverge", "data": {"name": "diabetes"}, "model": {"name": "mlp", "width": 16},
+           "train": {"epochs": 3, "batch_size": 32, "progress": False, "threads": 1,
+                     "optim": {"name": "sgd", "lr": 1.0e4}, "loss": {"name": "mse"}}}
+    run = tmp_path / "r"
+    line = _one_error_line(runner.invoke(app, ["train", str(_write(tmp_path, cfg)), "--run-dir", str(run)]), 1)
+    assert "non-finite" in line and "at step" in line
+    summary = run / "summary.json"
+    assert not summary.exists()
+
+
+def test_eval_of_a_missing_run_is_one_line(tmp_path) -> None:
+    assert "not found" in _one_error_line(runner.invoke(app, ["eval", str(tmp_path / "nope")]), 2)
+
+
+def test_evaluate_labels_out_of_range_is_one_line(trained) -> None:
+    from dlopt.errors import DataError
+    from dlopt.train import load
+
+    raw = np.zeros((4, 1, 28, 28), dtype=np.uint8)
+    with pytest.raises(DataError, match=r"evaluation labels out of range: found 12, the model has 10 outputs") as err:
+        load(trained).evaluate((raw, np.array([0, 1, 2, 12])))
+    assert "\n" not in str(err.value)
+
+
+def test_eval_on_a_dataset_of_another_shape_is_one_line(trained) -> None:
+    line = _one_error_line(runner.invoke(app, ["eval", str(trained), "--data", "digits"]), 2)
+    assert "digits" in line or "shape" in line
