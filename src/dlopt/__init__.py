@@ -5,8 +5,7 @@ Heavy submodules load on first use, so ``import dlopt`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dlopt._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -23,10 +22,4 @@ _LAZY = {
     "load_config": "dlopt.config",
 }
 
-__all__ = ["__version__", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dlopt' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, eager=["__version__"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from dlopt.compress import Budget, prune_run, prune_structured
+from dlopt.config import load_config
 from dlopt.errors import ConfigError
 
 
@@ -39,6 +41,10 @@ def test_structured_prune_removes_channels_and_reloads(lenet_run, tmp_path, fast
     assert (res.run_dir / "metrics.jsonl").is_file() and not (res.run_dir / ".candidate").exists()
     loaded = _outputs_match_onnx(res.run_dir)
     assert sum(p.numel() for p in loaded.model.parameters()) == res.after["params"]
+    # the written config re-runs as is: the fine-tuning's starting weights are kept in the run
+    cfg = load_config(res.run_dir / "config.yaml")
+    assert Path(cfg.train.transfer.init_from) == (res.run_dir / "init.safetensors").resolve()
+    assert Path(cfg.train.transfer.init_from).is_file()
 
 
 def test_unstructured_global_keeps_sparsity_through_finetuning(lenet_run, tmp_path, fast):

@@ -10,8 +10,7 @@ returns a :class:`CompressResult`. See docs/compression.md. Heavy libraries load
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dlopt._lazy import lazy_exports
 
 # public name -> private module that defines it (imported on first use)
 _LAZY = {
@@ -35,14 +34,4 @@ _LAZY = {
     "quantize_onnx": "dlopt.compress.quantize",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dlopt.compress' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

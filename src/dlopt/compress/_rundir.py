@@ -17,13 +17,13 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from dlopt.config import RunConfig, config_to_dict, dump_config, parse_config
+from dlopt.config import RunConfig, config_to_dict, dump_config, load_config, parse_config
 from dlopt.errors import ConfigError
 from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 
 __all__ = ["Source", "open_source", "finetune", "write_model_dir", "prepare_out", "finalize",
-           "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED"]
+           "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED", "INIT_WEIGHTS"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ INT8_ONNX = "model.int8.onnx"
 CANDIDATE = ".candidate"
 REJECTED = "rejected"
 _WORK = ".work"
+INIT_WEIGHTS = "init.safetensors"  # the weights a fine-tuning run started from
 # files that make a run directory's model (copied when the source is kept)
 _MODEL_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.SUMMARY, ARCH, "preprocess.json", "preprocess.npz")
 
@@ -169,6 +170,22 @@ def _move_contents(src: Path, dst: Path) -> None:
         shutil.move(str(item), str(target))
 
 
+def _keep_init(run: Path, work: Path) -> None:
+    """A fine-tuned model's ``config.yaml`` starts from weights in the scratch space, which is
+    deleted: keep them as ``init.safetensors`` in the run so the config re-runs as is."""
+    path = run / rundir.CONFIG
+    if not path.is_file():
+        return
+    cfg = load_config(path)
+    init = cfg.train.transfer.init_from
+    if not init or not Path(init).is_file() or work.resolve() not in Path(init).resolve().parents:
+        return
+    kept = run / INIT_WEIGHTS
+    shutil.copy2(init, kept)
+    transfer = cfg.train.transfer.model_copy(update={"init_from": str(kept.resolve())})
+    dump_config(cfg.model_copy(update={"train": cfg.train.model_copy(update={"transfer": transfer})}), path)
+
+
 def finalize(out: Path, src_dir: Path, *, accepted: bool, reason: str, compression: dict[str, Any],
              source_onnx: Path | None = None) -> dict[str, Any]:
     """Lay out ``out`` (see the module docstring), write ``summary.json`` with ``accepted``,
@@ -185,6 +202,7 @@ def finalize(out: Path, src_dir: Path, *, accepted: bool, reason: str, compressi
                 shutil.copy2(src_dir / f, out / f)
         if source_onnx is not None and source_onnx.is_file():
             shutil.copy2(source_onnx, out / ONNX)
+    _keep_init(out if accepted else out / REJECTED, out / _WORK)
     shutil.rmtree(out / _WORK, ignore_errors=True)
     summary = rundir.read_json(out / rundir.SUMMARY) if (out / rundir.SUMMARY).is_file() else {}
     summary.update(accepted=bool(accepted), reason=reason,

@@ -9,8 +9,7 @@ Importing this package stays light (no torch): config validation calls
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dlopt._lazy import lazy_exports
 
 from dlopt.data._registry import DATASETS, FORMATS, check_dataset_name, dataset_names
 
@@ -31,17 +30,9 @@ _LAZY = {
     "DatasetInfo": "dlopt.data._types",
 }
 
-__all__ = ["DATASETS", "FORMATS", "check_dataset_name", "dataset_names", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dlopt.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__, _LAZY, eager=["DATASETS", "FORMATS", "check_dataset_name", "dataset_names"]
+)
 
 # Registering the built-in datasets and user formats needs numpy only.
 from dlopt.data import _builtin, _formats  # noqa: E402,F401  (registers entries)

@@ -10,8 +10,7 @@ Heavy libraries (torch, onnxruntime, fastapi) load on first use of a name. Every
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dlopt._lazy import lazy_exports
 
 # public name -> private module that defines it (imported on first use)
 _LAZY = {
@@ -37,14 +36,4 @@ _LAZY = {
     "bench_run": "dlopt.deploy._run",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dlopt.deploy' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -7,6 +7,8 @@ ONNX Runtime's tooling, keeping the dlopt metadata so the result serves like its
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -58,9 +60,10 @@ def quantize_static_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibra
     out = Path(dst)
     with tempfile.TemporaryDirectory(prefix="dlopt-quant-") as tmp:
         staged = Path(tmp) / out.name
-        quantize_static(str(src), str(staged), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=act_types[activation],
-                        weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method])
+        with _quiet_preprocess_advice():
+            quantize_static(str(src), str(staged), reader, quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=act_types[activation],
+                            weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method])
         proto = onnx.load(str(staged))
     del proto.metadata_props[:]
     meta: Any = onnx.load(str(src), load_external_data=False).metadata_props
@@ -68,3 +71,21 @@ def quantize_static_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibra
         proto.metadata_props.add(key=entry.key, value=entry.value)
     onnx.save(proto, str(out))
     return out
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_preprocess_advice() -> Iterator[None]:
+    """ONNX Runtime logs its advice to run ``quant_pre_process`` on the root logger twice per
+    call; a dlopt user cannot act on it (dlopt owns the graph), so it is dropped, nothing else."""
+    root = logging.getLogger()  # ORT calls logging.warning(): records made by the root logger
+    drop = _DropPreprocessAdvice()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)

@@ -13,8 +13,7 @@ Stage types live in one registry (``STAGES``): ``train``, ``lr_find``, ``tune``,
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dlopt._lazy import lazy_exports
 
 # public name -> private module that defines it (imported on first use)
 _LAZY = {
@@ -32,14 +31,4 @@ _LAZY = {
     "stage_key": "dlopt.pipeline._runner",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dlopt.pipeline' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

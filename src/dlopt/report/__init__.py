@@ -8,8 +8,7 @@ tables, plots (matplotlib PNGs) and files.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dlopt._lazy import lazy_exports
 
 # public name -> private module that defines it (imported on first use)
 _LAZY = {
@@ -23,14 +22,4 @@ _LAZY = {
     "pareto_front": "dlopt.report._plots",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dlopt.report' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

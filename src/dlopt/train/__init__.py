@@ -12,8 +12,7 @@ schedule and loss registries from here. Everything else loads on first attribute
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dlopt._lazy import lazy_exports
 
 # public name -> private module that defines it (imported on first use)
 _LAZY = {
@@ -40,14 +39,4 @@ _LAZY = {
     "LOSSES": "dlopt.train.losses",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dlopt.train' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

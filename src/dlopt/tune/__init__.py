@@ -10,8 +10,7 @@ Importing this package stays light; optuna and torch load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dlopt._lazy import lazy_exports
 
 from dlopt.tune._registry import PRUNERS, SAMPLERS
 
@@ -31,14 +30,4 @@ _LAZY = {
     "suggest_lr": "dlopt.tune._lr_find",
 }
 
-__all__ = ["PRUNERS", "SAMPLERS", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dlopt.tune' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, eager=["PRUNERS", "SAMPLERS"])
