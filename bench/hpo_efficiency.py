@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -185,9 +184,10 @@ def main() -> None:
                 "dataset": args.dataset, "subset": args.subset, "model": "lenet5",
                 "space": SPACE, "methods": METHODS,
                 "target": "0.99 x best val_accuracy of the seed"}
-    env = {"python": platform.python_version(), "torch": torch.__version__,
-           "optuna": optuna.__version__, "threads": torch.get_num_threads(),
-           "machine": platform.machine(), "seconds": round(time.perf_counter() - t0, 1)}
+    from dlopt.deploy import capture_environment
+
+    env = {**capture_environment(torch.get_num_threads()), "optuna": optuna.__version__,
+           "seconds": round(time.perf_counter() - t0, 1)}
     print(json.dumps(summarize(runs, settings, env), indent=2))
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,13 +47,9 @@ CHEAP = ["digits-mlp", "breast-cancer-mlp", "diabetes-mlp", "mnist1d-cnn"]
 def _environment() -> dict[str, Any]:
     import torch
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.machine(), "commit": commit}
+    from dlopt.deploy import capture_environment
+
+    return capture_environment(torch.get_num_threads())
 
 
 def run_recipe(name: str, run_root: Path, *, overrides: list[str], done: dict[str, Path]) -> dict[str, Any]:

@@ -19,9 +19,6 @@ import argparse
 import datetime
 import json
 import logging
-import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -64,14 +61,10 @@ def _items(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
 def _environment(quick: bool) -> dict[str, Any]:
     import torch
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-    except OSError:
-        commit = ""
+    from dlopt.deploy import capture_environment
+
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "quick": quick, "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "machine": platform.machine(), "commit": commit}
+            "quick": quick, **capture_environment(torch.get_num_threads())}
 
 
 def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:

@@ -46,10 +46,7 @@ import contextlib
 import importlib.util
 import json
 import logging
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -450,15 +447,9 @@ def ratio(num: list[dict[str, Any]], den: list[dict[str, Any]]) -> dict[str, flo
 
 
 def environment() -> dict[str, Any]:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = ""
-    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "git": rev,
-            "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "cuda": torch.cuda.is_available()}
+    from dlopt.deploy import capture_environment
+
+    return {**capture_environment(torch.get_num_threads()), "cuda": torch.cuda.is_available()}
 
 
 def _preimport(names: list[str]) -> None:

@@ -157,7 +157,8 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
                 dump_config(cfg, d / rundir.CONFIG)
                 if bundle.preprocessor is not None:
                     bundle.preprocessor.save(d)
-            return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume, world=world)
+            return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume,
+                               device=device, world=world)
 
 
 def _check_resume_config(d: Path, cfg: RunConfig) -> None:
@@ -249,10 +250,9 @@ def _monitor(cfg: RunConfig, task: str, has_val: bool) -> tuple[str | None, str]
 
 
 def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None,
-                callbacks: Sequence[Any], resume: bool,
+                callbacks: Sequence[Any], resume: bool, device: torch.device,
                 world: distributed.World = distributed.World()) -> FitResult:
     t, info = cfg.train, bundle.info
-    device = select_device(t.device)
     module, model_name = _build_model(cfg, info, model)
     if t.transfer.init_from and not resume:
         init_from(module, read_init_weights(t.transfer.init_from), new_head=t.transfer.new_head)
