@@ -129,6 +129,10 @@ def session(device: torch.device, *, backend: str = "auto", timeout_s: float = 3
         if owned:
             _join(world, device, backend, timedelta(seconds=timeout_s))
         yield world
+        if owned:
+            # leave together: rank 0 still writes results after training, and a rank that tears
+            # gloo down while its peer is mid-exit was seen to abort ("terminate called ...")
+            dist.barrier()
     except (dist.DistError, RuntimeError) as exc:
         if not _is_comm_error(exc):
             raise
