@@ -263,6 +263,9 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     compile: bool = False
     channels_last: bool = False
+    pool_first: bool = Field(
+        True, description="train with monotone activations moved behind max-pools (same function, cheaper)"
+    )
     nonfinite: Literal["stop", "skip"] = "stop"
     metric: str = Field("auto", description="metric used for best checkpoint (auto: by task)")
     cv: int | None = Field(None, ge=2)

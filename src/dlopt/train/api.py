@@ -225,6 +225,7 @@ def _techniques(t: Any, *, device: torch.device, augment: nn.Module | None, froz
         (reg.l1 > 0, lambda: tq.L1Penalty(reg.l1)),
         (reg.grad_accum > 1, lambda: tq.GradAccumulation(reg.grad_accum)),
         (precision != "fp32", lambda: tq.Precision(precision)),
+        (t.pool_first, tq.PoolFirst),
         (t.channels_last and input_ndim == 4, tq.ChannelsLast),
         (t.compile, tq.Compile),
         (reg.clip_norm is not None or reg.clip_value is not None,

@@ -6,6 +6,7 @@ technique                 object                   plain function
 mixed precision           Precision                autocast_context, resolve_precision
 torch.compile             Compile                  compile_model
 channels_last             ChannelsLast             to_channels_last
+pool before activation    PoolFirst                pool_first, restore_pool_order
 augmentation              Augmentation             dlopt.data.build_augment
 mixup / cutmix            Mixup / CutMix           mixup_batch / cutmix_batch, mixed_loss
 L1 penalty                L1Penalty                l1_penalty
@@ -32,12 +33,14 @@ from dlopt.train.techniques.grad_accum import GradAccumulation, accumulation_ste
 from dlopt.train.techniques.l1 import L1Penalty, l1_penalty
 from dlopt.train.techniques.mixup import Mixup, mixed_loss, mixup_batch
 from dlopt.train.techniques.nonfinite import NonFiniteGuard, finite_flag, first_nonfinite
+from dlopt.train.techniques.pool_first import PoolFirst, pool_first, restore_pool_order
 from dlopt.train.techniques.precision import Precision, autocast_context, resolve_precision
 
 __all__ = [
     "Augmentation", "ChannelsLast", "Compile", "CutMix", "EMA", "GradAccumulation", "GradClip",
-    "L1Penalty", "Mixup", "NonFiniteGuard", "Precision", "Unfreeze",
+    "L1Penalty", "Mixup", "NonFiniteGuard", "PoolFirst", "Precision", "Unfreeze",
     "accumulation_steps", "autocast_context", "clip_gradients", "compile_model", "cutmix_batch",
     "cutmix_box", "ema_model", "finite_flag", "first_nonfinite", "freeze", "frozen_names",
-    "l1_penalty", "mixed_loss", "mixup_batch", "resolve_precision", "to_channels_last",
+    "l1_penalty", "mixed_loss", "mixup_batch", "pool_first", "resolve_precision",
+    "restore_pool_order", "to_channels_last",
 ]
