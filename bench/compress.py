@@ -82,10 +82,11 @@ def _teacher(model: dict[str, Any], recipe: dict[str, Any], run_dir: Path) -> Pa
 
 
 def _side_by_side(contestants: list[Any], x: Any, y: Any) -> dict[str, float]:
-    """p50 ms at batch 64 for each contestant, one harness call (fresh worker each)."""
+    """p50 ms at batch 64 for each contestant, one harness call: 3 rounds (A B C A B C, a
+    fresh worker each), p50 = median of the round p50s, so one slow round moves no figure."""
     from dlopt.deploy import benchmark
 
-    rep = benchmark(contestants, x, y, batch_sizes=(64,), threads=1, min_runs=30, min_seconds=1.0)
+    rep = benchmark(contestants, x, y, batch_sizes=(64,), threads=1, min_runs=30, min_seconds=0.5, rounds=3)
     return {name: e["64"]["p50_ms"] for name, e in rep["contestants"].items()}
 
 

@@ -50,6 +50,25 @@ def test_benchmark_pytorch_onnx_and_int8(lenet, mnist, tmp_path):
     assert report["contestants"]["onnxruntime-int8"]["1"]["params"] == ort_e["params"]
 
 
+def test_benchmark_in_rounds_pairs_speedups_round_by_round(lenet, mnist, tmp_path):
+    _, path = lenet
+    twin = tmp_path / "twin.onnx"
+    twin.write_bytes(path.read_bytes())
+    report = benchmark([Contestant.onnx(path), Contestant("twin", "onnxruntime", {"onnx": str(twin)})],
+                       mnist.test.x.numpy()[:64], batch_sizes=(1, 8), min_runs=5, min_seconds=0.05,
+                       warmup_seconds=0.01, rounds=3)
+    assert report["settings"]["rounds"] == 3
+    for bs, entry in report["contestants"]["twin"].items():
+        base = report["contestants"]["onnxruntime"][bs]
+        assert len(entry["round_speedups"]) == 3 and entry["runs"] >= 15 and base["runs"] >= 15
+        assert entry["speedup"] == pytest.approx(sorted(entry["round_speedups"])[1], rel=1e-3)
+        side = {"faster": min(entry["round_speedups"]) > 1, "slower": max(entry["round_speedups"]) < 1}
+        assert side.get(entry["verdict"], True)  # a verdict only where every round agrees
+        assert entry["p50_ms"] <= entry["p95_ms"] <= entry["p99_ms"]
+    with pytest.raises(ConfigError, match="rounds=0"):
+        benchmark([Contestant.onnx(path)], [[0.0]], rounds=0)
+
+
 def test_benchmark_refuses_bad_settings(lenet):
     _, path = lenet
     with pytest.raises(ConfigError, match="baseline 'pytorch' is not a contestant"):

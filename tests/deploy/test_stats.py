@@ -35,6 +35,16 @@ def test_verdicts_follow_the_noise_band():
     assert word == "no change" and threshold > 0.3 and speed == pytest.approx(10 / 7.7)
 
 
+def test_paired_rounds_keep_one_drifting_round_from_making_a_verdict():
+    # the pooled medians say 1.65x, but only one round saw it: the baseline's process ran slow
+    speed, _, word = verdict(_stats(0.057, 0.001), _stats(0.035, 0.001), paired=[1.65, 1.0, 0.98])
+    assert word == "no change" and speed == pytest.approx(1.0)
+    assert verdict(_stats(10, 0.1), _stats(8, 0.1), paired=[1.3, 1.2, 1.25])[2] == "faster"
+    assert verdict(_stats(8, 0.1), _stats(10, 0.1), paired=[0.8, 0.7, 0.85])[2] == "slower"
+    # every round must agree: a median beyond the band with one round below 1 is not faster
+    assert verdict(_stats(10, 0.1), _stats(8, 0.1), paired=[1.3, 1.25, 0.97])[2] == "no change"
+
+
 @given(st.floats(0.01, 1e3), st.floats(0.01, 1e3), st.floats(0, 50), st.floats(0, 50))
 def test_verdict_is_antisymmetric(a, b, iqr_a, iqr_b):
     sa, sb = _stats(a, iqr_a), _stats(b, iqr_b)

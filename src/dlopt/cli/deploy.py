@@ -53,6 +53,8 @@ def bench(
     baseline: Optional[str] = typer.Option(None, "--baseline", help="contestant to compare against"),
     min_runs: int = typer.Option(30, "--min-runs", min=3),
     min_seconds: float = typer.Option(1.0, "--min-seconds", min=0.0),
+    rounds: int = typer.Option(1, "--rounds", min=1,
+                               help="time every contestant once per round; speedups paired by round"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the JSON report here"),
     as_json: bool = typer.Option(False, "--json", help="print the JSON report instead of the table"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -67,7 +69,7 @@ def bench(
 
     report = bench_run(model_or_run, onnx=onnx, int8=int8, compiled=compiled,
                        batch_sizes=_batch_sizes(batch_sizes), threads=threads, samples=samples,
-                       baseline=baseline, min_runs=min_runs, min_seconds=min_seconds)
+                       baseline=baseline, min_runs=min_runs, min_seconds=min_seconds, rounds=rounds)
     text = json.dumps(report, indent=1)
     if out is not None:
         out.write_text(text + "\n")

@@ -96,17 +96,47 @@ def _run_worker(c: Contestant, spec: dict[str, Any], tmp: Path, threads: int, ti
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _entries(result: dict[str, Any], base: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+def _entries(result: dict[str, Any], base: dict[str, Any] | None,
+             paired: dict[str, list[float]] | None = None) -> dict[str, dict[str, Any]]:
     out = {}
     for bs, stats in result["batches"].items():
         entry = {**stats, **{k: result[k] for k in _MODEL_KEYS}}
         if base is None:
             entry.update(speedup=1.0, noise_threshold=None, verdict="baseline")
         else:
-            speed, threshold, word = verdict(base["batches"][bs], stats)
+            rounds = paired[bs] if paired else None
+            speed, threshold, word = verdict(base["batches"][bs], stats, paired=rounds)
             entry.update(speedup=speed, noise_threshold=threshold, verdict=word)
+            if rounds:
+                entry["round_speedups"] = [round(r, 4) for r in rounds]
         out[bs] = entry
     return out
+
+
+def _merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One worker result from several rounds: medians of the per-round statistics, runs
+    summed, the highest peak memory."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = {**runs[0], "load_seconds": float(np.median([r["load_seconds"] for r in runs])),
+              "rss_mb_base": float(np.median([r["rss_mb_base"] for r in runs])), "batches": {}}
+    for bs, first in runs[0]["batches"].items():
+        per = [r["batches"][bs] for r in runs]
+        stats = {k: float(np.median([p[k] for p in per])) for k, v in first.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        stats.update(runs=int(sum(p["runs"] for p in per)), peak_mb=max(p["peak_mb"] for p in per),
+                     peak_reset=all(p["peak_reset"] for p in per),
+                     throughput=int(bs) * 1000.0 / stats["p50_ms"] if stats["p50_ms"] > 0 else float("inf"))
+        merged["batches"][bs] = stats
+    return merged
+
+
+def _paired(rounds: list[dict[str, dict[str, Any]]], base: str, name: str) -> dict[str, list[float]] | None:
+    """Per batch size, the baseline/contestant p50 ratio of each round (None for one round)."""
+    if len(rounds) < 2:
+        return None
+    return {bs: [r[base]["batches"][bs]["p50_ms"] / r[name]["batches"][bs]["p50_ms"] for r in rounds]
+            for bs in rounds[0][name]["batches"]}
 
 
 def benchmark(
@@ -123,11 +153,15 @@ def benchmark(
     baseline: str | None = None,
     timeout_s: float = 900.0,
     model: dict[str, Any] | None = None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Time every contestant on the same inputs ``x`` (model inputs, float32) and compare.
 
     ``y`` (class ids) gives test accuracy. ``baseline`` defaults to ``pytorch`` when present,
-    else the first contestant. Returns the JSON-able report.
+    else the first contestant. ``rounds`` > 1 times every contestant once per round (A B C
+    A B C ..., a fresh process each time): statistics are the medians over rounds and each
+    speedup is the median of the per-round ratios, so drift in machine load between
+    processes cannot make a verdict. Returns the JSON-able report.
     """
     names = [c.name for c in contestants]
     if not contestants or len(set(names)) != len(names):
@@ -135,6 +169,8 @@ def benchmark(
     base_name = baseline or ("pytorch" if "pytorch" in names else names[0])
     if base_name not in names:
         raise ConfigError(f"benchmark baseline {base_name!r} is not a contestant; allowed: {', '.join(names)}")
+    if rounds < 1:
+        raise ConfigError(f"benchmark rounds={rounds} is invalid; allowed: an integer >= 1")
     sizes = sorted({int(b) for b in batch_sizes})
     if not sizes or sizes[0] < 1:
         raise ConfigError(f"batch sizes {list(batch_sizes)} are invalid; allowed: integers >= 1")
@@ -145,13 +181,14 @@ def benchmark(
             "min_seconds": float(min_seconds), "warmup_seconds": float(warmup_seconds),
             "max_seconds": float(max_seconds)}
     ordered = sorted(contestants, key=lambda c: c.name != base_name)
-    results: dict[str, dict[str, Any]] = {}
+    per_round: list[dict[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="dlopt-bench-") as tmp:
         arrays = {"x": x} if y is None else {"x": x, "y": np.asarray(y)}
         np.savez(Path(tmp) / "inputs.npz", **arrays)
         spec["inputs"] = str(Path(tmp) / "inputs.npz")
-        for c in ordered:
-            results[c.name] = _run_worker(c, spec, Path(tmp), threads, timeout_s)
+        for _ in range(rounds):
+            per_round.append({c.name: _run_worker(c, spec, Path(tmp), threads, timeout_s) for c in ordered})
+    results = {c.name: _merge_rounds([r[c.name] for r in per_round]) for c in ordered}
     base = results[base_name]
     return {
         "schema_version": SCHEMA_VERSION,
@@ -159,9 +196,10 @@ def benchmark(
         "baseline": base_name,
         "model": model or {},
         "settings": {**{k: v for k, v in spec.items() if k != "inputs"}, "samples": len(x),
-                     "noise_floor": NOISE_FLOOR},
+                     "noise_floor": NOISE_FLOOR, "rounds": rounds},
         "contestants": {
-            name: _entries(res, None if name == base_name else base) for name, res in results.items()
+            name: _entries(res, None if name == base_name else base, _paired(per_round, base_name, name))
+            for name, res in results.items()
         },
         "load_seconds": {name: res["load_seconds"] for name, res in results.items()},
     }

@@ -86,10 +86,11 @@ def bench_run(
     min_runs: int = 30,
     min_seconds: float = 1.0,
     exporter: str = "dynamo",
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Benchmark a run directory (PyTorch eager, ``torch.compile`` when ``compiled``, ONNX
     Runtime FP32 exported on the fly unless ``onnx`` is given) or an ``.onnx`` file, plus
-    the quantized ``int8`` file when given."""
+    the quantized ``int8`` file when given; ``rounds`` as in :func:`benchmark`."""
     source = Path(model_or_run)
     if not source.exists():
         raise ConfigError(f"bench: {source} not found; allowed: a run directory or an .onnx file")
@@ -116,4 +117,5 @@ def bench_run(
         if int8 is not None:
             contestants.append(Contestant.onnx(int8, int8=True))
         return benchmark(contestants, x, y, batch_sizes=batch_sizes, threads=threads,
-                         baseline=baseline, min_runs=min_runs, min_seconds=min_seconds, model=info)
+                         baseline=baseline, min_runs=min_runs, min_seconds=min_seconds, model=info,
+                         rounds=rounds)

@@ -2,7 +2,9 @@
 
 A verdict compares medians. The noise threshold is the two runs' relative IQRs combined
 (``hypot(iqr_a / p50_a, iqr_b / p50_b)``), never below ``floor`` (5%): within-run spread
-misses the drift between processes, which was up to ~2x on this shared machine.
+misses the drift between processes, which was up to ~2x on this shared machine. Measuring in
+rounds (every contestant once per round) and pairing the ratios round by round is what
+removes that drift from a verdict.
 """
 
 from __future__ import annotations
@@ -35,15 +37,24 @@ def latency_stats(times_ms: Sequence[float], batch_size: int) -> dict[str, float
     }
 
 
-def verdict(base: dict[str, float], other: dict[str, float], *, floor: float = NOISE_FLOOR
-            ) -> tuple[float, float, str]:
+def verdict(base: dict[str, float], other: dict[str, float], *, floor: float = NOISE_FLOOR,
+            paired: Sequence[float] | None = None) -> tuple[float, float, str]:
     """``(speedup, noise_threshold, verdict)`` of ``other`` against ``base`` (both from
-    :func:`latency_stats`): faster / slower when the median ratio leaves the noise band."""
-    speedup = base["p50_ms"] / other["p50_ms"] if other["p50_ms"] > 0 else math.inf
+    :func:`latency_stats`): faster / slower when the median ratio leaves the noise band.
+
+    ``paired`` holds one speedup per measurement round (both timed in the same round, so
+    drift between rounds cancels): the speedup is then their median, and a verdict other
+    than "no change" needs every round on the same side of 1.
+    """
+    if paired:
+        speedup = float(np.median(paired))
+    else:
+        speedup = base["p50_ms"] / other["p50_ms"] if other["p50_ms"] > 0 else math.inf
     rel = [s["iqr_ms"] / s["p50_ms"] if s["p50_ms"] > 0 else 0.0 for s in (base, other)]
     threshold = max(floor, math.hypot(*rel))
-    if speedup > 1.0 + threshold:
+    rounds = list(paired or [speedup])
+    if speedup > 1.0 + threshold and min(rounds) > 1.0:
         return speedup, threshold, "faster"
-    if speedup < 1.0 / (1.0 + threshold):
+    if speedup < 1.0 / (1.0 + threshold) and max(rounds) < 1.0:
         return speedup, threshold, "slower"
     return speedup, threshold, "no change"

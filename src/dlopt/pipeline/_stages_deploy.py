@@ -84,6 +84,8 @@ class BenchOptions(Options):
     samples: int | None = Field(1000, ge=64)
     min_runs: int = Field(30, ge=3)
     min_seconds: float = Field(1.0, gt=0)
+    rounds: int = Field(3, ge=1, description="every model timed once per round (fresh processes); "
+                                                "speedups are medians of per-round ratios")
 
 
 @STAGES.register("bench", schema=BenchOptions, accepts=("run", "onnx"), produces="bench", needs_any_input=True)
@@ -99,7 +101,8 @@ def bench_stage(ctx: StageContext, opts: BenchOptions) -> StageOutput:
     x, y = test_data(next(iter(files.values())), opts.samples)
     contestants = [Contestant(name, "onnxruntime", {"onnx": str(p.resolve())}) for name, p in files.items()]
     report = benchmark(contestants, x, y, batch_sizes=opts.batch_sizes, threads=opts.threads,
-                       min_runs=opts.min_runs, min_seconds=opts.min_seconds, baseline=models[0].name)
+                       min_runs=opts.min_runs, min_seconds=opts.min_seconds, baseline=models[0].name,
+                       rounds=opts.rounds)
     write_json(ctx.dir / "bench.json", report)
     metrics: dict[str, Any] = {"baseline": models[0].name, "models": {}}
     timings: dict[str, Any] = {"models": {}}
