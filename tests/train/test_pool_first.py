@@ -47,6 +47,7 @@ def test_non_monotone_hooked_or_negative_slope_activations_stay() -> None:
     assert pool_first(net(nn.GELU())) == 0           # not monotone: pool(gelu) != gelu(pool)
     assert pool_first(net(nn.LeakyReLU(-0.5))) == 0  # decreasing on the negative side
     assert pool_first(net(nn.PReLU())) == 0          # learnable slope may turn negative
+    assert pool_first(net(nn.ELU(alpha=-1.0))) == 0
     hooked = net(nn.ReLU())
     hooked[0].register_forward_hook(lambda *_: None)  # e.g. a distillation hint on the block
     assert pool_first(hooked) == 0

@@ -7,8 +7,9 @@ pooled tensor: a quarter of the elements after a 2x2 pool. For LeNet-5 at batch 
 
 Only parameter-free modules move, so state-dict keys, checkpoints and exact resume are
 untouched. The rewrite is undone when the fit ends (also after an error): a trained model keeps
-Conv -> ReLU adjacent, which ONNX Runtime fuses at inference. Layers with forward hooks (e.g. a
-distillation hint) are left alone, since their outputs would change.
+Conv -> ReLU adjacent, which ONNX Runtime fuses at inference. Layers that carry forward hooks
+when the fit starts (e.g. a distillation hint, registered by a technique of lower ``order``)
+are left alone, since their outputs would change.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def _hooked(m: nn.Module) -> bool:
 def _is_monotone(m: nn.Module) -> bool:
     if isinstance(m, nn.LeakyReLU):
         return m.negative_slope >= 0
-    return isinstance(m, _MONOTONE) and not any(True for _ in m.parameters())
+    if isinstance(m, (nn.ELU, nn.CELU)):
+        return m.alpha >= 0
+    return isinstance(m, _MONOTONE)
 
 
 def _spot(seq: nn.Sequential, i: int) -> tuple[nn.Sequential, int, nn.Module]:
