@@ -2,8 +2,8 @@
 
 Per seed: train a ResNet teacher on Fashion-MNIST, then
 - prune: structured L1 pruning to >= 50 % of MACs removed, channels rounded to 8, fine-tuned
-  (``dlopt.compress.prune_run``); speedup = ORT FP32 source / ORT pruned at batch 64, both
-  timed side by side in one harness call;
+  at the teacher's learning rate (``dlopt.compress.prune_run``); speedup = ORT FP32 source /
+  ORT pruned at batch 64, both timed side by side in one harness call;
 - int8: static QDQ INT8 (``quantize_run``, uint8 activations, per-channel weights, MinMax
   calibration on 512 training images); speedups vs ORT FP32 and vs PyTorch eager FP32 (NCHW,
   ``inference_mode``) at batch 64, side by side; eager channels_last reported beside it;
@@ -130,7 +130,7 @@ def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any],
     x, y = test.x.numpy(), test.y.numpy()
 
     pr = prune_run(teacher, work / "pruned", method="l1", target="macs=0.5", round_to=8, finetune_epochs=finetune,
-                   lr=1e-3, budget=Budget(max_drop_pt=0.5), measure=measure, overwrite=True)
+                   budget=Budget(max_drop_pt=0.5), measure=measure, overwrite=True)  # fine-tuned at the teacher's lr
     pdir = pr.run_dir if pr.accepted else pr.run_dir / "rejected"
     q = quantize_run(teacher, work / "int8", method="static", calibration="minmax", calib_samples=512,
                      budget=Budget(max_drop_pt=0.5), measure=measure, overwrite=True)

@@ -54,6 +54,10 @@ def test_unstructured_global_keeps_sparsity_through_finetuning(lenet_run, tmp_pa
     assert res.after["compressed_bytes"] < res.before["compressed_bytes"]
     assert res.after["params"] == res.before["params"]  # dense shapes: same params, same MACs
     assert "not dense latency" in res.summary["compression"]["note"]
+    # no lr given: fine-tuned at the source run's own learning rate (rewinding)
+    source_lr = load_config(Path(lenet_run) / "config.yaml").train.optim.lr
+    assert res.summary["compression"]["options"]["lr"] == source_lr
+    assert load_config(res.run_dir / "config.yaml").train.optim.lr == source_lr
     _outputs_match_onnx(res.run_dir)
 
 

@@ -67,7 +67,7 @@ def prune(
     steps: int = typer.Option(1, "--steps", help="iterative pruning steps (fine-tuned between)"),
     finetune_epochs: int = typer.Option(1, "--finetune-epochs", help="epochs of fine-tuning per step"),
     round_to: int = typer.Option(8, "--round-to", help="round channel counts to a multiple (1: off)"),
-    lr: float = typer.Option(1e-3, "--lr", help="fine-tuning learning rate"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="fine-tuning learning rate (default: the run's own)"),
     max_drop_pt: float = _DROP, latency_ms: Optional[float] = _LAT, no_latency: bool = _NOLAT,
     threads: int = _THREADS, exporter: str = _EXPORTER,
     overwrite: bool = typer.Option(False, "--overwrite"),

@@ -285,7 +285,7 @@ class _Pruner:
 
 
 def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", target: str | Target = "macs=0.5",
-              steps: int = 1, finetune_epochs: int = 1, round_to: int | None = 8, lr: float = 1e-3,
+              steps: int = 1, finetune_epochs: int = 1, round_to: int | None = 8, lr: float | None = None,
               budget: Budget | None = None, measure: MeasureSettings | None = None,
               overwrite: bool = False) -> CompressResult:
     """Prune the model of ``run_dir`` into ``out_dir`` (see the module docstring).
@@ -293,6 +293,7 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
     ``steps`` > 1 prunes iteratively (cumulative targets ``target * i / steps``), each step
     fine-tuned for ``finetune_epochs`` through ``dlopt.train`` and checked by the guard; the
     first step that breaks ``budget`` stops the run and the last good model is kept.
+    ``lr`` (fine-tuning, cosine-annealed) defaults to the source run's own learning rate.
     """
     tgt = parse_target(target)
     kind = _check(method, tgt, steps, finetune_epochs, round_to)
@@ -302,6 +303,7 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
         budget = Budget(max_drop_pt=budget.max_drop_pt, latency_ms=tgt.value)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
     src = rd.open_source(run_dir)
+    lr = rd.rewound_lr(src, lr)
     work = rd.work_dir(out)
     before = measure_torch(src.model, src.bundle, work / "source.onnx", measure=measure, metadata=src.metadata())
     pr = _Pruner(src, out, method=method, kind=kind, target=tgt, round_to=round_to, measure=measure)

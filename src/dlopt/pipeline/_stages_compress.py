@@ -75,7 +75,7 @@ class PruneOptions(_CompressOptions):
     steps: int = Field(1, ge=1)
     finetune_epochs: int = Field(1, ge=0)
     round_to: int | None = Field(8, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float | None = Field(None, gt=0)  # None: the input run's own learning rate
 
 
 def _check_prune(pipeline: Any, opts: PruneOptions) -> None:
