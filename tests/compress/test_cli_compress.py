@@ -21,6 +21,7 @@ def _one_error_line(res, needle):
 @pytest.mark.parametrize("args,needle", [
     (["prune", "RUN", "--out", "OUT", "--target", "sparsity=1.5"], "(0, 1)"),
     (["prune", "RUN", "--out", "OUT", "--method", "magic"], "unknown pruning method 'magic'"),
+    (["prune", "RUN", "--out", "OUT", "--lr", "-1"], "--lr=-1.0 is invalid"),
     (["quantize", "RUN", "--out", "OUT", "--method", "int3"], "unknown quantization method 'int3'"),
     (["distill", "--teacher", "RUN", "--student", "lenet5:width", "--out", "OUT"], "key=value"),
 ])

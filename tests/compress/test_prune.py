@@ -78,6 +78,7 @@ def test_guard_rejects_over_aggressive_step_and_keeps_input(lenet_run, tmp_path,
     ({"method": "global", "target": "macs=0.5"}, "only sparsity"),
     ({"target": "macs=1.2"}, "(0, 1)"),
     ({"steps": 0}, "--steps"),
+    ({"lr": 0.0}, "--lr=0.0 is invalid"),
 ])
 def test_bad_arguments_are_one_line(lenet_run, tmp_path, kwargs, needle):
     with pytest.raises(ConfigError) as err:

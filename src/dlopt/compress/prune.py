@@ -193,7 +193,8 @@ class MaskKeeper:
 
 
 # ------------------------------------------------------------------------------- the step
-def _check(method: str, target: Target, steps: int, finetune_epochs: int, round_to: int | None) -> str:
+def _check(method: str, target: Target, steps: int, finetune_epochs: int, round_to: int | None,
+           lr: float | None) -> str:
     kind = PRUNE_METHODS.get(method).info["kind"]
     if kind == "unstructured" and target.kind != "sparsity":
         raise ConfigError(f"--target {target} with unstructured method {method!r}: only sparsity=... is allowed "
@@ -204,6 +205,8 @@ def _check(method: str, target: Target, steps: int, finetune_epochs: int, round_
         raise ConfigError(f"--finetune-epochs={finetune_epochs} is invalid; allowed: an integer >= 0")
     if round_to is not None and round_to < 1:
         raise ConfigError(f"--round-to={round_to} is invalid; allowed: an integer >= 1 (1: no rounding)")
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"--lr={lr} is invalid; allowed: a number > 0 (default: the run's own learning rate)")
     return kind
 
 
@@ -296,7 +299,7 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
     ``lr`` (fine-tuning, cosine-annealed) defaults to the source run's own learning rate.
     """
     tgt = parse_target(target)
-    kind = _check(method, tgt, steps, finetune_epochs, round_to)
+    kind = _check(method, tgt, steps, finetune_epochs, round_to, lr)
     budget = budget or Budget()
     measure = measure or MeasureSettings()
     if tgt.kind == "latency_ms" and budget.latency_ms is None:
