@@ -7,8 +7,11 @@ Per seed: train a ResNet teacher on Fashion-MNIST, then
 - int8: static QDQ INT8 (``quantize_run``, uint8 activations, per-channel weights, MinMax
   calibration on 512 training images); speedups vs ORT FP32 and vs PyTorch eager FP32 (NCHW,
   ``inference_mode``) at batch 64, side by side; eager channels_last reported beside it;
-- kd: a ResNet-8 student with <= 1/4 of the teacher's parameters trained with Hinton KD
-  (``distill_run``) and the same student trained without KD, same recipe and epochs.
+- kd: a student with <= 1/4 of the teacher's parameters (the teacher's depth at width 0.48:
+  23.5 % of ResNet-14's parameters) trained with Hinton KD (``distill_run``) and the same
+  student trained without KD, same recipe and epochs. Students train for twice the teacher's
+  epochs (``--student-epochs``): an epoch of the student costs about half a teacher epoch
+  here, so both students get the teacher's training time (train seconds are in the rows).
 The same figures for LeNet-5 on MNIST under ``lenet5`` (verdicts, no targets: INT8 and
 channel pruning are not expected to speed up a net that small). Medians over seeds.
 
@@ -44,10 +47,14 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=12, help="teacher, KD student and no-KD student epochs")
+    p.add_argument("--epochs", type=int, default=12, help="ResNet teacher epochs")
     p.add_argument("--finetune-epochs", type=int, default=4, help="after pruning")
     p.add_argument("--depth", type=int, default=14, help="ResNet teacher depth (6n+2)")
-    p.add_argument("--student", default='{"name": "resnet", "depth": 8, "width": 0.625}', help="KD student (JSON)")
+    p.add_argument("--student", default=None,
+                   help='KD student (JSON; default {"name": "resnet", "depth": DEPTH, "width": 0.48})')
+    p.add_argument("--student-epochs", type=int, default=None,
+                   help="ResNet KD and no-KD student epochs (default: 2 x --epochs, about the teacher's "
+                        "training time; LeNet's students get 2 x --lenet-epochs)")
     p.add_argument("--subset", type=int, default=None, help="training samples (default: all)")
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--lenet-epochs", type=int, default=4)
@@ -115,8 +122,12 @@ def _eager_layouts(run_dir: Path, x: Any) -> dict[str, float]:
     return out
 
 
+def _train_seconds(run_dir: Path) -> float | None:
+    return json.loads((run_dir / "summary.json").read_text()).get("train_seconds")
+
+
 def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any], student: dict[str, Any],
-         dataset: str, epochs: int, finetune: int) -> dict[str, Any]:
+         dataset: str, epochs: int, student_epochs: int, finetune: int) -> dict[str, Any]:
     from dlopt.compress import Budget, MeasureSettings, distill_run, prune_run, quantize_run
     from dlopt.data import load_data
     from dlopt.deploy import Contestant
@@ -142,11 +153,14 @@ def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any],
                           x, y)
     layouts = _eager_layouts(teacher, x)
 
-    kd = distill_run(teacher, student, work / "kd", temperature=4.0, alpha=0.9, epochs=epochs, baseline=True,
+    kd = distill_run(teacher, student, work / "kd", temperature=4.0, alpha=0.9, epochs=student_epochs, baseline=True,
                      budget=Budget(max_drop_pt=1.0), measure=MeasureSettings(latency=False), overwrite=True,
                      **{k: v for k, v in recipe.items() if k not in ("data", "epochs", "seed")})
     c = kd.summary["compression"]
     teacher_acc = pr.before["test_accuracy"]
+    kd_dir = kd.run_dir if kd.accepted else kd.run_dir / "rejected"  # a rejected run holds the source's files
+    train_seconds = {"teacher": _train_seconds(teacher), "kd": _train_seconds(kd_dir),
+                     "nokd": c["nokd"].get("train_seconds")}
     row = {
         "seed": seed,
         "prune": {"macs_reduction": pr.summary["compression"]["macs_reduction"],
@@ -161,7 +175,8 @@ def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any],
                  "accepted": q.accepted, "reason": q.reason},
         "kd": {"student_params_ratio": c["params_ratio"], "teacher_acc": teacher_acc,
                "kd_acc": kd.after["test_accuracy"], "nokd_acc": c["nokd"]["test_accuracy"],
-               "accepted": kd.accepted, "reason": kd.reason},
+               "accepted": kd.accepted, "reason": kd.reason, "student_epochs": student_epochs,
+               "train_seconds": train_seconds},
         "p50_ms_bs64": {**times, "eager_inprocess_nchw": layouts["nchw"],
                         "eager_inprocess_channels_last": layouts["channels_last"]},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -214,16 +229,18 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     from dlopt.deploy import capture_environment
 
-    student = json.loads(a.student)
+    student = json.loads(a.student) if a.student else {"name": "resnet", "depth": a.depth, "width": 0.48}
     seeds = range(a.first_seed, a.first_seed + a.seeds)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dlopt-bench-compress-") as tmp:
         root = Path(a.work or tmp)
         resnet = [_one(a, s, root / f"resnet-{s}", model={"name": "resnet", "depth": a.depth}, student=student,
-                       dataset="fashion-mnist", epochs=a.epochs, finetune=a.finetune_epochs) for s in seeds]
+                       dataset="fashion-mnist", epochs=a.epochs, student_epochs=a.student_epochs or 2 * a.epochs,
+                       finetune=a.finetune_epochs) for s in seeds]
         lenet = [] if a.skip_lenet else [
             _one(a, s, root / f"lenet-{s}", model={"name": "lenet5"}, student={"name": "lenet5", "width": 0.5},
-                 dataset="mnist", epochs=a.lenet_epochs, finetune=1) for s in seeds]
+                 dataset="mnist", epochs=a.lenet_epochs, student_epochs=2 * a.lenet_epochs, finetune=1)
+            for s in seeds]
     fig = _median(resnet)
     report: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **fig, "model": f"resnet-{a.depth}",
                               "dataset": "fashion-mnist", "targets": TARGETS, "targets_met": _targets(fig),

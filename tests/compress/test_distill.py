@@ -32,9 +32,12 @@ def test_logit_cache_finds_shuffled_rows_and_misses_new_ones():
 
 def test_distill_run_trains_a_smaller_student(lenet_run, tmp_path, fast):
     res = distill_run(lenet_run, {"name": "lenet5", "width": 0.5}, tmp_path / "kd", epochs=1, temperature=4.0,
-                      alpha=0.9, budget=Budget(max_drop_pt=100), measure=fast)
+                      alpha=0.9, baseline=True, budget=Budget(max_drop_pt=100), measure=fast)
     c = res.summary["compression"]
     assert res.accepted and c["params_ratio"] < 0.5
+    # the same student trained without KD, for comparison: its accuracy and training time
+    assert 0 <= c["nokd"]["test_accuracy"] <= 1 and c["nokd"]["train_seconds"] > 0
+    assert not (tmp_path / "kd" / "nokd").exists()  # trained in the work dir, which is removed
     assert c["teacher_cache_hits"] > 0  # no augmentation: teacher logits came from the cache
     summary = json.loads((res.run_dir / "summary.json").read_text())
     assert summary["accepted"] is True and summary["model"] == "lenet5"

@@ -209,7 +209,8 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
     if baseline:
         plain = train_run(cfg, run_dir=work / "nokd", bundle=teacher.bundle)
         extra["nokd"] = {"val_accuracy": plain.summary["val"].get("accuracy"),
-                         "test_accuracy": plain.summary["test"].get("accuracy")}
+                         "test_accuracy": plain.summary["test"].get("accuracy"),
+                         "train_seconds": plain.summary.get("train_seconds")}
     accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch)
     compression = {"step": "distill", "method": "kd" if pair is None else "kd+hint",
                    "student": cfg.model.name, "student_options": cfg.model.options(),
