@@ -9,9 +9,10 @@ Per seed: train a ResNet teacher on Fashion-MNIST, then
   ``inference_mode``) at batch 64, side by side; eager channels_last reported beside it;
 - kd: a student with <= 1/4 of the teacher's parameters (the teacher's depth at width 0.48:
   23.5 % of ResNet-14's parameters) trained with Hinton KD (``distill_run``) and the same
-  student trained without KD, same recipe and epochs. Students train for twice the teacher's
-  epochs (``--student-epochs``): an epoch of the student costs about half a teacher epoch
-  here, so both students get the teacher's training time (train seconds are in the rows).
+  student trained without KD, same recipe and epochs as each other. Students train for twice
+  the teacher's epochs (``--student-epochs``): at the reduced run's size (9,000 images) a
+  student epoch cost about half a teacher epoch, so both students got the teacher's training
+  time; on the ``--quick`` slices they take longer (train seconds are in the rows).
 The same figures for LeNet-5 on MNIST under ``lenet5`` (verdicts, no targets: INT8 and
 channel pruning are not expected to speed up a net that small). Medians over seeds.
 
