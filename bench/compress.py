@@ -65,9 +65,13 @@ def _args() -> argparse.Namespace:
     p.add_argument("--work", default=None, help="keep run directories here (default: a temp dir)")
     p.add_argument("--out", default=None, help="also write the JSON here")
     a = p.parse_args()
+    if a.student_epochs is not None and a.student_epochs < 1:
+        p.error(f"--student-epochs={a.student_epochs} is invalid; allowed: an integer >= 1")
     if a.quick:
         a.seeds, a.epochs, a.finetune_epochs, a.lenet_epochs = 1, 2, 1, 1
         a.subset, a.test_subset = a.subset or 6000, a.test_subset or 2000
+    if a.student_epochs is None:
+        a.student_epochs = 2 * a.epochs
     return a
 
 
@@ -127,6 +131,12 @@ def _train_seconds(run_dir: Path) -> float | None:
     return json.loads((run_dir / "summary.json").read_text()).get("train_seconds")
 
 
+def _result_dir(res: Any) -> Path:
+    """Where a compression step's own model lives: a rejected run keeps it under rejected/
+    and holds the source's files at the top."""
+    return res.run_dir if res.accepted else res.run_dir / "rejected"
+
+
 def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any], student: dict[str, Any],
          dataset: str, epochs: int, student_epochs: int, finetune: int) -> dict[str, Any]:
     from dlopt.compress import Budget, MeasureSettings, distill_run, prune_run, quantize_run
@@ -143,10 +153,10 @@ def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any],
 
     pr = prune_run(teacher, work / "pruned", method="l1", target="macs=0.5", round_to=8, finetune_epochs=finetune,
                    budget=Budget(max_drop_pt=0.5), measure=measure, overwrite=True)  # fine-tuned at the teacher's lr
-    pdir = pr.run_dir if pr.accepted else pr.run_dir / "rejected"
+    pdir = _result_dir(pr)
     q = quantize_run(teacher, work / "int8", method="static", calibration="minmax", calib_samples=512,
                      budget=Budget(max_drop_pt=0.5), measure=measure, overwrite=True)
-    qdir = q.run_dir if q.accepted else q.run_dir / "rejected"
+    qdir = _result_dir(q)
     fp32_onnx = q.run_dir / "model.onnx"  # the teacher's parity-checked FP32 export, kept either way
     times = _side_by_side([Contestant.pytorch({"run": str(teacher)}), Contestant("onnxruntime", "onnxruntime",
                            {"onnx": str(fp32_onnx.resolve())}), Contestant.onnx(qdir / "model.int8.onnx", int8=True),
@@ -159,8 +169,7 @@ def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any],
                      **{k: v for k, v in recipe.items() if k not in ("data", "epochs", "seed")})
     c = kd.summary["compression"]
     teacher_acc = pr.before["test_accuracy"]
-    kd_dir = kd.run_dir if kd.accepted else kd.run_dir / "rejected"  # a rejected run holds the source's files
-    train_seconds = {"teacher": _train_seconds(teacher), "kd": _train_seconds(kd_dir),
+    train_seconds = {"teacher": _train_seconds(teacher), "kd": _train_seconds(_result_dir(kd)),
                      "nokd": c["nokd"].get("train_seconds")}
     row = {
         "seed": seed,
@@ -236,7 +245,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dlopt-bench-compress-") as tmp:
         root = Path(a.work or tmp)
         resnet = [_one(a, s, root / f"resnet-{s}", model={"name": "resnet", "depth": a.depth}, student=student,
-                       dataset="fashion-mnist", epochs=a.epochs, student_epochs=a.student_epochs or 2 * a.epochs,
+                       dataset="fashion-mnist", epochs=a.epochs, student_epochs=a.student_epochs,
                        finetune=a.finetune_epochs) for s in seeds]
         lenet = [] if a.skip_lenet else [
             _one(a, s, root / f"lenet-{s}", model={"name": "lenet5"}, student={"name": "lenet5", "width": 0.5},
