@@ -17,10 +17,12 @@ such a run is a lower bound):
    only the progress display is off, as it would print into the JSON on stdout).
 
 Clocks start when a contestant begins turning the decoded arrays into its tensors/loaders
-and stop when the target is confirmed; imports and IDX decoding are shared and not timed
-(dlopt's reader caches the decoded arrays per process, so its ``load_data`` call inside the
-clock only scales, splits and wraps them). Contestants alternate (A B C A B C ...) over
-``--repeats``; repeat ``r`` seeds every contestant with the recipe's ``train.seed + r``.
+and stop when the target is confirmed; imports and IDX decoding are not timed (dlopt's
+reader caches the decoded arrays per process, so its ``load_data`` call inside the clock only
+scales, splits and wraps them). Every run is a fresh process (this script with ``--one``),
+so nothing one contestant does to its process (dlopt's host-memory policy, caches, threads)
+carries over to the next. Contestants alternate (A B C A B C ...) over ``--repeats``; repeat
+``r`` seeds every contestant with the recipe's ``train.seed + r``.
 
 A second section measures dlopt's per-step overhead over a minimal hand-written loop (same
 model, batch, data, optimizer, schedule, loss, precision and memory layout), interleaved
@@ -47,6 +49,7 @@ import importlib.util
 import json
 import logging
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -484,6 +487,23 @@ def _run_one(name: str, data: Mnist, cfg: Any, args: argparse.Namespace, seed: i
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def _isolated(argv: list[str], name: str, seed: int) -> dict[str, Any]:
+    """One contestant run in a fresh process of this script (``--one NAME:SEED``)."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--one", f"{name}:{seed}"],
+                          stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        return {"error": f"{name} run exited with {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _one(args: argparse.Namespace) -> None:
+    """The ``--one`` child: decode, import (untimed), run one contestant, print its JSON line."""
+    name, seed = args.one.split(":")
+    data = Mnist(2000 if args.smoke else None, 1000 if args.smoke else None)
+    _preimport([name])
+    print(json.dumps(_run_one(name, data, load_recipe(args.overrides), args, int(seed)), default=float))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -498,6 +518,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true",
                    help="2k train / 1k test samples, 1 epoch, batch 128, 1 repeat (a correctness check)")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # NAME:SEED, the per-run child
     args = p.parse_args(argv)
     if args.smoke:
         args.repeats, args.max_epochs, args.overhead_rounds, args.overhead_steps = 1, 1, 1, 6
@@ -510,6 +531,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if not log.handlers:  # progress lines on stderr; stdout carries the JSON only
         handler = logging.StreamHandler(sys.stderr)
@@ -518,14 +540,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log.setLevel(logging.INFO)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.one:
+        _one(args)
+        return {}
     data = Mnist(2000 if args.smoke else None, 1000 if args.smoke else None)
     cfg = load_recipe(args.overrides)
     names = [c for c in CONTESTANTS if c in args.contestants.split(",")]
-    _preimport(names)
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTESTANTS}
     for rep in range(args.repeats):
         for name in names:  # A B C A B C: drift in machine load hits everyone alike
-            res = _run_one(name, data, cfg, args, cfg.train.seed + rep)
+            res = _isolated(argv, name, cfg.train.seed + rep)
             runs[name].append(res)
             log.info("repeat %d %s: %s", rep, name, {k: v for k, v in res.items() if k != "curve"})
     out: dict[str, Any] = {c: summarize(runs[c]) for c in CONTESTANTS}

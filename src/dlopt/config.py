@@ -266,6 +266,9 @@ class TrainConfig(Section):
     pool_first: bool = Field(
         True, description="train with monotone activations moved behind max-pools (same function, cheaper)"
     )
+    retain_host_memory: bool = Field(
+        True, description="CPU: keep freed memory in the process (no page faults per step; process-wide)"
+    )
     nonfinite: Literal["stop", "skip"] = "stop"
     metric: str = Field("auto", description="metric used for best checkpoint (auto: by task)")
     cv: int | None = Field(None, ge=2)

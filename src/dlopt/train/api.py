@@ -22,7 +22,7 @@ from dlopt.train import callbacks as cb
 from dlopt.train import distributed
 from dlopt.train import rundir
 from dlopt.train import techniques as tq
-from dlopt.train.device import environment, seed_everything, select_device
+from dlopt.train.device import environment, retain_host_memory, seed_everything, select_device
 from dlopt.train.events import Hooks
 from dlopt.train.inputs import bundle_from, check_labels
 from dlopt.train.loop import run
@@ -142,6 +142,8 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
         return cross_validate(cfg, run_dir=run_dir, folds=cfg.train.cv, callbacks=callbacks,
                               overwrite=overwrite, resume=resume, model=model, bundle=bundle)
     device = select_device(t.device)
+    if t.retain_host_memory and device.type == "cpu":
+        retain_host_memory()
     with distributed.session(device, backend=t.distributed.backend, timeout_s=t.distributed.timeout_s) as world:
         d, resume = distributed.prepare_run_dir(world, run_dir, resume=resume, overwrite=overwrite,
                                                 config_text=dump_config(cfg), device=device)
