@@ -103,7 +103,7 @@ def _torch_loaded(source: dict[str, Any], threads: int, compile_model: bool) -> 
 
     torch.set_num_threads(threads)
     # eager as dlopt runs it: without this each forward page-faults its activations back in
-    # (ResNet-14, batch 64, 1 thread: p50 72-74 -> 57-62 ms); ONNX Runtime has its own arena
+    # (ResNet-14, batch 64, 1 thread: p50 72-74 -> 49-62 ms); ONNX Runtime has its own arena
     retain_host_memory()
     model, shape, size = _torch_model(source)
     stats = summary(model, shape)
