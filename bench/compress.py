@@ -67,12 +67,25 @@ def _args() -> argparse.Namespace:
     a = p.parse_args()
     if a.student_epochs is not None and a.student_epochs < 1:
         p.error(f"--student-epochs={a.student_epochs} is invalid; allowed: an integer >= 1")
+    if a.student is not None:
+        a.student = _student_arg(p, a.student)
     if a.quick:
         a.seeds, a.epochs, a.finetune_epochs, a.lenet_epochs = 1, 2, 1, 1
         a.subset, a.test_subset = a.subset or 6000, a.test_subset or 2000
     if a.student_epochs is None:
         a.student_epochs = 2 * a.epochs
     return a
+
+
+def _student_arg(p: argparse.ArgumentParser, text: str) -> dict[str, Any]:
+    try:
+        student = json.loads(text)
+    except json.JSONDecodeError:
+        student = None
+    if not isinstance(student, dict) or "name" not in student:
+        p.error(f"--student={text!r} is invalid; allowed: a JSON object with a model name, "
+                'e.g. {"name": "resnet", "depth": 14, "width": 0.48}')
+    return student
 
 
 def _recipe(a: argparse.Namespace, seed: int, dataset: str, epochs: int) -> dict[str, Any]:
@@ -239,7 +252,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     from dlopt.deploy import capture_environment
 
-    student = json.loads(a.student) if a.student else {"name": "resnet", "depth": a.depth, "width": 0.48}
+    student = a.student or {"name": "resnet", "depth": a.depth, "width": 0.48}
     seeds = range(a.first_seed, a.first_seed + a.seeds)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dlopt-bench-compress-") as tmp:
