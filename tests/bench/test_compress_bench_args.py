@@ -9,21 +9,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+_EPOCHS = "is invalid; allowed: an integer >= 1"
+_STUDENT = "is invalid; allowed: a JSON object with a model name"
 
 
-@pytest.mark.parametrize("value", ["0", "-3"])
-def test_bad_student_epochs_is_one_line_exit_2(value: str) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "compress.py"), "--student-epochs", value],
+@pytest.mark.parametrize("flag, value, message", [
+    ("--student-epochs", "0", f"--student-epochs=0 {_EPOCHS}"),
+    ("--student-epochs", "-3", f"--student-epochs=-3 {_EPOCHS}"),
+    ("--student", "{resnet", f"--student='{{resnet' {_STUDENT}"),
+    ("--student", "[1, 2]", f"--student='[1, 2]' {_STUDENT}"),
+    ("--student", '{"depth": 8}', f"--student='{{\"depth\": 8}}' {_STUDENT}"),
+])
+def test_bad_argument_is_one_line_exit_2(flag: str, value: str, message: str) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "compress.py"), flag, value],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stdout == ""
-    assert f"--student-epochs={value} is invalid; allowed: an integer >= 1" in out.stderr
-    assert "Traceback" not in out.stderr
-
-
-@pytest.mark.parametrize("value", ["{resnet", "[1, 2]", '{"depth": 8}'])
-def test_bad_student_is_one_line_exit_2(value: str) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "compress.py"), "--student", value],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and out.stdout == ""
-    assert f"--student={value!r} is invalid; allowed: a JSON object with a model name" in out.stderr
+    assert message in out.stderr
     assert "Traceback" not in out.stderr
