@@ -39,6 +39,7 @@ def test_overrides_do_not_mutate_input():
         ("train.epochs=abc", "train.epochs='abc'"),
         ("train.optim.lr=-1", "train.optim.lr=-1"),
         ("train.precision=fp8", "'fp32', 'bf16', 'fp16' or 'auto'"),
+        ("train.retain_host_memory=maybe", "train.retain_host_memory='maybe': Input should be a valid boolean"),
         ("data.val_fraction=1.5", "data.val_fraction=1.5"),
         ("train.optim.name=sgdx", "unknown optimizer 'sgdx'"),
         ("train.schedule.name=zigzag", "unknown schedule 'zigzag'"),
