@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 METHODS = {
     "grid": {"sampler": {"name": "grid"}, "pruner": {"name": "none"}},
@@ -134,13 +134,30 @@ def summarize(runs: list[dict[str, Any]], settings: dict[str, Any], env: dict[st
             "runs": runs}
 
 
+def _bad_input(message: str) -> NoReturn:
+    print(f"hpo_efficiency.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _read_slice(path: str) -> dict[str, Any]:
+    """One earlier output of this script (the slice ``--merge`` combines)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        _bad_input(f"--merge: cannot read {path}: {exc}")
+    if not isinstance(doc, dict) or not {"settings", "runs", "env"} <= doc.keys():
+        _bad_input(f"--merge: {path} is not an output of this script (no settings/runs/env)")
+    return doc
+
+
 def merge(paths: list[str]) -> dict[str, Any]:
     """Combine outputs of runs over slices of the seeds or methods (same settings)."""
-    docs = [json.loads(Path(p).read_text()) for p in paths]
+    docs = [_read_slice(p) for p in paths]
     keys = ("trials_per_method", "epochs_per_trial", "dataset", "subset", "space", "methods")
-    if any({k: d["settings"][k] for k in keys} != {k: docs[0]["settings"][k] for k in keys}
+    if any({k: d["settings"].get(k) for k in keys} != {k: docs[0]["settings"].get(k) for k in keys}
            for d in docs):
-        sys.exit(f"--merge: {', '.join(paths)} were run with different settings")
+        _bad_input(f"--merge: {', '.join(paths)} were run with different settings "
+                   f"({', '.join(keys)} must match)")
     runs = [r for d in docs for r in d["runs"]]
     env = {**docs[0]["env"], "seconds": sum(d["env"]["seconds"] for d in docs),
            "merged_from": len(docs)}
@@ -166,7 +183,10 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:
-        sys.exit(f"--methods {args.methods!r}: unknown {unknown}; allowed: {', '.join(METHODS)}")
+        p.error(f"--methods {args.methods!r}: unknown {unknown}; allowed: {', '.join(METHODS)}")
+    for name in ("seeds", "trials", "epochs", "subset"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
 
     import optuna
     import torch
