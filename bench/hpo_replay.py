@@ -1,0 +1,263 @@
+"""Replay bench/hpo_efficiency.py's comparison on a lattice of precomputed learning curves.
+
+A real run of the bench costs ~40 min for 5 seeds on 2 cores, and its 5-seed medians swing
+with where a good point falls in the order. The replay asks "would another sampler or pruner
+setting, or more epochs per trial, change the ratio?" over many seeds in seconds:
+
+- ``build`` trains the bench's LeNet-5 (same data, config and training seed as
+  ``hpo_efficiency.py``) at every point of a lattice over the bench's 3 axes (learning rate
+  13 log-spaced points, batch size 5, weight decay 5: 325 trainings) and appends each
+  validation curve to a JSON-lines file (resumable; ``--part K/N`` splits the work);
+- ``replay`` runs the bench's methods as real optuna studies (dlopt's sampler and pruner
+  factories, the bench's settings and grid) whose objective looks up the nearest lattice
+  point's curve and reports it epoch by epoch to the pruner, as dlopt's trials do; the grid
+  method's points are looked up the same way. The target and the epochs-to-target count are
+  the bench's (``hpo_efficiency.seed_row``). A constant-lr curve is prefix-consistent, so a
+  lattice built with 8 epochs replays any budget of 1-8 epochs per trial.
+
+    python bench/hpo_replay.py build --out lat0.jsonl --epochs 8 --part 0/2 &   # ~28 min (2 cores)
+    python bench/hpo_replay.py build --out lat1.jsonl --epochs 8 --part 1/2
+    python bench/hpo_replay.py replay lat0.jsonl lat1.jsonl --seeds 60 --epochs 4,6,8
+
+The replay is a model of the bench, not the bench: one training seed, nearest-point lookup.
+Output (replay): one JSON object; per epochs-per-trial budget, per method the median and mean
+epochs to the target over the seeds, how many seeds never reached it, and grid / method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hpo_efficiency as hb  # noqa: E402  (the bench this replays: its space, methods, target)
+
+#: Methods replayed besides the bench's own: (sampler, sampler options, pruner, pruner options).
+VARIANTS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
+    **{m: (s["sampler"]["name"], s["sampler"].get("options", {}), s["pruner"]["name"],
+           s["pruner"].get("options", {})) for m, s in hb.METHODS.items() if m != "grid"},
+    "tpe_asha_rf2": ("tpe", {"n_startup_trials": 5}, "asha", {"min_resource": 1, "reduction_factor": 2}),
+    "tpe_startup10_asha": ("tpe", {"n_startup_trials": 10}, "asha", {}),
+    "tpe_unpruned": ("tpe", {"n_startup_trials": 5}, "none", {}),
+    "tpe_median": ("tpe", {"n_startup_trials": 5}, "median", {}),
+    "tpe_hyperband": ("tpe", {"n_startup_trials": 5}, "hyperband", {}),
+    "random_asha": ("random", {}, "asha", {}),
+    "qmc_asha": ("qmc", {}, "asha", {}),
+}
+POINTS = (13, 5, 5)  # lattice points per axis, in hb.SPACE's order
+
+
+def _bad_input(message: str) -> NoReturn:
+    print(f"hpo_replay.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def lattice_axes(points: tuple[int, ...] = POINTS) -> list[list[float]]:
+    """Log-spaced points over each axis's range (ints for an int axis)."""
+    axes = []
+    for (path, spec), n in zip(hb.SPACE.items(), points):
+        lo, hi = math.log(spec["low"]), math.log(spec["high"])
+        values = [min(max(math.exp(lo + (hi - lo) * i / max(1, n - 1)), spec["low"]), spec["high"])
+                  for i in range(n)]
+        axes.append([round(v) for v in values] if spec["type"] == "int" else values)
+    return axes
+
+
+def _nearest(value: float, axis: list[float]) -> int:
+    return min(range(len(axis)), key=lambda i: abs(math.log(value) - math.log(axis[i])))
+
+
+# ------------------------------------------------------------------------------ build
+def build(out: Path, *, epochs: int, seed: int, part: tuple[int, int], points: tuple[int, ...],
+          subset: int) -> int:
+    """Train the lattice points of ``part`` not yet in ``out``; returns how many were trained."""
+    import torch
+
+    from dlopt.config import RunConfig, parse_config
+    from dlopt.train import train_run
+
+    torch.set_num_threads(1)
+    axes = lattice_axes(points)
+    done = {tuple(json.loads(r)["idx"]) for r in out.read_text().splitlines()} if out.exists() else set()
+    # slice first, then skip what is done: a resumed part keeps its own points
+    todo = [i for i in list(itertools.product(*map(range, points)))[part[0]::part[1]] if i not in done]
+    with tempfile.TemporaryDirectory(prefix="dlopt-hpo-replay-") as tmp:
+        for idx in todo:
+            data = hb.base_config(argparse.Namespace(dataset="mnist", subset=subset, epochs=epochs))
+            data["train"]["seed"] = seed
+            for path, axis, i in zip(hb.SPACE, axes, idx):
+                _set(data, path, axis[i])
+            result = train_run(parse_config(data, RunConfig), run_dir=Path(tmp) / "run", overwrite=True)
+            curve = [h.get("val_accuracy") for h in result.history]
+            with out.open("a") as f:
+                f.write(json.dumps({"idx": list(idx), "curve": curve}) + "\n")
+    return len(todo)
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for p in parents:
+        data = data.setdefault(p, {})
+    data[leaf] = value
+
+
+# ----------------------------------------------------------------------------- replay
+def load_lattice(paths: list[Path]) -> dict[tuple[int, ...], list[float]]:
+    table: dict[tuple[int, ...], list[float]] = {}
+    for p in paths:
+        try:
+            rows = [json.loads(r) for r in p.read_text().splitlines() if r.strip()]
+            table.update({tuple(r["idx"]): [float(a) for a in r["curve"]] for r in rows})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _bad_input(f"cannot read lattice {p}: {exc}")
+    return table
+
+
+def _lookup(table: dict[tuple[int, ...], list[float]], axes: list[list[float]]) -> Callable[[dict[str, Any]], list[float]]:
+    def curve(params: dict[str, Any]) -> list[float]:
+        return table[tuple(_nearest(params[p], axis) for p, axis in zip(hb.SPACE, axes))]
+    return curve
+
+
+def _study_curves(sampler: Any, pruner: Any, curve_of: Callable[[dict[str, Any]], list[float]],
+                  *, trials: int, epochs: int) -> list[list[float]]:
+    """One study as the bench runs it; per trial (in order) the epochs it was allowed to train."""
+    import optuna
+
+    curves: list[list[float]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {}
+        for path, spec in hb.SPACE.items():
+            suggest = trial.suggest_int if spec["type"] == "int" else trial.suggest_float
+            params[path] = suggest(path, spec["low"], spec["high"], log=spec["log"])
+        seen: list[float] = []
+        curves.append(seen)
+        for epoch, acc in enumerate(curve_of(params)[:epochs], 1):
+            seen.append(acc)
+            trial.report(acc, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return seen[-1]
+
+    optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner).optimize(objective, n_trials=trials)
+    return curves
+
+
+def _method(name: str, seed: int, curve_of: Callable[[dict[str, Any]], list[float]], *, trials: int,
+            epochs: int) -> list[list[float]]:
+    from dlopt.tune._registry import PRUNERS, SAMPLERS
+
+    if name == "grid":
+        grid = {p: _grid_values(spec) for p, spec in hb.SPACE.items()}
+        sampler = SAMPLERS.create("grid", search_space=grid, seed=seed)
+        return _study_curves(sampler, PRUNERS.create("none"), curve_of, trials=trials, epochs=epochs)
+    s_name, s_opts, p_name, p_opts = VARIANTS[name]
+    return _study_curves(SAMPLERS.create(s_name, seed=seed, **s_opts), PRUNERS.create(p_name, **p_opts),
+                         curve_of, trials=trials, epochs=epochs)
+
+
+def _grid_values(spec: dict[str, Any]) -> list[Any]:
+    if isinstance(spec["grid"], list):
+        return list(spec["grid"])
+    lo, hi, n = math.log(spec["low"]), math.log(spec["high"]), spec["grid"]
+    # clamped: exp(log(high)) can land a hair above high, which optuna warns about
+    return [min(max(math.exp(lo + (hi - lo) * i / (n - 1)), spec["low"]), spec["high"]) for i in range(n)]
+
+
+def replay(table: dict[tuple[int, ...], list[float]], *, methods: list[str], seeds: int,
+           budgets: list[int], trials: int, points: tuple[int, ...]) -> dict[str, Any]:
+    """Per budget (epochs per trial): each method's epochs to the bench's target over ``seeds``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    curve_of = _lookup(table, lattice_axes(points))
+    out: dict[str, Any] = {}
+    for epochs in budgets:
+        spent: dict[str, list[int]] = {m: [] for m in methods}
+        missed = dict.fromkeys(methods, 0)
+        for seed in range(seeds):
+            curves = {m: _method(m, seed, curve_of, trials=trials, epochs=epochs) for m in methods}
+            row = hb.seed_row(seed, {m: curves[m] for m in hb.METHODS})  # the bench's own target
+            for m in methods:
+                n, reached = hb.epochs_to_target(curves[m], row["target"])
+                spent[m].append(n)
+                missed[m] += not reached
+        grid = statistics.median(spent["grid"])
+        out[str(epochs)] = {m: {"median_epochs": statistics.median(v), "mean_epochs": round(statistics.mean(v), 2),
+                                "not_reached": missed[m], "ratio_grid_over": round(grid / statistics.median(v), 3)}
+                            for m, v in spent.items()}
+    return out
+
+
+# ------------------------------------------------------------------------------- main
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="train the lattice (appends to --out, resumable)")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--epochs", type=int, default=4)
+    b.add_argument("--seed", type=int, default=0, help="training seed (the bench's seed 0)")
+    b.add_argument("--part", default="0/1", help="K/N: train every N-th missing point from K")
+    b.add_argument("--subset", type=int, default=5000, help="MNIST training images (the bench's)")
+    r = sub.add_parser("replay", help="replay the methods on a built lattice")
+    r.add_argument("lattice", type=Path, nargs="+")
+    r.add_argument("--seeds", type=int, default=60)
+    r.add_argument("--epochs", default="4", help="comma list of epochs-per-trial budgets")
+    r.add_argument("--trials", type=int, default=27)
+    r.add_argument("--methods", default=",".join(["tpe_asha", *[v for v in VARIANTS if v != "tpe_asha"]]))
+    for q in (b, r):
+        q.add_argument("--points", default=",".join(map(str, POINTS)), help="lattice points per axis")
+    args = p.parse_args(argv)
+    try:
+        args.points = tuple(int(v) for v in args.points.split(","))
+        if args.cmd == "build":
+            k, n = (int(v) for v in args.part.split("/"))
+            args.part = (k, n)
+            assert 0 <= k < n and args.epochs >= 1 and args.subset >= 1
+        else:
+            args.epochs = [int(v) for v in args.epochs.split(",")]
+            assert min(args.epochs) >= 1 and args.seeds >= 1 and args.trials >= 1
+        assert len(args.points) == len(hb.SPACE) and min(args.points) >= 2
+    except (ValueError, AssertionError):
+        p.error("--part is K/N with 0 <= K < N; --points has one integer >= 2 per axis "
+                f"({len(hb.SPACE)}); --epochs (a comma list), --seeds, --trials, --subset are >= 1")
+    if args.cmd == "replay":
+        args.methods = ["grid", *[m for m in args.methods.split(",") if m and m != "grid"]]
+        unknown = sorted(set(args.methods) - {"grid", *VARIANTS})
+        if unknown or not set(hb.METHODS) <= set(args.methods):
+            p.error(f"--methods: unknown {unknown}; allowed: {', '.join(VARIANTS)} "
+                    f"(the bench's {', '.join(hb.METHODS)} always run: they set the target)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    if args.cmd == "build":
+        n = build(args.out, epochs=args.epochs, seed=args.seed, part=args.part, points=args.points,
+                  subset=args.subset)
+        print(json.dumps({"trained": n, "out": str(args.out)}))
+        return
+    table = load_lattice(args.lattice)
+    missing = len(list(itertools.product(*map(range, args.points)))) - len(table)
+    if missing:
+        _bad_input(f"the lattice has {len(table)} points, {missing} missing (build it to the end)")
+    short = min(len(c) for c in table.values())
+    if max(args.epochs) > short:
+        _bad_input(f"--epochs {max(args.epochs)}: the lattice's curves have {short} epochs")
+    result = replay(table, methods=args.methods, seeds=args.seeds, budgets=args.epochs,
+                    trials=args.trials, points=args.points)
+    print(json.dumps({"budgets": result, "settings": {"seeds": args.seeds, "trials": args.trials,
+                                                      "points": args.points, "space": hb.SPACE,
+                                                      "variants": VARIANTS}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
