@@ -82,6 +82,7 @@ def build(out: Path, *, epochs: int, seed: int, part: tuple[int, int], points: t
 
     from dlopt.config import RunConfig, parse_config
     from dlopt.train import train_run
+    from dlopt.tune._space import set_path
 
     torch.set_num_threads(1)
     axes = lattice_axes(points)
@@ -93,19 +94,12 @@ def build(out: Path, *, epochs: int, seed: int, part: tuple[int, int], points: t
             data = hb.base_config(argparse.Namespace(dataset="mnist", subset=subset, epochs=epochs))
             data["train"]["seed"] = seed
             for path, axis, i in zip(hb.SPACE, axes, idx):
-                _set(data, path, axis[i])
+                set_path(data, path, axis[i])
             result = train_run(parse_config(data, RunConfig), run_dir=Path(tmp) / "run", overwrite=True)
             curve = [h.get("val_accuracy") for h in result.history]
             with out.open("a") as f:
                 f.write(json.dumps({"idx": list(idx), "curve": curve}) + "\n")
     return len(todo)
-
-
-def _set(data: dict[str, Any], path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
-    for p in parents:
-        data = data.setdefault(p, {})
-    data[leaf] = value
 
 
 # ----------------------------------------------------------------------------- replay
