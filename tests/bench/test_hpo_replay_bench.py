@@ -41,7 +41,7 @@ def test_build_covers_the_lattice_once(lattice: list[Path]) -> None:
 
 def test_replay_reports_every_method_and_budget(lattice: list[Path]) -> None:
     run = _bench("replay", *map(str, lattice), *TINY, "--seeds", "2", "--trials", "4", "--epochs", "1,2",
-                 "--methods", "tpe_asha,random,tpe_median")
+                 "--methods", "tpe_median")  # the bench's three always run
     assert run.returncode == 0, run.stderr[-2000:]
     budgets = json.loads(run.stdout)["budgets"]
     assert set(budgets) == {"1", "2"}
