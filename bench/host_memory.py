@@ -28,28 +28,16 @@ from typing import Any
 
 def _child(batch: int, steps: int, retain: bool, threads: int) -> dict[str, float]:
     import torch
-    from torch import nn
 
-    from dlopt.models import create_model
     from dlopt.train.device import retain_host_memory
-    from dlopt.train.techniques import pool_first
 
     torch.set_num_threads(threads)
     if retain and not retain_host_memory():
         raise SystemExit("retain_host_memory() did not apply here (needs Linux with glibc)")
-    torch.manual_seed(0)
-    model = create_model("lenet5", input_shape=(1, 28, 28), num_classes=10)
-    pool_first(model)
-    model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pool_first import _step_fn  # the same LeNet-5 step (channels_last, pool_first, fused Adam)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y, label_smoothing=0.1).backward()
-        opt.step()
-
+    step = _step_fn(True, batch)
     for _ in range(20):
         step()
     f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
@@ -61,7 +49,9 @@ def _child(batch: int, steps: int, retain: bool, threads: int) -> dict[str, floa
 
 def _measure(batch: int, steps: int, retain: bool, threads: int) -> dict[str, float]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", f"{batch}:{steps}:{int(retain)}:{threads}"]
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    if out.returncode != 0:  # the child has printed why (one line) on stderr
+        sys.exit(1)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -60,14 +60,16 @@ def _bad_input(message: str) -> NoReturn:
 
 
 def lattice_axes(points: tuple[int, ...] = POINTS) -> list[list[float]]:
-    """Log-spaced points over each axis's range (ints for an int axis)."""
-    axes = []
-    for (path, spec), n in zip(hb.SPACE.items(), points):
-        lo, hi = math.log(spec["low"]), math.log(spec["high"])
-        values = [min(max(math.exp(lo + (hi - lo) * i / max(1, n - 1)), spec["low"]), spec["high"])
-                  for i in range(n)]
-        axes.append([round(v) for v in values] if spec["type"] == "int" else values)
-    return axes
+    """Log-spaced points over each axis's range (ints for an int axis), as dlopt spaces a grid."""
+    return [_grid_values(path, {**spec, "grid": n}) for (path, spec), n in zip(hb.SPACE.items(), points)]
+
+
+def _grid_values(path: str, spec: dict[str, Any]) -> list[Any]:
+    """The grid sampler's values on one axis, computed by dlopt.tune itself."""
+    from dlopt.config import SearchParam
+    from dlopt.tune._space import Axis
+
+    return Axis(path, SearchParam(**spec)).grid_values()
 
 
 def _nearest(value: float, axis: list[float]) -> int:
@@ -150,20 +152,12 @@ def _method(name: str, seed: int, curve_of: Callable[[dict[str, Any]], list[floa
     from dlopt.tune._registry import PRUNERS, SAMPLERS
 
     if name == "grid":
-        grid = {p: _grid_values(spec) for p, spec in hb.SPACE.items()}
+        grid = {p: _grid_values(p, spec) for p, spec in hb.SPACE.items()}
         sampler = SAMPLERS.create("grid", search_space=grid, seed=seed)
         return _study_curves(sampler, PRUNERS.create("none"), curve_of, trials=trials, epochs=epochs)
     s_name, s_opts, p_name, p_opts = VARIANTS[name]
     return _study_curves(SAMPLERS.create(s_name, seed=seed, **s_opts), PRUNERS.create(p_name, **p_opts),
                          curve_of, trials=trials, epochs=epochs)
-
-
-def _grid_values(spec: dict[str, Any]) -> list[Any]:
-    if isinstance(spec["grid"], list):
-        return list(spec["grid"])
-    lo, hi, n = math.log(spec["low"]), math.log(spec["high"]), spec["grid"]
-    # clamped: exp(log(high)) can land a hair above high, which optuna warns about
-    return [min(max(math.exp(lo + (hi - lo) * i / (n - 1)), spec["low"]), spec["high"]) for i in range(n)]
 
 
 def replay(table: dict[tuple[int, ...], list[float]], *, methods: list[str], seeds: int,
