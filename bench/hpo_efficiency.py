@@ -134,8 +134,9 @@ def summarize(runs: list[dict[str, Any]], settings: dict[str, Any], env: dict[st
             "runs": runs}
 
 
-def _bad_input(message: str) -> NoReturn:
-    print(f"hpo_efficiency.py: error: {message}", file=sys.stderr)
+def bad_input(message: str) -> NoReturn:
+    """One line on stderr, as argparse words it (``SCRIPT: error: ...``), then exit 2."""
+    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -144,9 +145,9 @@ def _read_slice(path: str) -> dict[str, Any]:
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        _bad_input(f"--merge: cannot read {path}: {exc}")
+        bad_input(f"--merge: cannot read {path}: {exc}")
     if not isinstance(doc, dict) or not {"settings", "runs", "env"} <= doc.keys():
-        _bad_input(f"--merge: {path} is not an output of this script (no settings/runs/env)")
+        bad_input(f"--merge: {path} is not an output of this script (no settings/runs/env)")
     return doc
 
 
@@ -156,7 +157,7 @@ def merge(paths: list[str]) -> dict[str, Any]:
     keys = ("trials_per_method", "epochs_per_trial", "dataset", "subset", "space", "methods")
     if any({k: d["settings"].get(k) for k in keys} != {k: docs[0]["settings"].get(k) for k in keys}
            for d in docs):
-        _bad_input(f"--merge: {', '.join(paths)} were run with different settings "
+        bad_input(f"--merge: {', '.join(paths)} were run with different settings "
                    f"({', '.join(keys)} must match)")
     runs = [r for d in docs for r in d["runs"]]
     env = {**docs[0]["env"], "seconds": sum(d["env"]["seconds"] for d in docs),

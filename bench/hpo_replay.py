@@ -34,7 +34,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hpo_efficiency as hb  # noqa: E402  (the bench this replays: its space, methods, target)
@@ -52,11 +52,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
     "qmc_asha": ("qmc", {}, "asha", {}),
 }
 POINTS = (13, 5, 5)  # lattice points per axis, in hb.SPACE's order
-
-
-def _bad_input(message: str) -> NoReturn:
-    print(f"hpo_replay.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def lattice_axes(points: tuple[int, ...] = POINTS) -> list[list[float]]:
@@ -112,7 +107,7 @@ def load_lattice(paths: list[Path]) -> dict[tuple[int, ...], list[float]]:
             rows = [json.loads(r) for r in p.read_text().splitlines() if r.strip()]
             table.update({tuple(r["idx"]): [float(a) for a in r["curve"]] for r in rows})
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            _bad_input(f"cannot read lattice {p}: {exc}")
+            hb.bad_input(f"cannot read lattice {p}: {exc}")
     return table
 
 
@@ -186,6 +181,13 @@ def replay(table: dict[tuple[int, ...], list[float]], *, methods: list[str], see
 
 
 # ------------------------------------------------------------------------------- main
+def _ints(text: str, sep: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(v) for v in text.split(sep))
+    except ValueError:
+        return None
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -204,19 +206,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     for q in (b, r):
         q.add_argument("--points", default=",".join(map(str, POINTS)), help="lattice points per axis")
     args = p.parse_args(argv)
-    try:
-        args.points = tuple(int(v) for v in args.points.split(","))
-        if args.cmd == "build":
-            k, n = (int(v) for v in args.part.split("/"))
-            args.part = (k, n)
-            assert 0 <= k < n and args.epochs >= 1 and args.subset >= 1
-        else:
-            args.epochs = [int(v) for v in args.epochs.split(",")]
-            assert min(args.epochs) >= 1 and args.seeds >= 1 and args.trials >= 1
-        assert len(args.points) == len(hb.SPACE) and min(args.points) >= 2
-    except (ValueError, AssertionError):
-        p.error("--part is K/N with 0 <= K < N; --points has one integer >= 2 per axis "
-                f"({len(hb.SPACE)}); --epochs (a comma list), --seeds, --trials, --subset are >= 1")
+    args.points = _ints(args.points, ",")
+    if not args.points or len(args.points) != len(hb.SPACE) or min(args.points) < 2:
+        p.error(f"--points has one integer >= 2 per axis ({len(hb.SPACE)} axes)")
+    if args.cmd == "build":
+        args.part = _ints(args.part, "/")
+        if not args.part or len(args.part) != 2 or not 0 <= args.part[0] < args.part[1]:
+            p.error("--part is K/N with 0 <= K < N")
+    else:
+        args.epochs = _ints(args.epochs, ",")
+        if not args.epochs or min(args.epochs) < 1:
+            p.error("--epochs is a comma list of integers >= 1")
+    for name in ("epochs", "subset") if args.cmd == "build" else ("seeds", "trials"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.cmd == "replay":
         asked = [m for m in args.methods.split(",") if m]
         unknown = sorted(set(asked) - {"grid", *VARIANTS})
@@ -237,10 +240,10 @@ def main(argv: list[str] | None = None) -> None:
     table = load_lattice(args.lattice)
     missing = len(list(itertools.product(*map(range, args.points)))) - len(table)
     if missing:
-        _bad_input(f"the lattice has {len(table)} points, {missing} missing (build it to the end)")
+        hb.bad_input(f"the lattice has {len(table)} points, {missing} missing (build it to the end)")
     short = min(len(c) for c in table.values())
     if max(args.epochs) > short:
-        _bad_input(f"--epochs {max(args.epochs)}: the lattice's curves have {short} epochs")
+        hb.bad_input(f"--epochs {max(args.epochs)}: the lattice's curves have {short} epochs")
     result = replay(table, methods=args.methods, seeds=args.seeds, budgets=args.epochs,
                     trials=args.trials, points=args.points)
     print(json.dumps({"budgets": result, "settings": {"seeds": args.seeds, "trials": args.trials,

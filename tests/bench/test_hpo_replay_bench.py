@@ -55,6 +55,9 @@ def test_replay_reports_every_method_and_budget(lattice: list[Path]) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["build", "--out", "x.jsonl", "--part", "2/2"], "--part is K/N with 0 <= K < N"),
     (["replay", "x.jsonl", "--points", "2,2"], "--points has one integer >= 2 per axis"),
+    (["build", "--out", "x.jsonl", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["replay", "x.jsonl", "--epochs", "2,0"], "--epochs is a comma list of integers >= 1"),
+    (["replay", "x.jsonl", "--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["replay", "x.jsonl", "--methods", "bogus"], "--methods: unknown ['bogus']"),
     (["replay", "no-such-lattice.jsonl"], "cannot read lattice no-such-lattice.jsonl"),
 ])
