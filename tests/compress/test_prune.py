@@ -113,3 +113,34 @@ def test_iterative_unstructured_reaches_cumulative_target(lenet_run, tmp_path, f
     c = res.summary["compression"]
     assert res.accepted and c["steps_kept"] == 2 and c["target_met"]
     assert res.after["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_rounding_keeps_the_nearest_multiple_in_every_stage():
+    """Widths are the multiple of round_to nearest to (1 - ratio) x width, stage by stage, and
+    shrink monotonically with the ratio (torch-pruning's own rounding left a stage whole when it
+    rounded to 0 and cut the next one to 8 channels instead)."""
+    from dlopt.compress.prune import _RATIOS
+    from dlopt.models import arch_options, create_model
+
+    def widths(ratio: float, round_to: int = 8) -> list[int]:
+        torch.manual_seed(0)
+        model = create_model("resnet", input_shape=(1, 28, 28), num_classes=10, depth=8, width=2.0)
+        prune_structured(model, torch.rand(2, 1, 28, 28), method="l1", ratio=ratio, round_to=round_to)
+        return arch_options(model)["channels"]
+
+    assert widths(0.8) == [8, 8, 8, 16, 16, 24, 24]  # stages 32/64/128 x 0.2 = 6.4/12.8/25.6
+    assert widths(0.3, round_to=16) == [16, 16, 16, 48, 48, 96, 96]  # 22.4/44.8/89.6
+    previous = [32, 32, 32, 64, 64, 128, 128]
+    for ratio in _RATIOS:
+        now = widths(ratio)
+        assert all(w % 8 == 0 and 8 <= w <= p for w, p in zip(now, previous)), (ratio, now, previous)
+        previous = now
+
+
+def test_rounding_leaves_a_layer_narrower_than_round_to_alone():
+    from dlopt.models import arch_options, create_model
+
+    model = create_model("lenet5", input_shape=(1, 28, 28), num_classes=10)
+    prune_structured(model, torch.rand(2, 1, 28, 28), method="l1", ratio=0.5, round_to=8)
+    arch = arch_options(model)
+    assert arch["channels"] == [6, 8] and arch["hidden"] == [64, 40]  # 6 < 8 kept; 16/120/84 halved, rounded
