@@ -122,14 +122,16 @@ def test_rounding_keeps_the_nearest_multiple_in_every_stage():
     from dlopt.compress.prune import _RATIOS
     from dlopt.models import arch_options, create_model
 
-    def widths(ratio: float, round_to: int = 8) -> list[int]:
+    def widths(ratio: float, round_to: int = 8, width: float = 2.0) -> list[int]:
         torch.manual_seed(0)
-        model = create_model("resnet", input_shape=(1, 28, 28), num_classes=10, depth=8, width=2.0)
+        model = create_model("resnet", input_shape=(1, 28, 28), num_classes=10, depth=8, width=width)
         prune_structured(model, torch.rand(2, 1, 28, 28), method="l1", ratio=ratio, round_to=round_to)
         return arch_options(model)["channels"]
 
     assert widths(0.8) == [8, 8, 8, 16, 16, 24, 24]  # stages 32/64/128 x 0.2 = 6.4/12.8/25.6
     assert widths(0.3, round_to=16) == [16, 16, 16, 48, 48, 96, 96]  # 22.4/44.8/89.6
+    # past torch-pruning's 0.95 cap (stages 128/256/512 x 0.05 = 6.4/12.8/25.6): multiples still
+    assert widths(0.99, width=8.0) == [8, 8, 8, 16, 16, 32, 32]
     previous = [32, 32, 32, 64, 64, 128, 128]
     for ratio in _RATIOS:
         now = widths(ratio)

@@ -136,7 +136,9 @@ def _rounded_ratios(model: nn.Module, example: torch.Tensor, ratio: float, round
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=roots):
         root = group[0].dep.target.module
         channels = graph.get_out_channels(root)
-        keep = _kept(channels, ratio, round_to)
+        # torch-pruning caps a ratio at _MAX_RATIO: round the cap's width up, not the multiple down
+        floor = math.ceil(channels * (1 - _MAX_RATIO) / round_to) * round_to
+        keep = min(channels, max(_kept(channels, ratio, round_to), floor))
         # MetaPruner keeps int(channels * (1 - r)); the half channel guards against float error
         out[root] = 1 - (keep + 0.5) / channels if keep < channels else 0.0
     return out
