@@ -9,7 +9,8 @@ buys much here: docs/compression.md), then
   (``dlopt.compress.prune_run``); speedup = ORT FP32 source / ORT pruned at batch 64, both
   timed side by side in one harness call;
 - int8: static QDQ INT8 (``quantize_run``, uint8 activations, per-channel weights, MinMax
-  calibration on 512 training images); speedups vs ORT FP32 and vs PyTorch eager FP32 (NCHW,
+  calibration on 512 training images, ORT convolution kernel timed and the faster kept:
+  ``conv_kernel="auto"``); speedups vs ORT FP32 and vs PyTorch eager FP32 (NCHW,
   ``inference_mode``) at batch 64, side by side; eager channels_last reported beside it;
 - kd: a student with <= 1/4 of the teacher's parameters (the teacher's depth at 0.48 x its
   width: 23.0 % of ResNet-14 x2's parameters) trained with Hinton KD (``distill_run``) and the
@@ -207,6 +208,7 @@ def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any],
         "int8": {"acc_drop_pt": round(100 * (q.before["test_accuracy"] - q.after["test_accuracy"]), 3),
                  "speedup_vs_ort_fp32_bs64": round(times["onnxruntime"] / times["onnxruntime-int8"], 3),
                  "speedup_vs_eager_bs64": round(times["pytorch"] / times["onnxruntime-int8"], 3),
+                 "conv_kernel": q.summary["compression"].get("conv_kernel"),
                  "accepted": q.accepted, "reason": q.reason},
         "kd": {"student_params_ratio": c["params_ratio"], "teacher_acc": teacher_acc,
                "kd_acc": kd.after["test_accuracy"], "nokd_acc": c["nokd"]["test_accuracy"],

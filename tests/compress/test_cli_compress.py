@@ -23,6 +23,7 @@ def _one_error_line(res, needle):
     (["prune", "RUN", "--out", "OUT", "--method", "magic"], "unknown pruning method 'magic'"),
     (["prune", "RUN", "--out", "OUT", "--lr", "-1"], "--lr=-1.0 is invalid"),
     (["quantize", "RUN", "--out", "OUT", "--method", "int3"], "unknown quantization method 'int3'"),
+    (["quantize", "RUN", "--out", "OUT", "--conv-kernel", "amx"], "--conv-kernel 'amx' is invalid"),
     (["distill", "--teacher", "RUN", "--student", "lenet5:width", "--out", "OUT"], "key=value"),
 ])
 def test_bad_arguments_exit_2(lenet_run, tmp_path, args, needle):

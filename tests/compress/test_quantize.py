@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,8 +99,74 @@ def test_unsupported_ops_are_refused_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("kwargs,needle", [({"method": "int3"}, "valid: auto, binary, dynamic"),
                                            ({"calibration": "magic"}, "minmax"),
-                                           ({"calib_samples": 0}, "--calib-samples")])
+                                           ({"calib_samples": 0}, "--calib-samples"),
+                                           ({"conv_kernel": "amx"}, "allowed: auto, direct, gemm")])
 def test_bad_arguments(lenet_run, tmp_path, kwargs, needle):
     with pytest.raises(ConfigError) as err:
         quantize_run(lenet_run, tmp_path / "x", **kwargs)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def _zero_points(path):
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    inits = {t.name: t for t in proto.graph.initializer}
+    return [numpy_helper.to_array(inits[n.input[2]]) for n in proto.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits
+            and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+
+
+@pytest.fixture(scope="module")
+def lenet_int8(lenet_run, tmp_path_factory):
+    """The LeNet run's FP32 export and its static INT8 copy (symmetric weights), plus test inputs."""
+    from dlopt.data import load_data
+    from dlopt.deploy import export_run, quantize_static_onnx
+    from dlopt.train import load
+
+    tmp = tmp_path_factory.mktemp("int8")
+    bundle = load_data(load(lenet_run).config.data)
+    fp32 = export_run(lenet_run, tmp / "lenet.onnx", exporter="legacy").path
+    int8 = quantize_static_onnx(fp32, tmp / "lenet.int8.onnx", bundle.train.x[:128].numpy(), activation="uint8")
+    return int8, bundle.test.x[:256].numpy()
+
+
+def test_shifted_weight_zero_points_give_identical_outputs(lenet_int8, tmp_path):
+    from dlopt.deploy import OnnxModel, shift_weight_zero_points
+
+    int8, x = lenet_int8
+    assert all(not z.any() for z in _zero_points(int8))  # quantized symmetric
+    moved = shift_weight_zero_points(int8, tmp_path / "gemm.onnx")
+    zps = _zero_points(tmp_path / "gemm.onnx")
+    assert moved == len(zps) >= 4 and all(z.all() for z in zps)  # every int8 weight moved off 0
+    np.testing.assert_array_equal(OnnxModel.load(tmp_path / "gemm.onnx").run(x), OnnxModel.load(int8).run(x))
+
+
+@pytest.mark.parametrize("kernel", ["auto", "direct", "gemm"])
+def test_pick_conv_kernel_keeps_outputs_and_reports_its_choice(lenet_int8, tmp_path, kernel):
+    import shutil
+
+    from dlopt.compress import pick_conv_kernel
+    from dlopt.deploy import OnnxModel
+
+    src, x = lenet_int8
+    int8 = Path(shutil.copy2(src, tmp_path / "model.int8.onnx"))
+    choice = pick_conv_kernel(int8, x, conv_kernel=kernel, batch=16, rounds=1)
+    times = choice["p50_ms"]
+    if kernel == "auto":
+        assert set(times) == {"direct", "gemm"} and choice["conv_kernel"] == min(times, key=times.get)
+    else:
+        assert choice["conv_kernel"] == kernel and times == {}
+    shifted = all(z.all() for z in _zero_points(int8))
+    assert shifted == (choice["conv_kernel"] == "gemm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.int8.onnx"]  # no twin left behind
+    np.testing.assert_array_equal(OnnxModel.load(int8).run(x), OnnxModel.load(src).run(x))
+
+
+def test_quantize_run_records_the_conv_kernel(lenet_run, tmp_path, fast):
+    res = quantize_run(lenet_run, tmp_path / "q", method="static", calib_samples=64, conv_kernel="gemm",
+                       budget=Budget(max_drop_pt=5.0), measure=fast)
+    c = res.summary["compression"]
+    assert c["options"]["conv_kernel"] == "gemm" and c["conv_kernel"] == "gemm"
+    assert all(z.all() for z in _zero_points(_int8_path(res)))

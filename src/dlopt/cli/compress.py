@@ -137,6 +137,8 @@ def quantize(
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor"),
     epochs: int = typer.Option(1, "--epochs", help="training epochs (qat, binary, ternary)"),
     lr: float = typer.Option(1e-4, "--lr"),
+    conv_kernel: str = typer.Option("auto", "--conv-kernel",
+                                    help="INT8 conv kernel: auto (time both, keep the faster) | direct | gemm"),
     max_drop_pt: float = _DROP, latency_ms: Optional[float] = _LAT, no_latency: bool = _NOLAT,
     threads: int = _THREADS, exporter: str = _EXPORTER,
     overwrite: bool = typer.Option(False, "--overwrite"),
@@ -148,5 +150,6 @@ def quantize(
 
     budget, measure = _settings(max_drop_pt, latency_ms, no_latency, threads, exporter)
     _report(_call("quantize", quantize_run, src, out, method=method, calibration=calibration,
-                  calib_samples=calib_samples, per_channel=per_channel, epochs=epochs, lr=lr, budget=budget,
+                  calib_samples=calib_samples, per_channel=per_channel, epochs=epochs, lr=lr,
+                  conv_kernel=conv_kernel, budget=budget,
                   measure=measure, overwrite=overwrite))

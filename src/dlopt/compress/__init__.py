@@ -32,6 +32,7 @@ _LAZY = {
     "QUANT_METHODS": "dlopt.compress.quantize",
     "quantize_run": "dlopt.compress.quantize",
     "quantize_onnx": "dlopt.compress.quantize",
+    "pick_conv_kernel": "dlopt.compress.quantize",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

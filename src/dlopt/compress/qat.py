@@ -125,12 +125,13 @@ def zoo_weights(model: nn.Module, zoo: nn.Module) -> nn.Module:
 
 
 def qat_candidate(source: rd.Source, cand: Path, *, method: str, epochs: int, lr: float,
-                  measure: MeasureSettings, calibration: np.ndarray, calibrate_method: str) -> tuple[dict, dict]:
+                  measure: MeasureSettings, calibration: np.ndarray, calibrate_method: str,
+                  conv_kernel: str = "auto") -> tuple[dict, dict]:
     """Train with fake quantization, write the candidate run dir, export + quantize; returns
     (measurement of the INT8 file, extra summary fields)."""
     import copy
 
-    from dlopt.compress.quantize import quantize_onnx
+    from dlopt.compress.quantize import pick_conv_kernel, quantize_onnx
     from dlopt.train import rundir
 
     module = prepare_qat(copy.deepcopy(source.model).train())
@@ -148,5 +149,7 @@ def qat_candidate(source: rd.Source, cand: Path, *, method: str, epochs: int, lr
                  metadata=source.metadata(), exporter=measure.exporter)
     quantize_onnx(cand / rd.ONNX, cand / rd.INT8_ONNX, method="static", calibration=calibration,
                   calibrate_method=calibrate_method)
+    kernel = pick_conv_kernel(cand / rd.INT8_ONNX, calibration, conv_kernel=conv_kernel, threads=measure.threads,
+                              batch=measure.latency_batch)
     after = measure_onnx(cand / rd.INT8_ONNX, source.bundle, measure=measure)
-    return after, {"pact_alpha": alphas, "qat_epochs": epochs}
+    return after, {"pact_alpha": alphas, "qat_epochs": epochs, **kernel}

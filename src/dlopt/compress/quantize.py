@@ -8,6 +8,12 @@ training with PACT (``qat``), and binary/ternary research modes (``binary``, ``t
 measured here, dynamic INT8 (ConvInteger) is 4-12x *slower* than FP32 on conv nets. Every
 INT8 file is timed against its FP32 source on ONNX Runtime; one that is slower is rejected
 and the FP32 model kept (small nets such as LeNet-5 gain nothing from INT8 here).
+
+A static INT8 file can run its convolutions through two ONNX Runtime kernels that give the
+same outputs bit for bit (:func:`pick_conv_kernel`): ``direct`` (symmetric weights, the VNNI
+direct convolution) and ``gemm`` (weight zero points moved off 0: im2col + QGEMM, which uses
+AMX where the CPU has it). ``conv_kernel="auto"`` times both on the serving thread count and
+keeps the faster, so the choice follows the machine rather than a guess.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ from dlopt.compress.measure import measure_onnx, measure_torch
 from dlopt.errors import ConfigError, ModelError
 from dlopt.registry import Registry
 
-__all__ = ["QUANT_METHODS", "quantize_run", "quantize_onnx", "check_quantizable", "CALIBRATIONS"]
+__all__ = ["QUANT_METHODS", "quantize_run", "quantize_onnx", "check_quantizable", "CALIBRATIONS", "CONV_KERNELS",
+           "pick_conv_kernel"]
 
 log = logging.getLogger(__name__)
 
 QUANT_METHODS: Registry[Any] = Registry("quantization method", ConfigError)
 CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
+CONV_KERNELS = ("auto", "direct", "gemm")
 
 # operator domains ONNX Runtime's quantizer and CPU kernels understand
 _DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -129,6 +137,67 @@ def quantize_onnx(src: str | Path, dst: str | Path, *, method: str = "auto", cal
                          per_channel=per_channel)
 
 
+def check_conv_kernel(conv_kernel: str) -> str:
+    """ConfigError unless ``conv_kernel`` is one of :data:`CONV_KERNELS`."""
+    if conv_kernel not in CONV_KERNELS:
+        raise ConfigError(f"--conv-kernel {conv_kernel!r} is invalid; allowed: {', '.join(CONV_KERNELS)}")
+    return conv_kernel
+
+
+def pick_conv_kernel(int8: str | Path, sample: np.ndarray, *, conv_kernel: str = "auto", threads: int = 1,
+                     batch: int = 64, rounds: int = 3) -> dict[str, Any]:
+    """Settle which ONNX Runtime kernel the static INT8 file ``int8`` runs its convolutions
+    with, rewriting it in place for ``gemm`` (weight zero points moved by
+    ``dlopt.deploy.shift_weight_zero_points``; outputs unchanged bit for bit). ``auto`` times
+    both files on a batch of ``batch`` rows of ``sample`` with ``threads`` threads, interleaved
+    over ``rounds``, and keeps the faster. Returns ``{"conv_kernel", "p50_ms"}`` (timings only
+    for ``auto``; ``conv_kernel`` is ``direct`` when the file has no symmetric int8 weight)."""
+    from dlopt.deploy import shift_weight_zero_points
+
+    check_conv_kernel(conv_kernel)
+    int8 = Path(int8)
+    if conv_kernel == "direct":
+        return {"conv_kernel": "direct", "p50_ms": {}}
+    twin = int8.with_name(f"{int8.stem}.gemm.onnx")
+    if shift_weight_zero_points(int8, twin) == 0:
+        twin.unlink()
+        return {"conv_kernel": "direct", "p50_ms": {}}
+    times: dict[str, float] = {}
+    if conv_kernel == "auto":
+        times = _interleaved_p50({"direct": int8, "gemm": twin}, np.resize(sample, (batch, *sample.shape[1:])),
+                                 threads=threads, rounds=rounds)
+        if times["gemm"] >= times["direct"]:
+            twin.unlink()
+            return {"conv_kernel": "direct", "p50_ms": times}
+    twin.replace(int8)
+    return {"conv_kernel": "gemm", "p50_ms": times}
+
+
+def _interleaved_p50(files: dict[str, Path], x: np.ndarray, *, threads: int, rounds: int) -> dict[str, float]:
+    """p50 ms per file, in-process: each round times every file (>= 10 runs and 0.2 s after 3
+    warm-up runs); a file's figure is the median of its round medians, so one slow moment on a
+    shared machine moves no figure."""
+    import time
+
+    from dlopt.deploy import OnnxModel
+
+    models = {name: OnnxModel.load(path, threads=threads) for name, path in files.items()}
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    per_round: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, m in models.items():
+            for _ in range(3):
+                m.run(x)
+            laps: list[float] = []
+            start = time.perf_counter()
+            while len(laps) < 10 or time.perf_counter() - start < 0.2:
+                t0 = time.perf_counter()
+                m.run(x)
+                laps.append(time.perf_counter() - t0)
+            per_round[name].append(float(np.median(laps)) * 1e3)
+    return {name: round(float(np.median(v)), 3) for name, v in per_round.items()}
+
+
 def _onnx_bundle(path: Path) -> Any:
     """The data named in an exported file's metadata (its training run's data config)."""
     from dlopt.config import DataConfig
@@ -151,10 +220,11 @@ def _calibration(bundle: Any, samples: int, seed: int = 0) -> np.ndarray:
 
 def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", calibration: str = "minmax",
                  calib_samples: int = 512, per_channel: bool = True, epochs: int = 1, lr: float = 1e-4,
-                 budget: Budget | None = None, measure: MeasureSettings | None = None,
+                 conv_kernel: str = "auto", budget: Budget | None = None, measure: MeasureSettings | None = None,
                  overwrite: bool = False) -> CompressResult:
     """Quantize a run (or an exported ``.onnx``) into ``out_dir``: ``model.int8.onnx`` beside
-    the FP32 ``model.onnx``; guarded on validation accuracy and ONNX Runtime latency."""
+    the FP32 ``model.onnx``; guarded on validation accuracy and ONNX Runtime latency.
+    ``conv_kernel`` (auto | direct | gemm): see :func:`pick_conv_kernel` (static INT8 and qat)."""
     entry = QUANT_METHODS.get(method)
     if calibration not in CALIBRATIONS:
         raise ConfigError(f"--calibration {calibration!r} is invalid; allowed: {', '.join(CALIBRATIONS)}")
@@ -162,6 +232,7 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
         raise ConfigError(f"--calib-samples={calib_samples} is invalid; allowed: an integer >= 1")
     if epochs < 1:
         raise ConfigError(f"--epochs={epochs} is invalid; allowed: an integer >= 1")
+    check_conv_kernel(conv_kernel)
     budget, measure = budget or Budget(), measure or MeasureSettings()
     p = Path(src)
     if not p.exists():
@@ -170,7 +241,8 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
         if entry.info["kind"] != "ptq":
             raise ConfigError(f"method {method!r} trains the model: give a run directory, not {p.name}")
         return _quantize_file(p, Path(out_dir), method=method, calibration=calibration, calib_samples=calib_samples,
-                              per_channel=per_channel, budget=budget, measure=measure, overwrite=overwrite)
+                              per_channel=per_channel, conv_kernel=conv_kernel, budget=budget, measure=measure,
+                              overwrite=overwrite)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
     source = rd.open_source(p)
     work = rd.work_dir(out)
@@ -181,21 +253,23 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
     if kind == "ptq":
         rd.write_model_dir(cand, source, source.model, name=out.name, measured=before)
         shutil.copy2(source_onnx, cand / rd.ONNX)
-        quantize_onnx(source_onnx, cand / rd.INT8_ONNX, method=method,
-                      calibration=_calibration(source.bundle, calib_samples), calibrate_method=calibration,
-                      per_channel=per_channel)
+        calib = _calibration(source.bundle, calib_samples)
+        quantize_onnx(source_onnx, cand / rd.INT8_ONNX, method=method, calibration=calib,
+                      calibrate_method=calibration, per_channel=per_channel)
+        extra: dict[str, Any] = pick_conv_kernel(cand / rd.INT8_ONNX, calib, conv_kernel=conv_kernel,
+                                                 threads=measure.threads, batch=measure.latency_batch)
         after = measure_onnx(cand / rd.INT8_ONNX, source.bundle, measure=measure)
-        extra: dict[str, Any] = {}
     else:
         build = entry.factory()
         after, extra = build(source, cand, method=method, epochs=epochs, lr=lr, measure=measure,
-                             calibration=_calibration(source.bundle, calib_samples), calibrate_method=calibration)
+                             calibration=_calibration(source.bundle, calib_samples), calibrate_method=calibration,
+                             **({"conv_kernel": conv_kernel} if kind == "train" else {}))
     # low-bit weights have no fast runtime: judge accuracy only, report size honestly
     no_slower = kind != "lowbit" and measure.latency
     accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=no_slower)
     compression = {"step": "quantize", "method": method, "kind": kind,
                    "options": {"calibration": calibration, "calib_samples": calib_samples,
-                               "per_channel": per_channel, "epochs": epochs, "lr": lr},
+                               "per_channel": per_channel, "epochs": epochs, "lr": lr, "conv_kernel": conv_kernel},
                    "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
                    "before": before, "after": after, **slower_flags(before, after), **extra}
     summary = rd.finalize(out, source.run_dir, accepted=accepted, reason=reason, compression=compression,
@@ -204,7 +278,8 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
 
 
 def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, calib_samples: int,
-                   per_channel: bool, budget: Budget, measure: MeasureSettings, overwrite: bool) -> CompressResult:
+                   per_channel: bool, conv_kernel: str, budget: Budget, measure: MeasureSettings,
+                   overwrite: bool) -> CompressResult:
     """An exported FP32 file in, ``model.onnx`` + ``model.int8.onnx`` + ``summary.json`` out."""
     from dlopt.train import rundir
 
@@ -214,8 +289,11 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
     shutil.copy2(src, out / rd.ONNX)
     before = measure_onnx(out / rd.ONNX, bundle, measure=measure)
     int8 = out / rd.INT8_ONNX
-    quantize_onnx(out / rd.ONNX, int8, method=method, calibration=_calibration(bundle, calib_samples),
-                  calibrate_method=calibration, per_channel=per_channel)
+    calib = _calibration(bundle, calib_samples)
+    quantize_onnx(out / rd.ONNX, int8, method=method, calibration=calib, calibrate_method=calibration,
+                  per_channel=per_channel)
+    kernel = pick_conv_kernel(int8, calib, conv_kernel=conv_kernel, threads=measure.threads,
+                              batch=measure.latency_batch)
     after = measure_onnx(int8, bundle, measure=measure)
     accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=measure.latency)
     if not accepted:
@@ -224,8 +302,8 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
                "dataset": bundle.info.name, "accepted": accepted, "reason": reason,
                "compression": {"step": "quantize", "method": method, "kind": "ptq", "source": str(src.resolve()),
                                "options": {"calibration": calibration, "calib_samples": calib_samples,
-                                           "per_channel": per_channel},
+                                           "per_channel": per_channel, "conv_kernel": conv_kernel},
                                "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
-                               "before": before, "after": after, **slower_flags(before, after)}}
+                               "before": before, "after": after, **slower_flags(before, after), **kernel}}
     rundir.write_json(out / rundir.SUMMARY, summary)
     return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)

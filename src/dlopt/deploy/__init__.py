@@ -28,6 +28,7 @@ _LAZY = {
     "zoo_source": "dlopt.deploy._bench",
     "capture_environment": "dlopt.deploy._env",
     "quantize_static_onnx": "dlopt.deploy._quantize",
+    "shift_weight_zero_points": "dlopt.deploy._quantize",
     "ServeSettings": "dlopt.deploy._serve",
     "create_app": "dlopt.deploy._serve",
     "serve": "dlopt.deploy._serve",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import Field
 
@@ -138,6 +138,7 @@ class QuantizeOptions(_CompressOptions):
     per_channel: bool = True
     epochs: int = Field(1, ge=1)
     lr: float = Field(1e-4, gt=0)
+    conv_kernel: Literal["auto", "direct", "gemm"] = "auto"
 
 
 @STAGES.register("quantize", schema=QuantizeOptions, accepts=("run", "onnx"), produces="run", needs_input=True)
@@ -148,5 +149,6 @@ def quantize_stage(ctx: StageContext, opts: QuantizeOptions) -> StageOutput:
     out = ctx.dir / "run"
     result = _compress("quantize_run")(
         source, out, method=opts.method, calibration=opts.calibration, calib_samples=opts.calib_samples,
-        per_channel=opts.per_channel, epochs=opts.epochs, lr=opts.lr, overwrite=True, **_settings(opts))
+        per_channel=opts.per_channel, epochs=opts.epochs, lr=opts.lr, conv_kernel=opts.conv_kernel, overwrite=True,
+        **_settings(opts))
     return _output(result, out, ctx.dir)
