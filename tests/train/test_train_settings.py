@@ -106,3 +106,15 @@ def test_setting_trains_and_resumes_bitwise(name: str, tmp_path) -> None:
     assert set(loaded.evaluate()) >= {"accuracy", "f1_macro", "auc"}
     if cfg.train.tensorboard:  # both sessions logged beside metrics.jsonl
         assert len(list((resumed.run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 2
+
+
+def test_auto_precision_on_cpu_is_bf16_only_with_native_bf16() -> None:
+    """``auto`` must not pick oneDNN's emulated bf16 (plain AVX-512): measured slower than fp32."""
+    import torch
+
+    from dlopt.train.techniques import resolve_precision
+
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    expected = "bf16" if native and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
