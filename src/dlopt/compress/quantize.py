@@ -137,7 +137,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, *, method: str = "auto", cal
                          per_channel=per_channel)
 
 
-def check_conv_kernel(conv_kernel: str) -> str:
+def _check_conv_kernel(conv_kernel: str) -> str:
     """ConfigError unless ``conv_kernel`` is one of :data:`CONV_KERNELS`."""
     if conv_kernel not in CONV_KERNELS:
         raise ConfigError(f"--conv-kernel {conv_kernel!r} is invalid; allowed: {', '.join(CONV_KERNELS)}")
@@ -154,7 +154,7 @@ def pick_conv_kernel(int8: str | Path, sample: np.ndarray, *, conv_kernel: str =
     for ``auto``; ``conv_kernel`` is ``direct`` when the file has no symmetric int8 weight)."""
     from dlopt.deploy import shift_weight_zero_points
 
-    check_conv_kernel(conv_kernel)
+    _check_conv_kernel(conv_kernel)
     int8 = Path(int8)
     if conv_kernel == "direct":
         return {"conv_kernel": "direct", "p50_ms": {}}
@@ -232,7 +232,7 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
         raise ConfigError(f"--calib-samples={calib_samples} is invalid; allowed: an integer >= 1")
     if epochs < 1:
         raise ConfigError(f"--epochs={epochs} is invalid; allowed: an integer >= 1")
-    check_conv_kernel(conv_kernel)
+    _check_conv_kernel(conv_kernel)
     budget, measure = budget or Budget(), measure or MeasureSettings()
     p = Path(src)
     if not p.exists():
