@@ -37,6 +37,8 @@ def test_valid_pipeline_orders_stages_after_their_inputs():
     ([{"name": "train", "epochs": 2}], "unknown key 'epochs'"),
     ([{"name": "train"}, {"name": "train"}], "stage name 'train' is used twice"),
     ([{"name": "lr_find", "min_lr": 1.0, "max_lr": 0.1}], "min_lr=1 >= max_lr=0.1"),
+    ([{"name": "train"}, {"name": "quantize", "input": "train", "conv_kernel": "amx"}],
+     "conv_kernel='amx': Input should be 'auto', 'direct' or 'gemm'"),
     ([{"name": "sweep", "variants": {"bad": {"train": {"optim": {"name": "nope"}}}}}], "variants.bad: "),
 ])
 def test_invalid_pipelines_fail_with_one_line(stages, message):

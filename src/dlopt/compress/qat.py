@@ -131,7 +131,7 @@ def qat_candidate(source: rd.Source, cand: Path, *, method: str, epochs: int, lr
     (measurement of the INT8 file, extra summary fields)."""
     import copy
 
-    from dlopt.compress.quantize import pick_conv_kernel, quantize_onnx
+    from dlopt.compress.quantize import _int8_onnx
     from dlopt.train import rundir
 
     module = prepare_qat(copy.deepcopy(source.model).train())
@@ -147,9 +147,8 @@ def qat_candidate(source: rd.Source, cand: Path, *, method: str, epochs: int, lr
             (cand / f).write_bytes(src.read_bytes())
     export_model(trained, source.bundle.test.x[:2], cand / rd.ONNX, check_inputs=source.bundle.test.x[:256],
                  metadata=source.metadata(), exporter=measure.exporter)
-    quantize_onnx(cand / rd.ONNX, cand / rd.INT8_ONNX, method="static", calibration=calibration,
-                  calibrate_method=calibrate_method)
-    kernel = pick_conv_kernel(cand / rd.INT8_ONNX, calibration, conv_kernel=conv_kernel, threads=measure.threads,
-                              batch=measure.latency_batch)
+    kernel = _int8_onnx(cand / rd.ONNX, cand / rd.INT8_ONNX, method="static", calibration=calibration,
+                        calibrate_method=calibrate_method, per_channel=True, conv_kernel=conv_kernel,
+                        measure=measure)
     after = measure_onnx(cand / rd.INT8_ONNX, source.bundle, measure=measure)
     return after, {"pact_alpha": alphas, "qat_epochs": epochs, **kernel}

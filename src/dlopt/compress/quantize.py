@@ -149,10 +149,11 @@ def pick_conv_kernel(int8: str | Path, sample: np.ndarray, *, conv_kernel: str =
     """Settle which ONNX Runtime kernel the static INT8 file ``int8`` runs its convolutions
     with, rewriting it in place for ``gemm`` (weight zero points moved by
     ``dlopt.deploy.shift_weight_zero_points``; outputs unchanged bit for bit). ``auto`` times
-    both files on a batch of ``batch`` rows of ``sample`` with ``threads`` threads, interleaved
-    over ``rounds``, and keeps the faster. Returns ``{"conv_kernel", "p50_ms"}`` (timings only
-    for ``auto``; ``conv_kernel`` is ``direct`` when the file has no symmetric int8 weight)."""
-    from dlopt.deploy import shift_weight_zero_points
+    both files with the deploy room's ``benchmark`` (batch ``batch`` from ``sample``,
+    ``threads`` threads, ``rounds`` interleaved rounds of fresh workers) and keeps the faster.
+    Returns ``{"conv_kernel", "p50_ms"}`` (timings only for ``auto``; ``conv_kernel`` is
+    ``direct`` when the file has no symmetric int8 weight)."""
+    from dlopt.deploy import Contestant, benchmark, shift_weight_zero_points
 
     _check_conv_kernel(conv_kernel)
     int8 = Path(int8)
@@ -164,8 +165,11 @@ def pick_conv_kernel(int8: str | Path, sample: np.ndarray, *, conv_kernel: str =
         return {"conv_kernel": "direct", "p50_ms": {}}
     times: dict[str, float] = {}
     if conv_kernel == "auto":
-        times = _interleaved_p50({"direct": int8, "gemm": twin}, np.resize(sample, (batch, *sample.shape[1:])),
-                                 threads=threads, rounds=rounds)
+        rep = benchmark([Contestant(name, "onnxruntime", {"onnx": str(path.resolve())})
+                         for name, path in (("direct", int8), ("gemm", twin))],
+                        sample, batch_sizes=(batch,), threads=threads, min_runs=10, min_seconds=0.2,
+                        rounds=rounds)
+        times = {name: e[str(batch)]["p50_ms"] for name, e in rep["contestants"].items()}
         if times["gemm"] >= times["direct"]:
             twin.unlink()
             return {"conv_kernel": "direct", "p50_ms": times}
@@ -173,29 +177,14 @@ def pick_conv_kernel(int8: str | Path, sample: np.ndarray, *, conv_kernel: str =
     return {"conv_kernel": "gemm", "p50_ms": times}
 
 
-def _interleaved_p50(files: dict[str, Path], x: np.ndarray, *, threads: int, rounds: int) -> dict[str, float]:
-    """p50 ms per file, in-process: each round times every file (>= 10 runs and 0.2 s after 3
-    warm-up runs); a file's figure is the median of its round medians, so one slow moment on a
-    shared machine moves no figure."""
-    import time
-
-    from dlopt.deploy import OnnxModel
-
-    models = {name: OnnxModel.load(path, threads=threads) for name, path in files.items()}
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    per_round: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, m in models.items():
-            for _ in range(3):
-                m.run(x)
-            laps: list[float] = []
-            start = time.perf_counter()
-            while len(laps) < 10 or time.perf_counter() - start < 0.2:
-                t0 = time.perf_counter()
-                m.run(x)
-                laps.append(time.perf_counter() - t0)
-            per_round[name].append(float(np.median(laps)) * 1e3)
-    return {name: round(float(np.median(v)), 3) for name, v in per_round.items()}
+def _int8_onnx(src: Path, dst: Path, *, method: str, calibration: np.ndarray, calibrate_method: str,
+               per_channel: bool, conv_kernel: str, measure: MeasureSettings) -> dict[str, Any]:
+    """:func:`quantize_onnx` then :func:`pick_conv_kernel` at the measure batch and threads;
+    returns the kernel record for the summary."""
+    quantize_onnx(src, dst, method=method, calibration=calibration, calibrate_method=calibrate_method,
+                  per_channel=per_channel)
+    return pick_conv_kernel(dst, calibration, conv_kernel=conv_kernel, threads=measure.threads,
+                            batch=measure.latency_batch)
 
 
 def _onnx_bundle(path: Path) -> Any:
@@ -253,11 +242,10 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
     if kind == "ptq":
         rd.write_model_dir(cand, source, source.model, name=out.name, measured=before)
         shutil.copy2(source_onnx, cand / rd.ONNX)
-        calib = _calibration(source.bundle, calib_samples)
-        quantize_onnx(source_onnx, cand / rd.INT8_ONNX, method=method, calibration=calib,
-                      calibrate_method=calibration, per_channel=per_channel)
-        extra: dict[str, Any] = pick_conv_kernel(cand / rd.INT8_ONNX, calib, conv_kernel=conv_kernel,
-                                                 threads=measure.threads, batch=measure.latency_batch)
+        extra: dict[str, Any] = _int8_onnx(source_onnx, cand / rd.INT8_ONNX, method=method,
+                                           calibration=_calibration(source.bundle, calib_samples),
+                                           calibrate_method=calibration, per_channel=per_channel,
+                                           conv_kernel=conv_kernel, measure=measure)
         after = measure_onnx(cand / rd.INT8_ONNX, source.bundle, measure=measure)
     else:
         build = entry.factory()
@@ -289,11 +277,9 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
     shutil.copy2(src, out / rd.ONNX)
     before = measure_onnx(out / rd.ONNX, bundle, measure=measure)
     int8 = out / rd.INT8_ONNX
-    calib = _calibration(bundle, calib_samples)
-    quantize_onnx(out / rd.ONNX, int8, method=method, calibration=calib, calibrate_method=calibration,
-                  per_channel=per_channel)
-    kernel = pick_conv_kernel(int8, calib, conv_kernel=conv_kernel, threads=measure.threads,
-                              batch=measure.latency_batch)
+    kernel = _int8_onnx(out / rd.ONNX, int8, method=method, calibration=_calibration(bundle, calib_samples),
+                        calibrate_method=calibration, per_channel=per_channel, conv_kernel=conv_kernel,
+                        measure=measure)
     after = measure_onnx(int8, bundle, measure=measure)
     accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=measure.latency)
     if not accepted:
