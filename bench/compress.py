@@ -209,6 +209,7 @@ def _one(a: argparse.Namespace, seed: int, work: Path, *, model: dict[str, Any],
                  "speedup_vs_ort_fp32_bs64": round(times["onnxruntime"] / times["onnxruntime-int8"], 3),
                  "speedup_vs_eager_bs64": round(times["pytorch"] / times["onnxruntime-int8"], 3),
                  "conv_kernel": q.summary["compression"].get("conv_kernel"),
+                 "conv_kernel_p50_ms": q.summary["compression"].get("p50_ms"),  # both kernels, bs64
                  "accepted": q.accepted, "reason": q.reason},
         "kd": {"student_params_ratio": c["params_ratio"], "teacher_acc": teacher_acc,
                "kd_acc": kd.after["test_accuracy"], "nokd_acc": c["nokd"]["test_accuracy"],

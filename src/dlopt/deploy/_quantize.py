@@ -81,9 +81,9 @@ def shift_weight_zero_points(src: str | os.PathLike, dst: str | os.PathLike) -> 
 
     Why: ONNX Runtime's QLinearConv runs its symmetric direct-convolution kernel (AVX-512 VNNI
     at best) only when the weight zero point is 0; any other zero point takes im2col + QGEMM,
-    which has AMX kernels. On an AMX CPU the moved ResNet-14 x2 ran 15.7-15.8 ms per batch of
-    64 against 18.0-18.1 ms (docs/compression.md); on CPUs without AMX the direct kernel may
-    win, so ``dlopt.compress`` times both and keeps the faster."""
+    which has AMX kernels. On an AMX CPU the moved ResNet-14 x2 ran 16.2 ms per batch of 64
+    against 18.0 ms (``bench/compress.py --quick``, docs/compression.md); on CPUs without AMX
+    the direct kernel may win, so ``dlopt.compress`` times both and keeps the faster."""
     import onnx
     from onnx import numpy_helper
 
