@@ -139,3 +139,27 @@ def test_check_dataset_name_does_not_import_torch():
             "d.check_dataset_name('csv:a.csv'); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_scaled_images_stay_uint8_and_match_the_float_path_bit_for_bit():
+    """MNIST (scale only) is held as uint8 pixels; its float inputs, rows and loader batches are
+    exactly numpy's float32 division, and a second op keeps the converted-array path."""
+    from dlopt.data import Split, make_loader
+
+    b = load_dataset("mnist", seed=0, subset=600, test_subset=200)
+    for split in (b.train, b.val, b.test):
+        assert split.pixels is not None and split.pixels.dtype == torch.uint8 and split.divisor == 255.0
+        assert split.input_shape == (1, 28, 28) and split._x is None  # nothing converted at load
+    expected = b.test.pixels.numpy().astype(np.float32) / np.float32(255)
+    idx = torch.tensor([5, 0, 199, 17])
+    assert torch.equal(b.test.rows(idx), torch.from_numpy(expected[idx.numpy()]))
+    assert torch.equal(b.test.rows(slice(10, 20)), torch.from_numpy(expected[10:20]))
+    assert torch.equal(b.test.x, torch.from_numpy(expected)) and b.test.x is b.test.x  # kept
+    floats = Split(b.train.x.clone(), b.train.y)
+    for shuffle in (True, False):
+        held = list(make_loader(b.train, batch_size=64, shuffle=shuffle, seed=3))
+        plain = list(make_loader(floats, batch_size=64, shuffle=shuffle, seed=3))
+        assert len(held) == len(plain) == 9
+        assert all(torch.equal(h[0], p[0]) and torch.equal(h[1], p[1]) for h, p in zip(held, plain))
+    zscored = load_dataset("mnist", seed=0, subset=600, test_subset=200, preprocess=[{"op": "zscore"}])
+    assert zscored.train.pixels is None and zscored.train.x.dtype == torch.float32

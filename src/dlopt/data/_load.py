@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -82,11 +83,9 @@ def load_dataset(
                                          test_fraction=test_fraction, subset=subset,
                                          test_subset=test_subset)
     pre = Preprocessor.build(steps, scale=raw.scale)
-    train = _to_split(pre.fit_transform(xtr, ytr), ytr, raw.task, raw.source)
-    val_split = _to_split(pre.transform(val[0]), val[1], raw.task, raw.source) if val else None
-    test = _to_split(pre.transform(xte), yte, raw.task, raw.source)
+    train, val_split, test = _make_splits(pre, (xtr, ytr), val, (xte, yte), raw)
     info = DatasetInfo(
-        name=name, task=raw.task, input_shape=tuple(train.x.shape[1:]),
+        name=name, task=raw.task, input_shape=train.input_shape,
         num_classes=num_classes if raw.task == "classification" else 0,
         class_names=list(raw.class_names) or [str(i) for i in range(num_classes)],
         source=raw.source, n_train=len(train), n_test=len(test),
@@ -196,12 +195,43 @@ def _split(raw: RawData, *, seed: int, val_fraction: float, test_fraction: float
     return (x, y), val, (xte, yte)
 
 
+def _make_splits(pre: Preprocessor, train: tuple, val: tuple | None, test: tuple,
+                 raw: RawData) -> tuple[Split, Split | None, Split]:
+    """Fit ``pre`` on train and apply it to every split. uint8 images whose only op divides
+    them stay uint8 (:meth:`Split.scaled`): nothing is converted or allocated at load time."""
+    divisor = pre.pixel_divisor if train[0].dtype == np.uint8 else None
+    if divisor is not None:
+        pre.fit(train[0][:1], train[1][:1])  # a lone scale op learns nothing; one row sets the raw shape
+        return tuple(None if part is None else  # type: ignore[return-value]
+                     Split.scaled(_shared_tensor(part[0]), _labels(part[1], raw.task), divisor)
+                     for part in (train, val, test))
+    fitted = _to_split(pre.fit_transform(*train), train[1], raw.task, raw.source)
+    return (fitted, None if val is None else _to_split(pre.transform(val[0]), val[1], raw.task, raw.source),
+            _to_split(pre.transform(test[0]), test[1], raw.task, raw.source))
+
+
+def _shared_tensor(x: np.ndarray) -> torch.Tensor:
+    """A tensor over ``x``'s memory (the decoded set may be a read-only cache: splits never
+    write to their inputs, so torch's warning about read-only arrays does not apply)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _labels(y: np.ndarray, task: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64 if task == "classification" else np.float32))
+
+
 def _to_split(x: np.ndarray, y: np.ndarray, task: str, source: str) -> Split:
-    if not np.isfinite(x).all():
+    if not _all_finite(x):
         raise DataError(f"non-finite inputs in {source} after preprocessing")
-    ydt = np.int64 if task == "classification" else np.float32
-    return Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-                 torch.from_numpy(np.ascontiguousarray(y, dtype=ydt)))
+    return Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), _labels(y, task))
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """NaN propagates through min and max and an inf is one of them: two passes, no full-size
+    boolean temporary (fresh memory is what a large set's load pays for)."""
+    return x.size == 0 or bool(np.isfinite(x.min()) and np.isfinite(x.max()))
 
 
 # ---------------------------------------------------------------------------- listing

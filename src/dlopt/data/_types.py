@@ -29,15 +29,61 @@ class DatasetInfo:
         return self.num_classes if self.task == "classification" else 1
 
 
-@dataclass
 class Split:
-    """One split as two tensors: ``x`` float32 (N, *input_shape), ``y`` int64 labels or float32 targets."""
+    """One split as two tensors: ``x`` float32 (N, *input_shape), ``y`` int64 labels or float32 targets.
 
-    x: torch.Tensor
-    y: torch.Tensor
+    An image split whose only preprocessing is dividing the raw pixels may instead hold the
+    uint8 ``pixels`` and the ``divisor`` (:meth:`scaled`): a quarter of the memory, and nothing
+    to allocate at load time. ``x`` is then computed on first use (and kept); the in-memory
+    loader never needs it, it divides each batch it gathers (:meth:`rows`).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self._x: torch.Tensor | None = x
+        self.y = y
+        self.pixels: torch.Tensor | None = None
+        self.divisor: float | None = None
+        self._divisor_t: torch.Tensor | None = None
+
+    @classmethod
+    def scaled(cls, pixels: torch.Tensor, y: torch.Tensor, divisor: float) -> "Split":
+        """A split of uint8 ``pixels`` whose inputs are ``pixels / divisor`` in float32."""
+        split = cls(None, y)  # type: ignore[arg-type]
+        split.pixels, split.divisor = pixels, float(divisor)
+        # a tensor on the pixels' device: CUDA multiplies by the reciprocal when it divides by
+        # a CPU scalar, which can differ in the last bit from numpy's float32 division
+        split._divisor_t = torch.tensor(split.divisor, dtype=torch.float32, device=pixels.device)
+        return split
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The float32 inputs (computed from ``pixels`` on first use)."""
+        if self._x is None:
+            self._x = self.rows(slice(None))
+        return self._x
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape, without computing ``x``."""
+        src = self.pixels if self._x is None else self._x
+        return tuple(int(d) for d in src.shape[1:])  # type: ignore[union-attr]
+
+    def rows(self, index: slice | torch.Tensor) -> torch.Tensor:
+        """Float32 inputs of the samples at ``index`` (a slice: a view where ``x`` is held;
+        an index tensor: a gather)."""
+        src = self.x if self.pixels is None else self.pixels
+        picked = src[index] if isinstance(index, slice) else src.index_select(0, index)
+        # uint8 / a float32 0-dim tensor: float32 in one pass, bit for bit numpy's x / divisor
+        return picked if self.pixels is None else torch.div(picked, self._divisor_t)
+
+    def to(self, device: torch.device | str) -> "Split":
+        """This split with its tensors on ``device`` (held pixels move as pixels)."""
+        if self.pixels is None:
+            return Split(self.x.to(device), self.y.to(device))
+        return Split.scaled(self.pixels.to(device), self.y.to(device), self.divisor)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return int(self.y.shape[0])
 
 
 @dataclass

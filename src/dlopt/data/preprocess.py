@@ -133,7 +133,9 @@ class _Scale(_Op):
         pass
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, dtype=np.float32) / np.float32(self.params["factor"])
+        out = x.astype(np.float32)  # always a copy, so dividing in place leaves x alone
+        out /= np.float32(self.params["factor"])  # in place: one full-size array, not two
+        return out
 
 
 class _ChannelScaler(_Op):
@@ -312,6 +314,13 @@ class Preprocessor:
     @property
     def op_names(self) -> list[str]:
         return [op.name for op in self.ops]
+
+    @property
+    def pixel_divisor(self) -> float | None:
+        """The divisor when the whole chain divides raw pixels (a lone scale op), else None."""
+        if len(self.ops) == 1 and isinstance(self.ops[0], _Scale):
+            return float(self.ops[0].params["factor"])
+        return None
 
     def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> "Preprocessor":
         """Fit every op in turn on the training inputs (each sees the previous op's output)."""

@@ -260,7 +260,7 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
     if t.transfer.init_from and not resume:
         init_from(module, read_init_weights(t.transfer.init_from), new_head=t.transfer.new_head)
     module.to(device)
-    out = _out_features(module, bundle.train.x[:2].to(device))
+    out = _out_features(module, bundle.train.rows(slice(0, 2)).to(device))
     check_labels(bundle.train, out, task=info.task)
     for name, split in (("val", bundle.val), ("test", bundle.test)):
         if split is not None:
@@ -294,7 +294,8 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
 
     frozen = frozen_names(module, t.transfer.freeze, t.transfer.freeze_until)
     augment = build_augment(cfg.data.augment, input_shape=info.input_shape) if cfg.data.augment else None
-    handlers = _techniques(t, device=device, augment=augment, frozen=frozen, input_ndim=bundle.train.x.dim())
+    handlers = _techniques(t, device=device, augment=augment, frozen=frozen,
+                           input_ndim=len(info.input_shape) + 1)
     monitor, mode = _monitor(cfg, info.task, bundle.val is not None)
     meta = {"config": config_to_dict(cfg), "info": _info_dict(info), "model": model_name,
             "custom_model": model is not None}
@@ -333,7 +334,7 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
 def _on_device(split: Any, device: torch.device) -> Any:
     if split is None:
         return None
-    return type(split)(split.x.to(device), split.y.to(device))
+    return split.to(device)
 
 
 def _evaluator(val: Any, task: str, batch_size: int) -> Callable[[State], dict[str, float]] | None:
@@ -375,7 +376,7 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
     final.eval()
     io.atomic_write(d / rundir.WEIGHTS, io.weights_bytes(final))
     task = bundle.info.task
-    test_batches = ((bundle.test.x[i:i + 4096].to(state.device), bundle.test.y[i:i + 4096].to(state.device))
+    test_batches = ((bundle.test.rows(slice(i, i + 4096)).to(state.device), bundle.test.y[i:i + 4096].to(state.device))
                     for i in range(0, len(bundle.test), 4096))
     outputs, targets = predict_outputs(final, test_batches, forward_context=state.forward_context)
     test = compute_metrics(outputs, targets, task=task, loss_fn=state.loss_fn,
