@@ -69,12 +69,12 @@ class LoadedModel:
         test split; ``(x_raw, y)`` -> raw arrays (the saved preprocessing is applied); a
         ``Split`` -> already preprocessed tensors."""
         split = self._split(data)
-        if tuple(split.x.shape[1:]) != tuple(self.info.input_shape):
+        if split.input_shape != tuple(self.info.input_shape):
             what = f"dataset {data!r}" if isinstance(data, str) else "evaluation data"
-            raise DataError(f"{what} has inputs of shape {tuple(split.x.shape[1:])}; "
+            raise DataError(f"{what} has inputs of shape {split.input_shape}; "
                             f"the model takes {tuple(self.info.input_shape)}")
         check_labels(split, self.info.out_features, task=self.info.task, what="evaluation")
-        batches = ((split.x[i:i + batch_size].to(self.device), split.y[i:i + batch_size].to(self.device))
+        batches = ((split.rows(slice(i, i + batch_size)).to(self.device), split.y[i:i + batch_size].to(self.device))
                    for i in range(0, len(split), batch_size))
         outputs, targets = predict_outputs(self.model, batches)
         loss = create_loss(self.config.train.loss.name, task=self.info.task,
