@@ -18,6 +18,7 @@ setting, or more epochs per trial, change the ratio?" over many seeds in seconds
     python bench/hpo_replay.py build --out lat0.jsonl --epochs 8 --part 0/2 &   # ~28 min (2 cores)
     python bench/hpo_replay.py build --out lat1.jsonl --epochs 8 --part 1/2
     python bench/hpo_replay.py replay lat0.jsonl lat1.jsonl --seeds 60 --epochs 4,6,8
+    DLOPT_DATA_DIR=../shared/data python bench/hpo_replay.py build --dataset fashion-mnist --out f0.jsonl ...
 
 The replay is a model of the bench, not the bench: one training seed, nearest-point lookup.
 Output (replay): one JSON object; per epochs-per-trial budget, per method the median and mean
@@ -73,7 +74,7 @@ def _nearest(value: float, axis: list[float]) -> int:
 
 # ------------------------------------------------------------------------------ build
 def build(out: Path, *, epochs: int, seed: int, part: tuple[int, int], points: tuple[int, ...],
-          subset: int) -> int:
+          subset: int, dataset: str = "mnist") -> int:
     """Train the lattice points of ``part`` not yet in ``out``; returns how many were trained."""
     import torch
 
@@ -88,7 +89,7 @@ def build(out: Path, *, epochs: int, seed: int, part: tuple[int, int], points: t
     todo = [i for i in list(itertools.product(*map(range, points)))[part[0]::part[1]] if i not in done]
     with tempfile.TemporaryDirectory(prefix="dlopt-hpo-replay-") as tmp:
         for idx in todo:
-            data = hb.base_config(argparse.Namespace(dataset="mnist", subset=subset, epochs=epochs))
+            data = hb.base_config(argparse.Namespace(dataset=dataset, subset=subset, epochs=epochs))
             data["train"]["seed"] = seed
             for path, axis, i in zip(hb.SPACE, axes, idx):
                 set_path(data, path, axis[i])
@@ -196,7 +197,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     b.add_argument("--epochs", type=int, default=4)
     b.add_argument("--seed", type=int, default=0, help="training seed (the bench's seed 0)")
     b.add_argument("--part", default="0/1", help="K/N: train every N-th missing point from K")
-    b.add_argument("--subset", type=int, default=5000, help="MNIST training images (the bench's)")
+    b.add_argument("--subset", type=int, default=5000, help="training images (the bench's)")
+    b.add_argument("--dataset", default="mnist", help="the bench's --dataset")
     r = sub.add_parser("replay", help="replay the methods on a built lattice")
     r.add_argument("lattice", type=Path, nargs="+")
     r.add_argument("--seeds", type=int, default=60)
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     if args.cmd == "build":
         n = build(args.out, epochs=args.epochs, seed=args.seed, part=args.part, points=args.points,
-                  subset=args.subset)
+                  subset=args.subset, dataset=args.dataset)
         print(json.dumps({"trained": n, "out": str(args.out)}))
         return
     table = load_lattice(args.lattice)
