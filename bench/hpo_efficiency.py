@@ -140,6 +140,18 @@ def bad_input(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def check_dataset(name: str) -> None:
+    """The bench's data set must be readable before any trial: one line, exit 2 otherwise
+    (an unknown name, or fashion-mnist without ``$DLOPT_DATA_DIR``)."""
+    from dlopt.data import read_raw
+    from dlopt.errors import ConfigError, DataError
+
+    try:
+        read_raw(name)
+    except (ConfigError, DataError) as exc:
+        bad_input(f"--dataset {name!r}: {exc}")
+
+
 def _read_slice(path: str) -> dict[str, Any]:
     """One earlier output of this script (the slice ``--merge`` combines)."""
     try:
@@ -173,8 +185,8 @@ def main() -> None:
                    help=f"comma-separated subset of {', '.join(METHODS)} (merge the rest)")
     p.add_argument("--trials", type=int, default=27, help="trials per method (grid: 27 points)")
     p.add_argument("--epochs", type=int, default=4, help="epochs of an unpruned trial")
-    p.add_argument("--subset", type=int, default=5000, help="MNIST training images")
-    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--subset", type=int, default=5000, help="training images")
+    p.add_argument("--dataset", default="mnist", help="fashion-mnist needs $DLOPT_DATA_DIR")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="combine the outputs of runs over slices of seeds or methods; run nothing")
     args = p.parse_args()
@@ -188,6 +200,7 @@ def main() -> None:
     for name in ("seeds", "trials", "epochs", "subset"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    check_dataset(args.dataset)
 
     import optuna
     import torch

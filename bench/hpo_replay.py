@@ -235,6 +235,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     if args.cmd == "build":
+        hb.check_dataset(args.dataset)
         n = build(args.out, epochs=args.epochs, seed=args.seed, part=args.part, points=args.points,
                   subset=args.subset, dataset=args.dataset)
         print(json.dumps({"trained": n, "out": str(args.out)}))

@@ -62,6 +62,7 @@ def test_slices_run_with_other_settings_are_refused(slices: list[Path], tmp_path
     (["--methods", "grid,bogus"], "unknown ['bogus']; allowed: grid, random, tpe_asha"),
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--merge", "no-such-file.json"], "--merge: cannot read no-such-file.json"),
+    (["--dataset", "nope"], "--dataset 'nope': unknown dataset 'nope'; valid:"),
 ])
 def test_bad_arguments_are_one_line_exit_2(args: list[str], message: str) -> None:
     run = _bench(*args, timeout=120)

@@ -60,6 +60,7 @@ def test_replay_reports_every_method_and_budget(lattice: list[Path]) -> None:
     (["replay", "x.jsonl", "--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["replay", "x.jsonl", "--methods", "bogus"], "--methods: unknown ['bogus']"),
     (["replay", "no-such-lattice.jsonl"], "cannot read lattice no-such-lattice.jsonl"),
+    (["build", "--out", "x.jsonl", "--dataset", "nope"], "--dataset 'nope': unknown dataset 'nope'; valid:"),
 ])
 def test_bad_arguments_are_one_line_exit_2(args: list[str], message: str) -> None:
     run = _bench(*args, timeout=120)
