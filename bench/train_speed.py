@@ -280,7 +280,7 @@ class TargetStop:
     def on_epoch_end(self, state: Any) -> None:
         from dlopt.train.metrics import evaluate_model
 
-        m = evaluate_model(state.eval_model, self.test.x, self.test.y, task="classification",
+        m = evaluate_model(state.eval_model, self.test, task="classification",
                            batch_size=self.batch_size, device=state.device, names=("accuracy",),
                            forward_context=state.forward_context)
         if self.clock.record(m["accuracy"]):

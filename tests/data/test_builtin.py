@@ -161,5 +161,14 @@ def test_scaled_images_stay_uint8_and_match_the_float_path_bit_for_bit():
         plain = list(make_loader(floats, batch_size=64, shuffle=shuffle, seed=3))
         assert len(held) == len(plain) == 9
         assert all(torch.equal(h[0], p[0]) and torch.equal(h[1], p[1]) for h, p in zip(held, plain))
+    parts = list(b.test.batches(64))
+    assert [len(y) for _, y in parts] == [64, 64, 64, 8]
+    assert torch.equal(torch.cat([x for x, _ in parts]), b.test.x)
+    from dlopt.train.metrics import evaluate_model
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    held = evaluate_model(model, b.test, task="classification", batch_size=64)
+    assert held == evaluate_model(model, b.test.x, b.test.y, task="classification", batch_size=64)
     zscored = load_dataset("mnist", seed=0, subset=600, test_subset=200, preprocess=[{"op": "zscore"}])
     assert zscored.train.pixels is None and zscored.train.x.dtype == torch.float32

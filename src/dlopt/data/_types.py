@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import torch
 
@@ -75,6 +75,14 @@ class Split:
         picked = src[index] if isinstance(index, slice) else src.index_select(0, index)
         # uint8 / a float32 0-dim tensor: float32 in one pass, bit for bit numpy's x / divisor
         return picked if self.pixels is None else torch.div(picked, self._divisor_t)
+
+    def batches(self, batch_size: int, device: torch.device | str | None = None,
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(inputs, targets)`` in order, ``batch_size`` rows at a time (on ``device`` if given)."""
+        for i in range(0, len(self), batch_size):
+            rows = slice(i, i + batch_size)
+            x, y = self.rows(rows), self.y[rows]
+            yield (x, y) if device is None else (x.to(device), y.to(device))
 
     def to(self, device: torch.device | str) -> "Split":
         """This split with its tensors on ``device`` (held pixels move as pixels)."""

@@ -342,7 +342,7 @@ def _evaluator(val: Any, task: str, batch_size: int) -> Callable[[State], dict[s
         return None
 
     def evaluate(state: State) -> dict[str, float]:
-        return evaluate_model(state.eval_model, val.x, val.y, task=task, batch_size=batch_size,
+        return evaluate_model(state.eval_model, val, task=task, batch_size=batch_size,
                               device=state.device, loss_fn=state.loss_fn, prefix="val_",
                               forward_context=state.forward_context)
 
@@ -376,9 +376,8 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
     final.eval()
     io.atomic_write(d / rundir.WEIGHTS, io.weights_bytes(final))
     task = bundle.info.task
-    test_batches = ((bundle.test.rows(slice(i, i + 4096)).to(state.device), bundle.test.y[i:i + 4096].to(state.device))
-                    for i in range(0, len(bundle.test), 4096))
-    outputs, targets = predict_outputs(final, test_batches, forward_context=state.forward_context)
+    outputs, targets = predict_outputs(final, bundle.test.batches(4096, state.device),
+                                       forward_context=state.forward_context)
     test = compute_metrics(outputs, targets, task=task, loss_fn=state.loss_fn,
                            names=_summary_metrics(task, bundle.info.out_features))
     best_epoch = ckpt.best_epoch if has_best else (state.epoch or None)

@@ -74,9 +74,7 @@ class LoadedModel:
             raise DataError(f"{what} has inputs of shape {split.input_shape}; "
                             f"the model takes {tuple(self.info.input_shape)}")
         check_labels(split, self.info.out_features, task=self.info.task, what="evaluation")
-        batches = ((split.rows(slice(i, i + batch_size)).to(self.device), split.y[i:i + batch_size].to(self.device))
-                   for i in range(0, len(split), batch_size))
-        outputs, targets = predict_outputs(self.model, batches)
+        outputs, targets = predict_outputs(self.model, split.batches(batch_size, self.device))
         loss = create_loss(self.config.train.loss.name, task=self.info.task,
                            label_smoothing=self.config.train.loss.label_smoothing,
                            huber_delta=self.config.train.loss.huber_delta)

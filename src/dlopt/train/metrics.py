@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlopt.data._types import Split
 from dlopt.registry import Registry
 
 __all__ = [
@@ -221,15 +222,15 @@ def predict_outputs(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     return torch.cat(outs).float(), torch.cat(ys)
 
 
-def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, task: str,
+def evaluate_model(model: nn.Module, x: torch.Tensor | Split, y: torch.Tensor | None = None, *, task: str,
                    batch_size: int = 1024, device: torch.device | str = "cpu",
                    loss_fn: Callable | None = None, names: Iterable[str] | None = None,
                    prefix: str = "", forward_context: Callable[[], Any] | None = None,
                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
-    """Metrics of ``model`` on tensors ``(x, y)``, in batches of ``batch_size``."""
-    device = torch.device(device)
-    batches = ((x[i:i + batch_size].to(device), y[i:i + batch_size].to(device))
-               for i in range(0, len(x), batch_size))
+    """Metrics of ``model`` on tensors ``(x, y)`` or on a :class:`~dlopt.data.Split` ``x`` (a
+    split held as uint8 is converted batch by batch), in batches of ``batch_size``."""
+    split = x if isinstance(x, Split) else Split(x, y)  # type: ignore[arg-type]
+    batches = split.batches(batch_size, torch.device(device))
     outputs, targets = predict_outputs(model, batches, forward_context=forward_context,
                                        transform=transform)
     if len(targets) == 0:
