@@ -166,9 +166,9 @@ def rebuild(model: nn.Module, name: str, options: dict[str, Any], *, input_shape
 def _taylor_grads(model: nn.Module, bundle: Any, batch: int = 128) -> None:
     model.train()
     model.zero_grad(set_to_none=True)
-    x, y = bundle.train.x, bundle.train.y
     for i in range(_TAYLOR_BATCHES):
-        xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+        rows = slice(i * batch, (i + 1) * batch)
+        xb, yb = bundle.train.rows(rows), bundle.train.y[rows]  # a held split stays uint8
         if len(xb):
             nn.functional.cross_entropy(model(xb), yb).backward()
     model.eval()

@@ -202,9 +202,10 @@ def _onnx_bundle(path: Path) -> Any:
 
 def _calibration(bundle: Any, samples: int, seed: int = 0) -> np.ndarray:
     """``samples`` training inputs (seeded draw): calibration never sees the test split."""
-    x = bundle.train.x.numpy()
-    idx = np.random.default_rng(seed).permutation(len(x))[:samples]
-    return x[np.sort(idx)]
+    import torch
+
+    idx = np.random.default_rng(seed).permutation(len(bundle.train))[:samples]
+    return bundle.train.rows(torch.from_numpy(np.sort(idx))).numpy()  # a held split stays uint8
 
 
 def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", calibration: str = "minmax",
