@@ -168,7 +168,7 @@ def test_scaled_images_stay_uint8_and_match_the_float_path_bit_for_bit():
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-    held = evaluate_model(model, b.test, task="classification", batch_size=64)
-    assert held == evaluate_model(model, b.test.x, b.test.y, task="classification", batch_size=64)
+    on_split = evaluate_model(model, b.test, task="classification", batch_size=64)
+    assert on_split == evaluate_model(model, b.test.x, b.test.y, task="classification", batch_size=64)
     zscored = load_dataset("mnist", seed=0, subset=600, test_subset=200, preprocess=[{"op": "zscore"}])
     assert zscored.train.pixels is None and zscored.train.x.dtype == torch.float32

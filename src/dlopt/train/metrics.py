@@ -229,6 +229,8 @@ def evaluate_model(model: nn.Module, x: torch.Tensor | Split, y: torch.Tensor | 
                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
     """Metrics of ``model`` on tensors ``(x, y)`` or on a :class:`~dlopt.data.Split` ``x`` (a
     split held as uint8 is converted batch by batch), in batches of ``batch_size``."""
+    if not isinstance(x, Split) and y is None:
+        raise TypeError("evaluate_model: pass targets y with tensor inputs x (or a Split as x)")
     split = x if isinstance(x, Split) else Split(x, y)  # type: ignore[arg-type]
     batches = split.batches(batch_size, torch.device(device))
     outputs, targets = predict_outputs(model, batches, forward_context=forward_context,
