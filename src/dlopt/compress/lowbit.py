@@ -73,9 +73,11 @@ def packed_bytes(model: nn.Module, lowbit: set[str], bits: int) -> int:
 
 
 def lowbit_candidate(source: rd.Source, cand: Path, *, method: str, epochs: int, lr: float,
-                     measure: MeasureSettings, calibration: np.ndarray, calibrate_method: str) -> tuple[dict, dict]:
+                     measure: MeasureSettings, calibration: np.ndarray, calibrate_method: str,
+                     conv_kernel: str = "auto") -> tuple[dict, dict]:
     """Train ``method`` (binary | ternary) weights, write the candidate run dir; returns
-    (measurement, extra summary fields)."""
+    (measurement, extra summary fields). ``calibration``, ``calibrate_method`` and
+    ``conv_kernel`` are the quantize builders' common interface; low-bit files use none."""
     module = copy.deepcopy(source.model).train()
     skip = _full_precision(module)
     lowbit = set(parametrize_weights(module, _PARAMETRIZATIONS[method], skip=skip))

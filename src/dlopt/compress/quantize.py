@@ -252,7 +252,7 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
         build = entry.factory()
         after, extra = build(source, cand, method=method, epochs=epochs, lr=lr, measure=measure,
                              calibration=_calibration(source.bundle, calib_samples), calibrate_method=calibration,
-                             **({"conv_kernel": conv_kernel} if kind == "train" else {}))
+                             conv_kernel=conv_kernel)
     # low-bit weights have no fast runtime: judge accuracy only, report size honestly
     no_slower = kind != "lowbit" and measure.latency
     accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=no_slower)
