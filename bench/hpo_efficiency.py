@@ -12,7 +12,7 @@ plus the epochs the hitting trial needed). The target is 99 % of the best valida
 accuracy any method found in that seed. A method that never reaches it is charged all its
 epochs (``reached: false`` in the per-seed rows). Medians over seeds.
 
-    python bench/hpo_efficiency.py                  # 5 seeds (10-18 min per seed on 2 cores)
+    python bench/hpo_efficiency.py                  # 5 seeds (~2 min per seed on one thread)
     python bench/hpo_efficiency.py --seeds 1        # reduced run
     python bench/hpo_efficiency.py --seeds 2 --first-seed 3 > b.json  # a slice of the seeds
     python bench/hpo_efficiency.py --methods tpe_asha > t.json  # a slice of the methods

@@ -1,6 +1,6 @@
 """Replay bench/hpo_efficiency.py's comparison on a lattice of precomputed learning curves.
 
-A real run of the bench costs ~40 min for 5 seeds on 2 cores, and its 5-seed medians swing
+A real run of the bench costs ~6 min for 5 seeds on 2 cores (2026-11-24), and its medians swing
 with where a good point falls in the order. The replay asks "would another sampler or pruner
 setting, or more epochs per trial, change the ratio?" over many seeds in seconds:
 
@@ -15,14 +15,17 @@ setting, or more epochs per trial, change the ratio?" over many seeds in seconds
   the bench's (``hpo_efficiency.seed_row``). A constant-lr curve is prefix-consistent, so a
   lattice built with 8 epochs replays any budget of 1-8 epochs per trial.
 
-    python bench/hpo_replay.py build --out lat0.jsonl --epochs 8 --part 0/2 &   # ~28 min (2 cores)
+    python bench/hpo_replay.py build --out lat0.jsonl --epochs 8 --part 0/2 &   # ~8 min (2 cores)
     python bench/hpo_replay.py build --out lat1.jsonl --epochs 8 --part 1/2
     python bench/hpo_replay.py replay lat0.jsonl lat1.jsonl --seeds 60 --epochs 4,6,8
     DLOPT_DATA_DIR=../shared/data python bench/hpo_replay.py build --dataset fashion-mnist --out f0.jsonl ...
 
 The replay is a model of the bench, not the bench: one training seed, nearest-point lookup.
-Output (replay): one JSON object; per epochs-per-trial budget, per method the median and mean
-epochs to the target over the seeds, how many seeds never reached it, and grid / method.
+Output (replay): one JSON object; under ``budgets``, per epochs-per-trial budget and method, the
+median and mean epochs to the target over the seeds, how many seeds never reached it, and
+grid / method; under ``reference``, per budget, a bound no sampler can beat by much (the random
+first trial, then only points that reach the target: the good region known after one trial)
+and how many lattice points reach the target (median over seeds).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import itertools
 import json
 import math
+import random
 import statistics
 import sys
 import tempfile
@@ -46,6 +50,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
            s["pruner"].get("options", {})) for m, s in hb.METHODS.items() if m != "grid"},
     "tpe_asha_rf2": ("tpe", {"n_startup_trials": 5}, "asha", {"min_resource": 1, "reduction_factor": 2}),
     "tpe_startup10_asha": ("tpe", {"n_startup_trials": 10}, "asha", {}),
+    "tpe_startup2_asha": ("tpe", {"n_startup_trials": 2}, "asha", {}),
+    "tpe_asha_rf4": ("tpe", {"n_startup_trials": 5}, "asha", {"reduction_factor": 4}),
+    "tpe_independent_asha": ("tpe", {"n_startup_trials": 5, "multivariate": False, "group": False}, "asha", {}),
     "tpe_unpruned": ("tpe", {"n_startup_trials": 5}, "none", {}),
     "tpe_median": ("tpe", {"n_startup_trials": 5}, "median", {}),
     "tpe_hyperband": ("tpe", {"n_startup_trials": 5}, "hyperband", {}),
@@ -156,17 +163,32 @@ def _method(name: str, seed: int, curve_of: Callable[[dict[str, Any]], list[floa
                          curve_of, trials=trials, epochs=epochs)
 
 
+def _oracle(first: list[float], table: dict[tuple[int, ...], list[float]], target: float, epochs: int,
+            rng: random.Random) -> tuple[int, int]:
+    """A bound, not a method: the random sampler's first trial, then a point drawn among those
+    that reach ``target`` (as if the good region were known after one trial). Returns its epochs
+    to the target and how many lattice points reach it."""
+    hits = [c[:epochs] for c in table.values() if max(c[:epochs]) >= target]
+    n, reached = hb.epochs_to_target([first], target)
+    if not reached:
+        n += hb.epochs_to_target([rng.choice(hits)], target)[0]
+    return n, len(hits)
+
+
 def replay(table: dict[tuple[int, ...], list[float]], *, methods: list[str], seeds: int,
            budgets: list[int], trials: int, points: tuple[int, ...]) -> dict[str, Any]:
-    """Per budget (epochs per trial): each method's epochs to the bench's target over ``seeds``."""
+    """Per budget (epochs per trial): each method's epochs to the bench's target over ``seeds``,
+    and the oracle bound (``_oracle``) under ``reference``."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     curve_of = _lookup(table, lattice_axes(points))
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"budgets": {}, "reference": {}}
     for epochs in budgets:
         spent: dict[str, list[int]] = {m: [] for m in methods}
         missed = dict.fromkeys(methods, 0)
+        oracle: list[int] = []
+        points_hit: list[int] = []
         for seed in range(seeds):
             curves = {m: _method(m, seed, curve_of, trials=trials, epochs=epochs) for m in methods}
             row = hb.seed_row(seed, {m: curves[m] for m in hb.METHODS})  # the bench's own target
@@ -174,10 +196,18 @@ def replay(table: dict[tuple[int, ...], list[float]], *, methods: list[str], see
                 n, reached = hb.epochs_to_target(curves[m], row["target"])
                 spent[m].append(n)
                 missed[m] += not reached
+            n, hit = _oracle(curves["random"][0], table, row["target"], epochs, random.Random(seed))
+            oracle.append(n)
+            points_hit.append(hit)
         grid = statistics.median(spent["grid"])
-        out[str(epochs)] = {m: {"median_epochs": statistics.median(v), "mean_epochs": round(statistics.mean(v), 2),
-                                "not_reached": missed[m], "ratio_grid_over": round(grid / statistics.median(v), 3)}
-                            for m, v in spent.items()}
+        out["budgets"][str(epochs)] = {
+            m: {"median_epochs": statistics.median(v), "mean_epochs": round(statistics.mean(v), 2),
+                "not_reached": missed[m], "ratio_grid_over": round(grid / statistics.median(v), 3)}
+            for m, v in spent.items()}
+        out["reference"][str(epochs)] = {
+            "oracle_after_first": {"median_epochs": statistics.median(oracle),
+                                   "ratio_grid_over": round(grid / statistics.median(oracle), 3)},
+            "lattice_points_reaching_target": statistics.median(points_hit), "lattice_points": len(table)}
     return out
 
 
@@ -249,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         hb.bad_input(f"--epochs {max(args.epochs)}: the lattice's curves have {short} epochs")
     result = replay(table, methods=args.methods, seeds=args.seeds, budgets=args.epochs,
                     trials=args.trials, points=args.points)
-    print(json.dumps({"budgets": result, "settings": {"seeds": args.seeds, "trials": args.trials,
+    print(json.dumps({**result, "settings": {"seeds": args.seeds, "trials": args.trials,
                                                       "points": args.points, "space": hb.SPACE,
                                                       "variants": VARIANTS}}, indent=1))
 

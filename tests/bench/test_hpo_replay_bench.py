@@ -1,5 +1,6 @@
 """bench/hpo_replay.py on a tiny lattice: a real build in two parts (resumable), a replay of
-the bench's methods through real optuna studies, the output's keys and arithmetic, and bad
+the bench's methods through real optuna studies, the output's keys and arithmetic (and the
+oracle bound's), and bad
 arguments or an unfinished lattice as one line with exit 2."""
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ def test_replay_reports_every_method_and_budget(lattice: list[Path]) -> None:
     run = _bench("replay", *map(str, lattice), *TINY, "--seeds", "2", "--trials", "4", "--epochs", "1,2",
                  "--methods", "tpe_median")  # the bench's three always run
     assert run.returncode == 0, run.stderr[-2000:]
-    budgets = json.loads(run.stdout)["budgets"]
-    assert set(budgets) == {"1", "2"}
+    out = json.loads(run.stdout)
+    budgets, reference = out["budgets"], out["reference"]
+    assert set(budgets) == set(reference) == {"1", "2"}
+    for epochs, ref in reference.items():  # the bound: one random trial, then a point that hits
+        assert 1 <= ref["oracle_after_first"]["median_epochs"] <= 2 * int(epochs)
+        assert ref["lattice_points"] == 8 and 1 <= ref["lattice_points_reaching_target"] <= 8
     for epochs, methods in budgets.items():
         assert set(methods) == {"grid", "tpe_asha", "random", "tpe_median"}
         for m in methods.values():
