@@ -1,10 +1,12 @@
 """Progress output (plain lines off a terminal, a rich bar on one), freezing by glob and up
-to a layer, and the CLI's k-fold summary."""
+to a layer, the CLI's k-fold summary, and a SIGTERM after the last step passed on, not lost."""
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from typer.testing import CliRunner
 
 from dlopt.cli import app
 from dlopt.errors import ConfigError
-from dlopt.train import fit
+from dlopt.train import Terminated, fit
 from dlopt.train.callbacks.progress import Progress
 from dlopt.train.techniques.freeze import frozen_names
 
@@ -75,3 +77,34 @@ def test_cli_cv_prints_mean_and_std(tmp_path) -> None:
     line = next(ln for ln in res.output.splitlines() if ln.startswith("test accuracy:"))
     assert " ± " in line and line.endswith("over 3 folds")
     assert all((tmp_path / "r" / f"fold-{k}" / "summary.json").is_file() for k in (1, 2, 3))
+
+
+class _SigtermAt:
+    """Sends this process SIGTERM from one hook, as ``kill PID`` would at that moment."""
+
+    def __init__(self, hook: str) -> None:
+        setattr(self, hook, lambda state: os.kill(os.getpid(), signal.SIGTERM))
+
+
+@pytest.mark.parametrize(("hook", "stops"), [("on_fit_end", False), ("on_batch_end", True)])
+def test_sigterm_mid_run_stops_it_and_after_the_last_step_is_passed_on(hook, stops, tmp_path) -> None:
+    heard: list[int] = []
+
+    def handler(signum, frame) -> None:  # the caller's own handler, as `dlopt tune` installs
+        heard.append(signum)
+
+    def run():
+        return fit(_mlp(), _blobs(), run_dir=tmp_path / "r", epochs=1, batch_size=32, progress=False,
+                   threads=1, callbacks=[_SigtermAt(hook)])
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        if stops:  # mid-run: the loop stops at the step boundary; the caller sees Terminated
+            with pytest.raises(Terminated):
+                run()
+        else:  # the run is over: it finishes, and the caller's handler hears the signal
+            assert len(run().history) == 1  # its one epoch, then the test pass after CLOSE
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert heard == ([] if stops else [signal.SIGTERM])

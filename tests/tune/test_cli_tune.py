@@ -249,3 +249,26 @@ def test_sigterm_fails_the_trial_queues_its_retry_and_stops(tmp_path):
     res = tune(cfg, study_dir=sdir, trials=3, plots=False)  # the rerun takes the retry first
     assert [(r.number, r.retry_of) for r in res.ran] == [(2, 1), (3, None)]
     assert res.ran[0].params == study.trials[1].params
+
+
+def test_sigterm_after_a_trials_last_step_completes_it_then_stops_the_worker(tmp_path):
+    from dlopt.train import Terminated, train_run
+    from dlopt.tune import tune
+
+    class SigtermAtFitEnd:  # the signal lands while the final checkpoint is written
+        def on_fit_end(self, state):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def objective(run_cfg, ctx):
+        result = train_run(run_cfg, run_dir=ctx.run_dir, overwrite=True,
+                           callbacks=[SigtermAtFitEnd()] if ctx.number == 1 else [])
+        return {"val_accuracy": result.history[-1]["val_accuracy"]}
+
+    cfg = parse_config(yaml.safe_load(_write_config(tmp_path / "t.yaml").read_text()), TuneConfig)
+    sdir = tmp_path / "s"
+    with pytest.raises(Terminated, match="between trials"):
+        tune(cfg, study_dir=sdir, trials=4, objective=objective, plots=False)
+    study = optuna.load_study(study_name="cli", storage=JournalStorage(
+        JournalFileBackend(str(sdir / "study.log"))))
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]  # no trial 2 started
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

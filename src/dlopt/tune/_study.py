@@ -361,7 +361,8 @@ def _collect() -> None:
 def _sigterm_flag() -> Iterator[threading.Event]:
     """Between trials, SIGTERM sets the flag instead of killing the process at a random point
     (mid-write of the journal). During a trial the training loop's own handler takes over and
-    stops at a step boundary. Signals go to the main thread only: elsewhere nothing changes."""
+    stops at a step boundary, or, when the signal comes after the last step, hands it back
+    here. Signals go to the main thread only: elsewhere nothing changes."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield flag

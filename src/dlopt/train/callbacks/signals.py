@@ -2,7 +2,10 @@
 
 ``--resume`` then continues bitwise (the checkpoint is taken exactly where an uninterrupted
 run would have gone on). Handlers are installed only in the main thread and restored at
-``CLOSE``.
+``CLOSE``. A signal that arrives after the last step (the final checkpoint) no longer stops
+the run, which is finished; it is passed on at ``CLOSE`` to the handler that was installed
+before, when that is a Python function (``dlopt tune``'s worker: it stops before the next
+trial), instead of being lost.
 """
 
 from __future__ import annotations
@@ -34,10 +37,13 @@ class GracefulTermination:
         self.checkpointing = checkpointing
         self.signals = signals
         self.received: str | None = None
+        self._signum: int | None = None
+        self._raised = False
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = signal.Signals(signum).name
+        self._signum = signum
 
     def on_fit_start(self, state: Any) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -57,6 +63,7 @@ class GracefulTermination:
             self.checkpointing.save(state)
         where = (f"epoch {state.epoch + 1}, batch {state.batch_in_epoch}" if state.batch_in_epoch
                  else f"end of epoch {state.epoch}")
+        self._raised = True
         raise Terminated(
             f"stopped by {self.received} at step {state.step} ({where}); checkpoint saved "
             f"in {self.checkpointing.root / 'last'}; continue with --resume"
@@ -65,4 +72,8 @@ class GracefulTermination:
     def on_close(self, state: Any) -> None:
         for s, prev in self._previous.items():
             signal.signal(s, prev)
+        late = self._signum is not None and not self._raised
+        prev = self._previous.get(self._signum) if late else None
         self._previous.clear()
+        if callable(prev):  # not SIG_DFL / SIG_IGN: the caller asked to hear about it
+            prev(self._signum, None)
