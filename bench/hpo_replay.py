@@ -20,7 +20,11 @@ setting, or more epochs per trial, change the ratio?" over many seeds in seconds
     python bench/hpo_replay.py replay lat0.jsonl lat1.jsonl --seeds 60 --epochs 4,6,8
     DLOPT_DATA_DIR=../shared/data python bench/hpo_replay.py build --dataset fashion-mnist --out f0.jsonl ...
 
-The replay is a model of the bench, not the bench: one training seed, nearest-point lookup.
+Lattices built with other training seeds (``build --seed K``; each row records its seed) can be
+replayed together: replay seed ``s`` then uses the ``s mod K``-th one, as the bench trains its
+seed ``s`` with its own training seed. The replay is a model of the bench, not the bench:
+a few training seeds, nearest-point lookup.
+
 Output (replay): one JSON object; under ``budgets``, per epochs-per-trial budget and method, the
 median and mean epochs to the target over the seeds, how many seeds never reached it, and
 grid / method; under ``reference``, per budget, a bound no sampler can beat by much (the random
@@ -103,23 +107,27 @@ def build(out: Path, *, epochs: int, seed: int, part: tuple[int, int], points: t
             result = train_run(parse_config(data, RunConfig), run_dir=Path(tmp) / "run", overwrite=True)
             curve = [h.get("val_accuracy") for h in result.history]
             with out.open("a") as f:
-                f.write(json.dumps({"idx": list(idx), "curve": curve}) + "\n")
+                f.write(json.dumps({"idx": list(idx), "seed": seed, "curve": curve}) + "\n")
     return len(todo)
 
 
 # ----------------------------------------------------------------------------- replay
-def load_lattice(paths: list[Path]) -> dict[tuple[int, ...], list[float]]:
-    table: dict[tuple[int, ...], list[float]] = {}
+Table = dict[tuple[int, ...], list[float]]
+
+
+def load_lattice(paths: list[Path]) -> dict[int, Table]:
+    """The lattice's curves per training seed (a row without ``seed`` is seed 0, the default)."""
+    tables: dict[int, Table] = {}
     for p in paths:
         try:
-            rows = [json.loads(r) for r in p.read_text().splitlines() if r.strip()]
-            table.update({tuple(r["idx"]): [float(a) for a in r["curve"]] for r in rows})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            for r in (json.loads(r) for r in p.read_text().splitlines() if r.strip()):
+                tables.setdefault(int(r.get("seed", 0)), {})[tuple(r["idx"])] = [float(a) for a in r["curve"]]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             hb.bad_input(f"cannot read lattice {p}: {exc}")
-    return table
+    return tables
 
 
-def _lookup(table: dict[tuple[int, ...], list[float]], axes: list[list[float]]) -> Callable[[dict[str, Any]], list[float]]:
+def _lookup(table: Table, axes: list[list[float]]) -> Callable[[dict[str, Any]], list[float]]:
     def curve(params: dict[str, Any]) -> list[float]:
         return table[tuple(_nearest(params[p], axis) for p, axis in zip(hb.SPACE, axes))]
     return curve
@@ -163,7 +171,7 @@ def _method(name: str, seed: int, curve_of: Callable[[dict[str, Any]], list[floa
                          curve_of, trials=trials, epochs=epochs)
 
 
-def _oracle(first: list[float], table: dict[tuple[int, ...], list[float]], target: float, epochs: int,
+def _oracle(first: list[float], table: Table, target: float, epochs: int,
             rng: random.Random) -> tuple[int, int]:
     """A bound, not a method: the random sampler's first trial, then a point drawn among those
     that reach ``target`` (as if the good region were known after one trial). Returns its epochs
@@ -175,14 +183,16 @@ def _oracle(first: list[float], table: dict[tuple[int, ...], list[float]], targe
     return n, len(hits)
 
 
-def replay(table: dict[tuple[int, ...], list[float]], *, methods: list[str], seeds: int,
+def replay(tables: dict[int, Table], *, methods: list[str], seeds: int,
            budgets: list[int], trials: int, points: tuple[int, ...]) -> dict[str, Any]:
     """Per budget (epochs per trial): each method's epochs to the bench's target over ``seeds``,
-    and the oracle bound (``_oracle``) under ``reference``."""
+    and the oracle bound (``_oracle``) under ``reference``. Seed ``s`` replays the lattice of
+    the ``s mod K``-th of its K training seeds (the bench trains seed ``s`` with seed ``s``)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    curve_of = _lookup(table, lattice_axes(points))
+    axes = lattice_axes(points)
+    order = [tables[k] for k in sorted(tables)]
     out: dict[str, Any] = {"budgets": {}, "reference": {}}
     for epochs in budgets:
         spent: dict[str, list[int]] = {m: [] for m in methods}
@@ -190,6 +200,8 @@ def replay(table: dict[tuple[int, ...], list[float]], *, methods: list[str], see
         oracle: list[int] = []
         points_hit: list[int] = []
         for seed in range(seeds):
+            table = order[seed % len(order)]
+            curve_of = _lookup(table, axes)
             curves = {m: _method(m, seed, curve_of, trials=trials, epochs=epochs) for m in methods}
             row = hb.seed_row(seed, {m: curves[m] for m in hb.METHODS})  # the bench's own target
             for m in methods:
@@ -207,7 +219,8 @@ def replay(table: dict[tuple[int, ...], list[float]], *, methods: list[str], see
         out["reference"][str(epochs)] = {
             "oracle_after_first": {"median_epochs": statistics.median(oracle),
                                    "ratio_grid_over": round(grid / statistics.median(oracle), 3)},
-            "lattice_points_reaching_target": statistics.median(points_hit), "lattice_points": len(table)}
+            "lattice_points_reaching_target": statistics.median(points_hit),
+            "lattice_points": len(order[0]), "training_seeds": sorted(tables)}
     return out
 
 
@@ -270,14 +283,18 @@ def main(argv: list[str] | None = None) -> None:
                   subset=args.subset, dataset=args.dataset)
         print(json.dumps({"trained": n, "out": str(args.out)}))
         return
-    table = load_lattice(args.lattice)
-    missing = len(list(itertools.product(*map(range, args.points)))) - len(table)
-    if missing:
-        hb.bad_input(f"the lattice has {len(table)} points, {missing} missing (build it to the end)")
-    short = min(len(c) for c in table.values())
+    tables = load_lattice(args.lattice)
+    size = len(list(itertools.product(*map(range, args.points))))
+    if not tables:
+        hb.bad_input(f"the lattice {', '.join(map(str, args.lattice))} has no points (build it first)")
+    for seed, table in sorted(tables.items()):
+        if len(table) < size:
+            hb.bad_input(f"the lattice of training seed {seed} has {len(table)} points, "
+                         f"{size - len(table)} missing (build it to the end)")
+    short = min(len(c) for table in tables.values() for c in table.values())
     if max(args.epochs) > short:
         hb.bad_input(f"--epochs {max(args.epochs)}: the lattice's curves have {short} epochs")
-    result = replay(table, methods=args.methods, seeds=args.seeds, budgets=args.epochs,
+    result = replay(tables, methods=args.methods, seeds=args.seeds, budgets=args.epochs,
                     trials=args.trials, points=args.points)
     print(json.dumps({**result, "settings": {"seeds": args.seeds, "trials": args.trials,
                                                       "points": args.points, "space": hb.SPACE,

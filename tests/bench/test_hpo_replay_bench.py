@@ -38,6 +38,20 @@ def test_build_covers_the_lattice_once(lattice: list[Path]) -> None:
     rows = [json.loads(r) for p in lattice for r in p.read_text().splitlines()]
     assert sorted(tuple(r["idx"]) for r in rows) == [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
     assert all(len(r["curve"]) == 2 and all(0 <= v <= 1 for v in r["curve"]) for r in rows)
+    assert {r["seed"] for r in rows} == {0}
+
+
+def test_lattices_of_two_training_seeds_replay_together(lattice: list[Path], tmp_path: Path) -> None:
+    other = tmp_path / "seed1.jsonl"
+    run = _bench("build", "--out", str(other), "--epochs", "2", "--subset", "300", "--seed", "1", *TINY)
+    assert run.returncode == 0 and json.loads(run.stdout)["trained"] == 8, run.stderr[-2000:]
+    curves = {tuple(r["idx"]): r["curve"] for p in lattice for r in map(json.loads, p.read_text().splitlines())}
+    rows = [json.loads(r) for r in other.read_text().splitlines()]
+    assert {r["seed"] for r in rows} == {1}
+    assert any(r["curve"] != curves[tuple(r["idx"])] for r in rows)  # another training seed
+    both = _bench("replay", *map(str, lattice), str(other), *TINY, "--seeds", "2", "--trials", "3", "--epochs", "2")
+    assert both.returncode == 0, both.stderr[-2000:]
+    assert json.loads(both.stdout)["reference"]["2"]["training_seeds"] == [0, 1]
 
 
 def test_replay_reports_every_method_and_budget(lattice: list[Path]) -> None:
@@ -75,7 +89,8 @@ def test_bad_arguments_are_one_line_exit_2(args: list[str], message: str) -> Non
 
 def test_an_unfinished_or_too_short_lattice_is_refused(lattice: list[Path]) -> None:
     half = _bench("replay", str(lattice[0]), *TINY, "--seeds", "1")
-    assert half.returncode == 2 and "4 missing (build it to the end)" in half.stderr
+    assert half.returncode == 2
+    assert "the lattice of training seed 0 has 4 points, 4 missing (build it to the end)" in half.stderr
     long = _bench("replay", *map(str, lattice), *TINY, "--epochs", "3")
     assert long.returncode == 2 and "the lattice's curves have 2 epochs" in long.stderr
     assert "Traceback" not in half.stderr + long.stderr
