@@ -85,45 +85,28 @@ def _recurrent(
     return model
 
 
-@register_model(
-    "gru",
-    checks=_WIDTH_UNITS,
-    default_input=(40,),
-    description="GRU sequence classifier (signals, image rows)",
-)
-def gru(
-    *,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    width: int = 64,
-    depth: int = 1,
-    bidirectional: bool = False,
-    norm: str = "none",
-    dropout: float = 0.0,
-    init: str = "default",
-) -> nn.Module:
-    """GRU classifier: ``depth`` layers of ``width`` units, final hidden state -> linear head."""
-    return _recurrent("gru", input_shape, num_classes, width=width, depth=depth,
-                      bidirectional=bidirectional, norm=norm, dropout=dropout, init=init)
+def _register_recurrent(cell: str, description: str) -> Callable[..., nn.Module]:
+    """Register one recurrent classifier under ``cell``: the same options for GRU and LSTM."""
+
+    def build(
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        width: int = 64,
+        depth: int = 1,
+        bidirectional: bool = False,
+        norm: str = "none",
+        dropout: float = 0.0,
+        init: str = "default",
+    ) -> nn.Module:
+        return _recurrent(cell, input_shape, num_classes, width=width, depth=depth,
+                          bidirectional=bidirectional, norm=norm, dropout=dropout, init=init)
+
+    build.__name__ = build.__qualname__ = cell
+    build.__doc__ = (f"{cell.upper()} classifier: ``depth`` layers of ``width`` units, final hidden "
+                     "state -> linear head.")
+    return register_model(cell, checks=_WIDTH_UNITS, default_input=(40,), description=description)(build)
 
 
-@register_model(
-    "lstm",
-    checks=_WIDTH_UNITS,
-    default_input=(40,),
-    description="LSTM sequence classifier (signals, image rows)",
-)
-def lstm(
-    *,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    width: int = 64,
-    depth: int = 1,
-    bidirectional: bool = False,
-    norm: str = "none",
-    dropout: float = 0.0,
-    init: str = "default",
-) -> nn.Module:
-    """LSTM classifier: ``depth`` layers of ``width`` units, final hidden state -> linear head."""
-    return _recurrent("lstm", input_shape, num_classes, width=width, depth=depth,
-                      bidirectional=bidirectional, norm=norm, dropout=dropout, init=init)
+gru = _register_recurrent("gru", "GRU sequence classifier (signals, image rows)")
+lstm = _register_recurrent("lstm", "LSTM sequence classifier (signals, image rows)")
