@@ -2,10 +2,10 @@
 
 ``--resume`` then continues bitwise (the checkpoint is taken exactly where an uninterrupted
 run would have gone on). Handlers are installed only in the main thread and restored at
-``CLOSE``. A signal that arrives after the last step (the final checkpoint) no longer stops
-the run, which is finished; it is passed on at ``CLOSE`` to the handler that was installed
-before, when that is a Python function (``dlopt tune``'s worker: it stops before the next
-trial), instead of being lost.
+``CLOSE``. A signal that arrives after the last step (while the final checkpoint is written)
+cannot stop the run, which is finished; at ``CLOSE`` it is passed on to the handler that was
+installed before, when that is a Python function (``dlopt tune``'s worker: it stops before the
+next trial), instead of being lost.
 """
 
 from __future__ import annotations
