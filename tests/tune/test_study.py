@@ -79,6 +79,19 @@ def test_samplers(tmp_path, sampler):
     assert all(r.state == "COMPLETE" for r in res.ran)
 
 
+def test_a_resumed_grid_study_visits_every_point_once(tmp_path):
+    space = {
+        "train.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True, "grid": 3},
+        "train.optim.weight_decay": [0.0, 0.01],
+    }
+    cfg = tune_config(space, sampler={"name": "grid", "seed": 1}, pruner="none")
+    first = tune(cfg, study_dir=tmp_path, trials=3, objective=digits_objective, plots=False)
+    rest = tune(cfg, study_dir=tmp_path, trials=6, objective=digits_objective, plots=False)
+    points = [tuple(r.params.values()) for r in first.ran + rest.ran]
+    # the second start shuffles the grid as the first did: its stored grid ids mean the same
+    assert len(points) == 6 and len(set(points)) == 6
+
+
 @pytest.mark.parametrize("pruner", ["median", "asha", "hyperband"])
 def test_pruners_stop_bad_trials(tmp_path, pruner):
     cfg = tune_config(sampler={"name": "random", "seed": 0},
