@@ -205,6 +205,28 @@ def test_several_workers_refused_on_single_process_storages(tmp_path, storage):
     assert "journal:PATH" in res.output
 
 
+@pytest.mark.parametrize(("args", "search", "message"), [
+    (["--storage", "journal:{file}/x.log"], {}, "cannot open it: [Errno 17] File exists"),
+    (["--storage", "sqlite:///{file}/x.db"], {}, "cannot open it: [Errno 17] File exists"),
+    (["--storage", "postgresql://u:p@localhost:notaport/db"], {}, "cannot open it: invalid literal"),
+    (["--study-dir", "{file}"], {}, "cannot create it: File exists"),
+    (["--timeout", "0"], {}, "--timeout=0.0: need a number of seconds > 0"),
+    ([], {"pruner": {"name": "asha", "options": {"reduction_factor": 1}}},
+     "search.pruner 'asha': ValueError: The value of `reduction_factor` is 1"),
+    ([], {"sampler": {"name": "qmc", "options": {"qmc_type": "nope"}}},
+     "search.sampler 'qmc': ValueError: The `qmc_type='nope'` is invalid"),
+])
+def test_unusable_storage_place_or_option_value_is_one_line_exit_2(tmp_path, args, search, message):
+    file = tmp_path / "afile"  # a file where a directory is needed
+    file.write_text("")
+    config = _write_config(tmp_path / "t.yaml", **search)
+    place = [] if "--study-dir" in args else ["--study-dir", str(tmp_path / "s")]
+    res = runner.invoke(app, ["tune", str(config), "--trials", "1", *place,
+                              *[a.format(file=file) for a in args]])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith("error: ") and message in res.output
+
+
 def test_latency_objective_measured_by_deploy(tmp_path):
     from dlopt.tune import tune
 

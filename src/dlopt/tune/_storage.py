@@ -101,8 +101,11 @@ def open_storage(
         )
     if scheme in ("journal", "sqlite") and not _file_of(scheme, rest).strip():
         raise ConfigError(f"--storage {spec!r}: needs a file path")
-    return STORAGES.create(scheme, target=rest, study_name=study_name, interval=interval,
-                           grace=grace, workers=workers)
+    try:
+        return STORAGES.create(scheme, target=rest, study_name=study_name, interval=interval,
+                               grace=grace, workers=workers)
+    except (OSError, ValueError) as exc:  # a path under a file, an unwritable place, a bad port
+        raise ConfigError(f"--storage {spec!r}: cannot open it: {str(exc).strip().splitlines()[0]}") from None
 
 
 def _file_of(scheme: str, target: str) -> str:

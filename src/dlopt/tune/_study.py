@@ -121,7 +121,12 @@ def tune(
     budget = timeout if timeout is not None else cfg.search.timeout
     if target < 1:
         raise ConfigError(f"--trials={target}: need at least 1")
-    sdir.mkdir(parents=True, exist_ok=True)
+    if budget is not None and not budget > 0:
+        raise ConfigError(f"--timeout={budget}: need a number of seconds > 0")
+    try:
+        sdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--study-dir {sdir}: cannot create it: {exc.strerror or exc}") from None
     spec = storage if storage is not None else cfg.search.storage
     store = _open(cfg, spec, sdir, name, workers)
     children: list[Any] = []
@@ -169,7 +174,7 @@ def _plan(cfg: "TuneConfig") -> _Plan:
                   for i, o in enumerate(s.objectives)]
     multi = len(metrics) > 1
     pruner = pruner_name(s.pruner.name, multi=multi)
-    pareto = PRUNERS.create(pruner, **s.pruner.options) if pruner == "pareto" else None
+    pareto = _create(PRUNERS, "pruner", pruner, **s.pruner.options) if pruner == "pareto" else None
     policy = PruningPolicy(list(zip(metrics, directions)), list(s.constraints), pareto)
     return _Plan(SearchSpace(s.space), metrics, directions, policy, s.sampler.name, pruner)
 
@@ -202,10 +207,18 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
         extra["search_space"] = plan.space.grid()
     if plan.sampler_name == "tpe" and s.constraints:
         extra["constraints_func"] = _constraints_of
-    study.sampler = SAMPLERS.create(plan.sampler_name, seed=seed, **extra, **s.sampler.options)
+    study.sampler = _create(SAMPLERS, "sampler", plan.sampler_name, seed=seed, **extra, **s.sampler.options)
     study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
-                    else PRUNERS.create(plan.pruner_name, **s.pruner.options))
+                    else _create(PRUNERS, "pruner", plan.pruner_name, **s.pruner.options))
     return study
+
+
+def _create(registry: Any, kind: str, name: str, **options: Any) -> Any:
+    """Build a sampler or pruner; optuna's refusal of an option value is one line, exit 2."""
+    try:
+        return registry.create(name, **options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"search.{kind} {name!r}: {_one_line(exc)}") from None
 
 
 def _constraints_of(trial: optuna.trial.FrozenTrial) -> list[float]:
