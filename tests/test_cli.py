@@ -36,3 +36,17 @@ def test_bad_override_exit_2(tmp_path):
     res = runner.invoke(app, ["train", str(cfg), "--set", "train.optim.lr=-0.1"])
     assert res.exit_code == 2
     assert "train.optim.lr" in res.output and "Traceback" not in res.output
+
+
+def test_a_run_name_that_is_not_one_directory_is_refused_before_anything_is_deleted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    keep = tmp_path / "runs" / "other" / "summary.json"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("{}")
+    cfg = tmp_path / "c.yaml"
+    for name in ("''", "'..'", "'../x'", "a/b"):  # "" would be runs/ itself under --overwrite
+        cfg.write_text(f"name: {name}\ndata: {{name: digits}}\nmodel: {{name: mlp}}\ntrain: {{epochs: 1}}\n")
+        res = runner.invoke(app, ["train", str(cfg), "--overwrite"])
+        assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+        assert "a run name is one directory name" in res.output
+    assert keep.exists() and not (tmp_path / "x").exists()

@@ -288,10 +288,19 @@ class TrainConfig(Section):
 class RunConfig(Section):
     """A whole training run: data + model + train. Later rooms add their own sections."""
 
-    name: str = "run"
+    name: str = Field("run", description="run name: the directory runs/<name>")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _one_directory(cls, v: str) -> str:
+        # neither "" nor ".." may turn `--overwrite` onto runs/ itself or a place outside it
+        if not v or v.startswith(".") or any(c in v for c in "/\\\x00"):
+            raise ValueError("a run name is one directory name: not empty, no '/' or '\\', "
+                             "not starting with '.'")
+        return v
 
 
 # ------------------------------------------------------------------------------ load/dump
