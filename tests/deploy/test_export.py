@@ -187,3 +187,16 @@ def test_export_cli_missing_run_is_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2
     assert "not found" in result.output
+
+
+def test_export_refuses_an_output_that_is_not_a_file_path(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    # the model is put in place by a rename, which would replace a device node or a FIFO
+    for out in (os.devnull, fifo, tmp_path):
+        with pytest.raises(ModelError, match="is not a file path"):
+            export_onnx(model, torch.zeros(2, 4), out)
+    assert fifo.is_fifo() and os.path.exists(os.devnull) and not os.path.isfile(os.devnull)

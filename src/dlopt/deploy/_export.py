@@ -306,6 +306,10 @@ def export_onnx(
     EXPORTERS.get(exporter)
     if not target.parent.is_dir():
         raise ModelError(f"export: output folder {target.parent} does not exist")
+    if target.name in ("", ".", "..") or (target.exists() and not target.is_file()):
+        # the file is put in place by a rename: it would replace a device or a FIFO
+        raise ModelError(f"export: output {str(path)!r} is not a file path (a directory, a device "
+                         f"or another special file); give a .onnx file path")
     sample = torch.as_tensor(sample, dtype=torch.float32).detach().cpu()
     if sample.dim() < 2:
         raise ModelError(f"export: sample shape {tuple(sample.shape)} needs a batch axis: (B, *input_shape)")
@@ -315,9 +319,12 @@ def export_onnx(
     meta = ModelMetadata.from_user(metadata or {}, input_shape=shape).replace(exporter=exporter)
     x, random_rows = _check_inputs(check_inputs, sample, samples, seed)
 
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".dlopt-export-", dir=target.parent))
+    except OSError as exc:
+        raise ModelError(f"export: cannot write in {target.parent}: {exc.strerror or exc}") from None
     was_training = model.training
     model.eval()
-    tmp = Path(tempfile.mkdtemp(prefix=".dlopt-export-", dir=target.parent))
     try:
         meta = _fill_summary(meta, model, shape)
         external = _param_bytes(model) > _EXTERNAL_DATA_BYTES
