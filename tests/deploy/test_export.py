@@ -200,3 +200,21 @@ def test_export_refuses_an_output_that_is_not_a_file_path(tmp_path):
         with pytest.raises(ModelError, match="is not a file path"):
             export_onnx(model, torch.zeros(2, 4), out)
     assert fifo.is_fifo() and os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
+
+
+@pytest.mark.parametrize(("name", "make", "message"), [
+    ("empty.npy", lambda p: np.save(p, np.zeros((0, 1, 28, 28), np.uint8)), "no input values"),
+    ("nan.npy", lambda p: np.save(p, np.full((1, 1, 28, 28), np.nan, np.float32)), "784 input value(s) are NaN"),
+    ("inf.csv", lambda p: p.write_text(",".join(["inf"] * 784) + "\n"), "784 input value(s) are NaN"),
+    ("c.npy", lambda p: np.save(p, np.zeros((1, 1, 28, 28), np.complex64)), "complex values"),
+    ("text.csv", lambda p: p.write_text(",".join(["1"] * 783 + ["x"]) + "\n"), "preprocessing failed"),
+])
+def test_predict_refuses_unusable_values_in_one_line(trained_run, tmp_path, name, make, message):
+    from typer.testing import CliRunner
+
+    from dlopt.cli import app
+
+    make(tmp_path / name)
+    res = CliRunner().invoke(app, ["predict", str(trained_run), str(tmp_path / name)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith("error: ") and message in res.output

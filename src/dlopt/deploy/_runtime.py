@@ -219,7 +219,9 @@ class OnnxModel:
                 raise DataError(
                     f"{self.path}: input shape {x.shape} is invalid; allowed: (N, {', '.join(map(str, raw))})"
                 )
-        return self.predict(self.preprocess(x))
+        from dlopt.train.inputs_raw import check_finite
+
+        return self.predict(check_finite(np.asarray(self.preprocess(x), dtype=np.float32)))
 
 
 def _static_shape(dims: list[Any], path: Path) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ import numpy as np
 from dlopt.errors import DataError
 from dlopt.registry import Registry
 
-__all__ = ["read_raw_input", "READERS"]
+__all__ = ["check_finite", "read_raw_input", "READERS"]
 
 #: file suffix -> reader(path, input_shape) -> np.ndarray
 READERS: Registry[np.ndarray] = Registry("input file type", DataError)
@@ -88,4 +88,23 @@ def read_raw_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray
     if not p.is_file():
         raise DataError(f"input file not found: {p}")
     reader: Callable[[Path, tuple[int, ...]], np.ndarray] = READERS.get(p.suffix.lower()).factory
-    return reader(p, tuple(input_shape))
+    return _checked(reader(p, tuple(input_shape)), p)
+
+
+def _checked(x: np.ndarray, path: Path) -> np.ndarray:
+    """Refuse what no preprocessing or model can take: no values, complex numbers. (NaN may be
+    a missing value that the run's imputation fills: :func:`check_finite` judges after it.)"""
+    if x.size == 0:
+        raise DataError(f"{path}: no input values (array of shape {x.shape})")
+    if x.dtype.kind == "c":
+        raise DataError(f"{path}: complex values ({x.dtype}); allowed: real numbers")
+    return x
+
+
+def check_finite(x: np.ndarray) -> np.ndarray:
+    """Model inputs after the saved preprocessing must be finite numbers."""
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int(x.size - np.isfinite(x).sum())
+        raise DataError(f"{bad} input value(s) are NaN or infinite after the run's preprocessing; "
+                        "allowed: finite numbers (missing values need an imputation step)")
+    return x

@@ -24,6 +24,7 @@ from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 from dlopt.train.device import select_device
 from dlopt.train.inputs import check_labels
+from dlopt.train.inputs_raw import check_finite
 from dlopt.train.losses import create_loss
 from dlopt.train.metrics import compute_metrics, predict_outputs, scores_from_outputs
 
@@ -45,8 +46,12 @@ class LoadedModel:
         """Raw inputs -> model inputs ``(N, *input_shape)`` via the saved preprocessing."""
         x = np.asarray(x_raw)
         if self.preprocessor is not None:
-            x = self.preprocessor.transform(x)
-        x = np.asarray(x, dtype=np.float32)
+            try:
+                x = self.preprocessor.transform(x)
+            except (ValueError, TypeError) as exc:  # e.g. text in a numeric column
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DataError(f"preprocessing failed on input of shape {x.shape} ({first})") from None
+        x = check_finite(np.asarray(x, dtype=np.float32))
         shape = tuple(self.info.input_shape)
         per = int(np.prod(shape))
         if x.size % per != 0:
