@@ -102,3 +102,11 @@ def test_bench_cli_on_a_run(trained_run):
 def test_bench_cli_bad_batch_sizes(lenet):
     result = CliRunner().invoke(app, ["bench", str(lenet[1]), "--batch-sizes", "1,x"])
     assert result.exit_code == 2 and "--batch-sizes" in result.output
+
+
+def test_bench_cli_unusable_out_is_refused_before_the_benchmark(lenet, tmp_path):
+    (tmp_path / "afile").write_text("")
+    for out, message in ((tmp_path, "not a file path"), (tmp_path / "afile" / "b.json", "cannot write in")):
+        result = CliRunner().invoke(app, ["bench", str(lenet[1]), "--out", str(out)])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert message in result.output

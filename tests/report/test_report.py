@@ -79,3 +79,17 @@ def test_report_of_a_non_run_is_one_line_exit_2(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no results.json" in res.output
     assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1
+
+
+def test_a_malformed_results_file_or_an_unusable_out_is_one_line_exit_2(tmp_path):
+    for doc in ([1, 2], {"stages": [{"name": 5}]}, {"stages": [{"name": "t", "type": "train", "metrics": 3}]}):
+        (tmp_path / "results.json").write_text(json.dumps(doc))
+        for args in (["report", str(tmp_path)], ["compare", str(tmp_path), str(tmp_path)]):
+            res = runner.invoke(app, args)
+            assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+            assert "is not a dlopt results file" in res.output
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("[]")  # a training run's summary that is not a mapping
+    res = runner.invoke(app, ["compare", str(run), str(run)])
+    assert res.exit_code == 2 and f"{run}: neither results.json nor a readable summary.json" in res.output

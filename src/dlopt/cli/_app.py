@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import typer
@@ -51,6 +53,20 @@ def command(name: str | None = None, **kw: Any) -> Callable[[F], F]:
         return fn
 
     return deco
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """Check before any work that ``path`` can be written as a file (its folder exists and
+    takes files; it is not a directory or a special file): a late failure would lose the work."""
+    from dlopt.errors import ConfigError
+
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{option} {path}: not a file path (a directory or a special file)")
+    try:
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot write in {path.parent}: {exc.strerror or exc}") from None
+    return path
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from dlopt.cli._app import command, setup_logging
+from dlopt.cli._app import command, setup_logging, writable_file
 from dlopt.errors import ConfigError
 
 
@@ -67,6 +67,8 @@ def bench(
     setup_logging(verbose)
     from dlopt.deploy import bench_run, bench_table
 
+    if out is not None:
+        writable_file(out, "--out")
     report = bench_run(model_or_run, onnx=onnx, int8=int8, compiled=compiled,
                        batch_sizes=_batch_sizes(batch_sizes), threads=threads, samples=samples,
                        baseline=baseline, min_runs=min_runs, min_seconds=min_seconds, rounds=rounds)

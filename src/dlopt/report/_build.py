@@ -43,11 +43,18 @@ def load_results(root: str | Path) -> dict[str, Any]:
     """``results.json`` of a pipeline run directory (ConfigError when there is none)."""
     path = Path(root) / "results.json"
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{root}: no results.json; allowed: a pipeline run directory (dlopt run)") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path} is unreadable: {type(exc).__name__}") from None
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    if not isinstance(stages, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("type"), str)
+            and isinstance(s.get("metrics", {}), dict) for s in stages):
+        raise ConfigError(f"{path} is not a dlopt results file: it needs a 'stages' list of records "
+                          "with a name, a type and metrics (written by dlopt run)")
+    return doc
 
 
 def _read_json(path: Path) -> Any:
@@ -330,8 +337,9 @@ def _as_run(path: Path) -> tuple[str, list[dict[str, Any]], dict[str, list[dict[
                 curves[f"{path.name}/{s['name']}"] = _rows(run / "metrics.jsonl")
         return res.get("pipeline", path.name), rows, curves
     summary = _read_json(path / "summary.json")
-    if summary is None:
-        raise ConfigError(f"{path}: neither results.json nor summary.json; allowed: a pipeline run or a training run")
+    if not isinstance(summary, dict):
+        raise ConfigError(f"{path}: neither results.json nor a readable summary.json; allowed: a pipeline "
+                          "run or a training run")
     row = {"run": path.name, "stage": path.name, "type": "train", "status": "", "accuracy": summary.get("test", {}).get("accuracy"),
            "params": summary.get("params"), "macs": summary.get("macs"),
            "size_bytes": (path / "model.safetensors").stat().st_size if (path / "model.safetensors").exists() else None,
@@ -356,6 +364,9 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, P
     if png:
         sections.append(Section("Training curves overlaid", "", "", [Figure("curves", "All runs' curves", png)]))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
     return _write(out, "compare", "dlopt compare: " + " vs ".join(labels), f"Runs: {', '.join(map(str, runs))}",
                   sections)
