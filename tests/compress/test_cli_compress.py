@@ -44,6 +44,14 @@ def test_quantize_unsupported_ops_exit_2(tmp_path):
     _one_error_line(runner.invoke(app, ["quantize", str(path), "--out", str(tmp_path / "q")]), "not supported")
 
 
+def test_quantize_a_corrupt_onnx_file_exit_2(tmp_path):
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(b"\x08\x07garbage-not-protobuf\xff\xff")
+    _one_error_line(runner.invoke(app, ["quantize", str(path), "--out", str(tmp_path / "q")]),
+                    "is not a valid ONNX file")
+    assert not (tmp_path / "q").exists()
+
+
 def test_rejected_prune_exits_0_with_accepted_false(lenet_run, tmp_path):
     out = tmp_path / "p"
     res = runner.invoke(app, ["prune", str(lenet_run), "--out", str(out), "--method", "local",

@@ -51,7 +51,10 @@ def check_quantizable(path: Path) -> bool:
     """ModelError unless ONNX Runtime can quantize ``path``; True when it has convolutions."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # protobuf raises its own DecodeError type
+        raise ModelError(f"{path} is not a valid ONNX file ({type(exc).__name__})") from None
     ops = {(n.domain, n.op_type) for n in graph.node}
     custom = sorted(f"{d}.{t}" for d, t in ops if d not in _DOMAINS)
     if custom:
