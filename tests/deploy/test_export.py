@@ -218,3 +218,10 @@ def test_predict_refuses_unusable_values_in_one_line(trained_run, tmp_path, name
     res = CliRunner().invoke(app, ["predict", str(trained_run), str(tmp_path / name)])
     assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
     assert res.output.startswith("error: ") and message in res.output
+
+
+@pytest.mark.parametrize("atol", [float("nan"), float("inf"), -1.0])
+def test_export_refuses_a_tolerance_that_would_switch_the_check_off(tmp_path, atol):
+    with pytest.raises(ModelError, match="allowed: a finite atol >= 0"):
+        export_onnx(nn.Linear(4, 2), torch.zeros(2, 4), tmp_path / "m.onnx", atol=atol)
+    assert not (tmp_path / "m.onnx").exists()

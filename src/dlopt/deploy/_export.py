@@ -13,6 +13,7 @@ deprecated) exports 5-20x faster and is kept as a fallback for models torch.expo
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shutil
@@ -304,6 +305,10 @@ def export_onnx(
     start = time.perf_counter()
     target = Path(path)
     EXPORTERS.get(exporter)
+    if not (math.isfinite(atol) and atol >= 0) or not 0 <= min_top1 <= 1:
+        # NaN would pass every comparison and switch the parity check off
+        raise ModelError(f"export: atol={atol} and min_top1={min_top1}; allowed: a finite atol >= 0, "
+                         "min_top1 in [0, 1]")
     if not target.parent.is_dir():
         raise ModelError(f"export: output folder {target.parent} does not exist")
     if target.name in ("", ".", "..") or (target.exists() and not target.is_file()):
