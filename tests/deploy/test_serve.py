@@ -358,6 +358,22 @@ def test_dlopt_serve_cli_binds_loopback_and_stops_cleanly(lenet, lenet_model, mn
     assert proc.returncode == 0, err  # a stop signal is a normal end
 
 
+def test_dlopt_serve_cli_unusable_address_or_log_level_is_one_line(lenet, free_socket):
+    taken = free_socket()  # bound and listening: the port is in use
+    taken.listen()
+    try:
+        cases = [(["--port", str(taken.getsockname()[1])], 1, "Address already in use"),
+                 (["--host", "nosuchhost.invalid"], 2, "cannot resolve it"),
+                 (["--log-level", "bogus"], 2, "allowed: critical, error, warning")]
+        for args, code, message in cases:
+            done = subprocess.run([sys.executable, "-m", "dlopt", "serve", str(lenet[1]), *args],
+                                  capture_output=True, text=True, timeout=60)
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == code and len(lines) == 1 and message in lines[0], done.stderr
+    finally:
+        taken.close()
+
+
 def test_dlopt_serve_cli_refuses_a_bad_model_file(tmp_path):
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"nope")

@@ -37,7 +37,7 @@ from starlette.requests import ClientDisconnect
 from dlopt.deploy._inputs import ApiError, InputSpec, PredictRequest, PredictResponse, decode_images, decode_json
 from dlopt.deploy._limits import Admission, BodyLimitMiddleware, MicroBatcher
 from dlopt.deploy._runtime import OnnxModel, postprocess
-from dlopt.errors import ConfigError, DataError
+from dlopt.errors import ConfigError, DataError, RunError
 
 __all__ = ["ServeSettings", "create_app", "serve"]
 
@@ -337,9 +337,13 @@ def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
           settings: ServeSettings | None = None, log_level: str = "warning") -> None:
     """Load ``path`` (a local .onnx file) and serve it with uvicorn until interrupted."""
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level {log_level!r} is unknown; allowed: {', '.join(LOG_LEVELS)}")
     cfg = settings or ServeSettings()
     model = OnnxModel.load(path, threads=cfg.threads)
+    _check_listen(host, port)
     if host not in _LOOPBACK:
         log.warning("binding %s: the server is reachable from other machines", host)
     config = uvicorn.Config(
@@ -351,6 +355,23 @@ def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
     with _clean_stop():
         server.run()
     log.info("server stopped")
+
+
+def _check_listen(host: str, port: int) -> None:
+    """One line instead of uvicorn's exit code 3: an unknown host (exit 2), a port in use (1)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--host {host!r}: cannot resolve it ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise RunError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 class _Stopped(Exception):
