@@ -47,6 +47,8 @@ def test_overrides_do_not_mutate_input():
         ("model.name=nope", "nope"),
         ("train=3", "train"),
         ("novalue", "bad override"),
+        ("train.optim.lr=inf", "train.optim.lr='inf': Input should be a finite number"),
+        ("train.loss.label_smoothing=nan", "Input should be a finite number"),
     ],
 )
 def test_bad_values_give_one_line(override, needle):

@@ -42,7 +42,8 @@ __all__ = [
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinity pass "> 0"-style bounds and break a run much later: refused everywhere
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------------- data
