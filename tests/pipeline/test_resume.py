@@ -113,3 +113,17 @@ def test_rerun_skips_unchanged_and_redoes_downstream_of_a_change(tmp_path, refer
     cfg, opts = parse_pipeline(_doc(runs, changed))
     run_pipeline(cfg, opts, report=False)
     assert _status(root) == {"first": "cached", "second": "ran", "export": "ran"}
+
+
+def test_a_cached_stage_whose_model_was_deleted_runs_again(tmp_path, reference):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(reference, runs / "kill")
+    root = runs / "kill"
+    rec = json.loads((root / "export" / "stage.json").read_text())
+    (root / "export" / rec["artifacts"]["onnx"]).unlink()
+    cfg, opts = parse_pipeline(_doc(runs))
+    run_pipeline(cfg, opts, report=False)
+    assert _status(root) == {"first": "cached", "second": "cached", "export": "ran"}
+    assert (root / "export" / rec["artifacts"]["onnx"]).is_file()

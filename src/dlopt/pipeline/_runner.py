@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PipelineResult", "run_pipeline", "stage_key", "RESULTS", "KEY_VERSION"]
 
 RESULTS = "results.json"
+_MODEL_ARTIFACTS = ("run", "onnx")  # what later stages load: a cached stage must still hold them
 KEY_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate old caches
 
 
@@ -134,7 +135,11 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
         key = stage_key(cfg, spec.name, options[spec.name], records)
         d = root / spec.name
         done = StageRecord.read(d)
-        if done is not None and done.key == key and spec.name not in forced:
+        missing = [] if done is None or done.key != key else [
+            a for a, rel in done.artifacts.items() if a in _MODEL_ARTIFACTS and not (d / rel).exists()]
+        if missing:  # deleted by hand since: the record alone is not the stage's model
+            log.warning("stage %s: its %s is missing; running it again", spec.name, ", ".join(missing))
+        elif done is not None and done.key == key and spec.name not in forced:
             done.status = "cached"
             records[spec.name] = done
             if on_start:
@@ -142,7 +147,8 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
             if on_stage:
                 on_stage(done)
             continue
-        resume = spec.name not in forced and (d / ".key").is_file() and (d / ".key").read_text().strip() == key
+        resume = (spec.name not in forced and not missing and (d / ".key").is_file()
+                  and (d / ".key").read_text().strip() == key)
         if not resume and d.exists():
             shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
