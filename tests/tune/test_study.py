@@ -366,3 +366,17 @@ def test_sigterm_between_trials_stops_the_worker_cleanly(tmp_path):
     _, states = _states(tmp_path)
     assert states == ["COMPLETE", "COMPLETE"]  # trial 1 finished, no trial 2 was started
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_no_best_config_from_an_infeasible_trial_and_none_left_from_another_study(tmp_path):
+    feasible = tune(tune_config(), study_dir=tmp_path, storage="memory", trials=2,
+                    objective=digits_objective, plots=False)
+    assert feasible.best is not None and (tmp_path / "best_config.yaml").is_file()
+    # a second in-memory study in the same folder, none of whose trials can meet the constraint
+    cfg = tune_config(constraints=[{"metric": "val_accuracy", "min": 2.0}])
+    res = tune(cfg, study_dir=tmp_path, storage="memory", trials=2, objective=digits_objective,
+               plots=False)
+    assert res.best is not None and res.best["feasible"] is False
+    assert res.best["trial"] in {r.number for r in res.ran}  # this study's trial, not the last's
+    assert not (tmp_path / "best_config.yaml").exists()
+    assert {p.name for p in res.outputs} == {"trials.csv", "best_params.json"}

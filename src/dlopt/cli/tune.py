@@ -63,9 +63,13 @@ def _print_result(result: Any) -> None:
             typer.echo(f"  {k} = {_fmt(v)}")
         if "pareto" in best:
             typer.echo(f"pareto front: trials {', '.join(str(r['trial']) for r in best['pareto'])}")
-    typer.echo(f"outputs: {result.study_dir} (best_params.json, best_config.yaml, trials.csv, "
-               f"plots/)")
-    typer.echo(f"storage: {result.storage} (rerun the same command to continue)")
+    if best and not best.get("feasible", True):
+        typer.echo("no trial meets the constraints: no best_config.yaml")
+    names = sorted({p.name if p.parent == result.study_dir else f"{p.parent.name}/" for p in result.outputs})
+    typer.echo(f"outputs: {result.study_dir} ({', '.join(names)})")
+    again = "in memory: gone when this process ends" if result.storage == "memory" else \
+        "rerun the same command to continue"
+    typer.echo(f"storage: {result.storage} ({again})")
 
 
 def _fmt(v: Any) -> str:
