@@ -127,3 +127,18 @@ def test_a_cached_stage_whose_model_was_deleted_runs_again(tmp_path, reference):
     run_pipeline(cfg, opts, report=False)
     assert _status(root) == {"first": "cached", "second": "cached", "export": "ran"}
     assert (root / "export" / rec["artifacts"]["onnx"]).is_file()
+
+
+def test_retrain_after_a_tune_stage_without_a_feasible_trial_fails_in_one_line(tmp_path):
+    from dlopt.errors import RunError
+
+    stages = [
+        {"name": "tune", "type": "tune", "trials": 2, "search": {
+            "space": {"train.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+            "sampler": {"name": "random", "seed": 0}, "pruner": "none",
+            "constraints": [{"metric": "val_accuracy", "min": 2.0}]}},  # no trial can meet it
+        {"name": "retrain", "input": "tune"},
+    ]
+    cfg, opts = parse_pipeline(_doc(tmp_path / "runs", stages))
+    with pytest.raises(RunError, match="stage retrain: the tune stage has no best config to retrain"):
+        run_pipeline(cfg, opts, report=False)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from dlopt.config import parse_config
-from dlopt.errors import ConfigError
+from dlopt.errors import ConfigError, RunError
 from dlopt.pipeline._context import STAGES, Options, StageContext, StageOutput, deep_merge
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,11 @@ def retrain_stage(ctx: StageContext, opts: RetrainOptions) -> StageOutput:
     """Retrain the best configuration a ``tune`` stage found."""
     import yaml
 
-    best = yaml.safe_load(ctx.input.path("best_config").read_text())  # type: ignore[union-attr]
+    tuned = ctx.input
+    if "best_config" not in tuned.artifacts or not tuned.path("best_config").is_file():
+        raise RunError(f"stage {ctx.spec.name}: the tune stage has no best config to retrain (no trial "
+                       "completed, or none meets the constraints)")
+    best = yaml.safe_load(tuned.path("best_config").read_text())
     best.pop("search", None)
     data = deep_merge(best, opts.config)
     data["name"] = f"{ctx.pipeline.name}-{ctx.spec.name}"
@@ -192,7 +196,9 @@ def tune_stage(ctx: StageContext, opts: TuneOptions) -> StageOutput:
                "complete": result.counts.get("COMPLETE", 0), "pruned": result.counts.get("PRUNED", 0),
                "best_trial": best.get("trial"), "best_values": best.get("values", {}),
                "best_params": best.get("params", {}), "start_lr": lr}
-    artifacts = {"best_config": "best_config.yaml", "trials_csv": "trials.csv"}
+    artifacts = {"trials_csv": "trials.csv"}
+    if (ctx.dir / "best_config.yaml").is_file():
+        artifacts["best_config"] = "best_config.yaml"
     for plot in ("optimization_history", "param_importances"):
         if (ctx.dir / "plots" / f"{plot}.png").exists():
             artifacts[plot] = f"plots/{plot}.png"
