@@ -40,6 +40,8 @@ def _cfg(space, **search):
      "search.space.train.optim.lr.when: unknown key 'train.optim.nme'"),
     ({"train.epochs.x": {"type": "int", "low": 1, "high": 2}}, "'epochs' is not a section"),
     ({"search.trials": {"type": "int", "low": 1, "high": 2}}, "not a tunable key"),
+    ({"train.batch_size": {"type": "float", "low": 16, "high": 64}},  # fractions for an int key
+     "search.space.train.batch_size: train.batch_size=40.5: Input should be a valid integer"),
 ])
 def test_bad_space_is_one_clear_line(space, message):
     with pytest.raises(ConfigError) as err:

@@ -102,6 +102,10 @@ class Axis:
         values = list(s.choices or []) if s.type == "categorical" else [s.low, s.high]
         if s.type == "int":
             values = [int(v) for v in values]
+        if s.type == "float" and s.high > s.low:
+            # a float axis samples fractions: an integer key must refuse it now, not per trial
+            mid = (s.low + s.high) / 2
+            values.append(mid + min(0.5, (s.high - s.low) / 4) if float(mid).is_integer() else mid)
         if isinstance(s.grid, list):
             values += s.grid
         return values
