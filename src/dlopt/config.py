@@ -441,6 +441,9 @@ class ConstraintSpec(Section):
     def _bounded(self) -> "ConstraintSpec":
         if self.min is None and self.max is None:
             raise ValueError(f"constraint on {self.metric!r} needs 'min' or 'max'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"constraint on {self.metric!r}: min={self.min:g} > max={self.max:g}; "
+                             "no trial could meet it")
         return self
 
 

@@ -40,6 +40,9 @@ def _cfg(space, **search):
      "search.space.train.optim.lr.when: unknown key 'train.optim.nme'"),
     ({"train.epochs.x": {"type": "int", "low": 1, "high": 2}}, "'epochs' is not a section"),
     ({"search.trials": {"type": "int", "low": 1, "high": 2}}, "not a tunable key"),
+    ({"train.optim.momentum": {"type": "float", "low": 0.8, "high": 0.95,
+                               "when": {"train.optim.name": ["sgd", "momentm"]}}},  # the 2nd value too
+     "search.space.train.optim.momentum.when: train.optim.name: unknown optimizer 'momentm'"),
     ({"train.batch_size": {"type": "float", "low": 16, "high": 64}},  # fractions for an int key
      "search.space.train.batch_size: train.batch_size=40.5: Input should be a valid integer"),
 ])
@@ -64,6 +67,7 @@ def test_bad_space_is_one_clear_line(space, message):
     ({"pruner": "pareto"}, "'pareto' needs 2 or more objectives"),
     ({"objectives": [{"metric": "val_widgets"}]}, "direction is needed"),
     ({"constraints": [{"metric": "params"}]}, "needs 'min' or 'max'"),
+    ({"constraints": [{"metric": "params", "min": 5, "max": 1}]}, "min=5 > max=1; no trial could meet it"),
     ({"heartbeat": 5, "grace": 2}, "grace=2 must exceed heartbeat=5"),
 ])
 def test_bad_search_settings(search, message):

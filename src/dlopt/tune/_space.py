@@ -258,7 +258,10 @@ def _check_axis(axis: Axis, base: dict[str, Any], space: Mapping[str, Any]) -> N
                 raise ConfigError(
                     f"{axis.key}.when: unknown key {dep!r}; use a config key or a search axis"
                 ) from None
-        context = _with(context, dep, want[0] if isinstance(want, list) and want else want)
+        wanted = want if isinstance(want, list) and want else [want]
+        for w in wanted[1:]:  # each listed value must be one the key can take (a typo never matches)
+            _check_value(axis, _with(base, dep, w), axis.candidates()[0], what=f"{axis.key}.when")
+        context = _with(context, dep, wanted[0])
     for value in axis.candidates():
         _check_value(axis, context, value)
 
@@ -271,11 +274,11 @@ def _with(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def _check_value(axis: Axis, base: dict[str, Any], value: Any) -> None:
+def _check_value(axis: Axis, base: dict[str, Any], value: Any, *, what: str | None = None) -> None:
     from dlopt.config import RunConfig, parse_config
 
     try:
         parse_config(_with(base, axis.path, value), RunConfig)
     except DloptError as exc:
-        raise ConfigError(f"{axis.key}: {exc}") from None
+        raise ConfigError(f"{what or axis.key}: {exc}") from None
 
