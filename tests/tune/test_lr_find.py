@@ -42,3 +42,18 @@ def test_early_spikes_do_not_move_the_suggestion(spikes):
 def test_too_short_a_curve_is_refused():
     with pytest.raises(RunError, match="needs >= 5 finite steps"):
         suggest_lr([1e-3, 1e-2], [1.0, 0.5])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"max_lr": math.inf}, "need 0 < min-lr < max-lr, finite"),
+    ({"run_dir": "{file}"}, "cannot create it: File exists"),
+])
+def test_bad_settings_are_refused_before_the_test_runs(tmp_path, kwargs, message):
+    from dlopt.config import RunConfig
+    from dlopt.errors import ConfigError
+    from dlopt.tune import lr_find
+
+    (tmp_path / "afile").write_text("")
+    kwargs = {k: v.format(file=tmp_path / "afile") if isinstance(v, str) else v for k, v in kwargs.items()}
+    with pytest.raises(ConfigError, match=message):  # refused before any data is loaded
+        lr_find(RunConfig(), **kwargs)

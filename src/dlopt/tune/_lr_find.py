@@ -92,10 +92,15 @@ def lr_find(
 ) -> LRFindResult:
     """Run the range test for ``cfg``'s data, model, loss and optimizer; save
     ``lr_find.json`` and ``lr_find.png`` in ``run_dir`` when given."""
-    if not 0 < min_lr < max_lr:
-        raise ConfigError(f"--min-lr={min_lr:g}, --max-lr={max_lr:g}: need 0 < min-lr < max-lr")
+    if not (0 < min_lr < max_lr and math.isfinite(max_lr)):
+        raise ConfigError(f"--min-lr={min_lr:g}, --max-lr={max_lr:g}: need 0 < min-lr < max-lr, finite")
     if steps < 5:
         raise ConfigError(f"--steps={steps}: need at least 5")
+    if run_dir is not None:  # before the test: a place that cannot hold the results would lose it
+        try:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--run-dir {run_dir}: cannot create it: {exc.strerror or exc}") from None
     lrs, losses, diverged = _ramp(cfg, min_lr=min_lr, max_lr=max_lr, steps=steps,
                                   diverge=diverge)
     suggestion, smoothed = suggest_lr(lrs, losses)
