@@ -107,8 +107,7 @@ def lr_find(
     best = min(range(len(smoothed)), key=smoothed.__getitem__)
     result = LRFindResult(lrs, losses, smoothed, suggestion, float(lrs[best]), diverged)
     if run_dir is not None:
-        result.run_dir = Path(run_dir)
-        result.run_dir.mkdir(parents=True, exist_ok=True)
+        result.run_dir = Path(run_dir)  # made before the test
         doc = {k: v for k, v in asdict(result).items() if k not in ("run_dir", "plot")}
         (result.run_dir / "lr_find.json").write_text(json.dumps(doc, indent=1) + "\n")
         result.plot = _plot(result, result.run_dir / "lr_find.png")

@@ -84,9 +84,11 @@ def write_tables(study: optuna.Study, study_dir: Path, base: "RunConfig",
     ranked, front = ranked_trials(study, directions)
     written = [_atomic(study_dir / "trials.csv", _csv(trials, metrics))]
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
-    # files of an earlier study in this folder (say, a memory one) would pass for this one's
-    _drop_stale(study_dir, best_params=not ranked, best_config=not front)
+    # where this study has no best, files of an earlier one in this folder would pass for its
+    if not front:
+        (study_dir / "best_config.yaml").unlink(missing_ok=True)
     if not ranked:
+        (study_dir / "best_params.json").unlink(missing_ok=True)
         return written
     best = ranked[0]
     doc = {"study": study.study_name, **_row(best, metrics),
@@ -98,12 +100,6 @@ def write_tables(study: optuna.Study, study_dir: Path, base: "RunConfig",
         best_cfg = SearchSpace.apply(base, {**best.params, "name": f"{study.study_name}-best"})
         written.append(_atomic(study_dir / "best_config.yaml", dump_config(best_cfg)))
     return written
-
-
-def _drop_stale(study_dir: Path, *, best_params: bool, best_config: bool) -> None:
-    for name, stale in (("best_params.json", best_params), ("best_config.yaml", best_config)):
-        if stale:
-            (study_dir / name).unlink(missing_ok=True)
 
 
 def _csv(trials: Sequence[FrozenTrial], metrics: Sequence[str]) -> str:

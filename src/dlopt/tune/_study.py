@@ -197,11 +197,10 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
         starts = int(study.user_attrs.get("dlopt_worker_starts", 0))
         study.set_user_attr("dlopt_worker_starts", starts + 1)
         study.set_user_attr("dlopt_objectives", plan.metrics)
-    seed = None if s.sampler.seed is None else s.sampler.seed + starts
-    if plan.sampler_name == "grid":
-        # the grid's shuffled order is what its stored grid ids index: every start of the
-        # study (a rerun, another worker) must shuffle it the same way, or ids point elsewhere
-        seed = s.sampler.seed
+    # except for the grid: its shuffled order is what its stored grid ids index, so every start
+    # of the study (a rerun, another worker) must shuffle it the same way
+    offset = 0 if plan.sampler_name == "grid" else starts
+    seed = None if s.sampler.seed is None else s.sampler.seed + offset
     extra: dict[str, Any] = {}
     if plan.sampler_name == "grid":
         extra["search_space"] = plan.space.grid()
