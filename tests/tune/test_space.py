@@ -69,11 +69,37 @@ def test_bad_space_is_one_clear_line(space, message):
     ({"constraints": [{"metric": "params"}]}, "needs 'min' or 'max'"),
     ({"constraints": [{"metric": "params", "min": 5, "max": 1}]}, "min=5 > max=1; no trial could meet it"),
     ({"heartbeat": 5, "grace": 2}, "grace=2 must exceed heartbeat=5"),
+    # values optuna takes when built and fails on in every trial
+    ({"sampler": {"name": "tpe", "options": {"n_startup_trials": "5"}}},
+     "search.sampler.options.n_startup_trials: '5' is a str; allowed: int"),
+    ({"sampler": {"name": "tpe", "options": {"n_startup_trials": 1.5}}}, "1.5 is a float"),
+    ({"sampler": {"name": "tpe", "options": {"n_ei_candidates": 0}}},
+     "search.sampler.options.n_ei_candidates: 0 is too small; allowed: >= 1"),
+    ({"sampler": {"name": "qmc", "options": {"scramble": "yes"}}}, "allowed: bool"),
+    ({"sampler": {"name": "cmaes", "options": {"popsize": 0}}}, "popsize: 0 is too small"),
+    ({"pruner": {"name": "hyperband", "options": {"min_resource": 0}}},
+     "search.pruner.options.min_resource: 0 is too small; allowed: >= 1"),
+    ({"pruner": {"name": "hyperband", "options": {"reduction_factor": 1}}}, ">= 2"),
+    ({"pruner": {"name": "median", "options": {"n_warmup_steps": "a"}}}, "'a' is a str"),
+    ({"pruner": {"name": "asha", "options": {"min_resource": 2.0}}}, "allowed: str | int"),
 ])
 def test_bad_search_settings(search, message):
     with pytest.raises(ConfigError, match=None) as err:
         _cfg({"train.optim.lr": LR}, **search)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("search", [
+    {"sampler": {"name": "tpe", "options": {"n_startup_trials": 3, "prior_weight": 2,
+                                            "consider_endpoints": True}}},
+    {"sampler": {"name": "cmaes", "options": {"x0": {"train.optim.lr": 0.01}, "sigma0": 0.5,
+                                              "popsize": 4}}},
+    {"sampler": {"name": "qmc", "options": {"qmc_type": "halton"}}},
+    {"pruner": {"name": "asha", "options": {"min_resource": "auto", "reduction_factor": 2}}},
+    {"pruner": {"name": "hyperband", "options": {"max_resource": 9}}},
+])
+def test_good_option_values_pass(search):
+    assert _cfg({"train.optim.lr": LR}, **search).search.space
 
 
 @pytest.mark.parametrize("axis, line", [

@@ -7,8 +7,12 @@ Each factory takes keyword options (checked against the optuna class's signature
 
 from __future__ import annotations
 
+import collections.abc
 import importlib
 import inspect
+import re
+import sys
+import typing
 from typing import Any
 
 from dlopt.errors import ConfigError
@@ -17,9 +21,10 @@ from dlopt.registry import Registry
 __all__ = ["SAMPLERS", "PRUNERS", "check_options", "optuna_class"]
 
 #: Info keys: ``cls`` (dotted optuna class), ``multi_objective`` (supports several objectives),
-#: ``needs_grid`` (every axis must be discrete).
+#: ``needs_grid`` (every axis must be discrete), ``minimum`` (option -> lowest value allowed).
 SAMPLERS: Registry = Registry("sampler", error=ConfigError)
-#: Info keys: ``cls`` (dotted class), ``multi_objective`` (the pruner handles several objectives).
+#: Info keys: ``cls`` (dotted class), ``multi_objective`` (the pruner handles several objectives),
+#: ``minimum``.
 PRUNERS: Registry = Registry("pruner", error=ConfigError)
 
 
@@ -30,18 +35,64 @@ def optuna_class(dotted: str) -> type:
 
 
 def check_options(registry: Registry, name: str, options: dict[str, Any], *, key: str) -> None:
-    """Raise :class:`ConfigError` for options the underlying class does not take."""
-    cls = optuna_class(registry.get(name).info["cls"])
-    allowed = {
-        n for n, p in inspect.signature(cls).parameters.items()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    } - _MANAGED
-    for opt in options:
-        if opt not in allowed:
+    """Raise :class:`ConfigError` for an option the underlying class does not take, a value of
+    the wrong type (checked against the class's annotations) or one below the entry's
+    ``minimum`` (values optuna itself accepts and only fails on trial after trial)."""
+    entry = registry.get(name)
+    cls = optuna_class(entry.info["cls"])
+    params = {
+        n: p for n, p in inspect.signature(cls).parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in _MANAGED
+    }
+    for opt, value in options.items():
+        where = f"{key}.options.{opt}"
+        if opt not in params:
             raise ConfigError(
-                f"{key}.options.{opt}: unknown option of {registry.kind} {name!r}; "
-                f"allowed: {', '.join(sorted(allowed))}"
+                f"{where}: unknown option of {registry.kind} {name!r}; "
+                f"allowed: {', '.join(sorted(params))}"
             )
+        annotation = _annotation(cls, params[opt])
+        if annotation is not None:
+            _check_type(where, value, annotation)
+        low = entry.info.get("minimum", {}).get(opt)
+        if low is not None and _is_number(value) and value < low:
+            raise ConfigError(f"{where}: {value!r} is too small; allowed: >= {low}")
+
+
+def _annotation(cls: type, param: inspect.Parameter) -> Any:
+    """The parameter's annotation as a type; None where it cannot be resolved (optuna
+    annotates lazily, and some names exist for type checkers only)."""
+    raw = param.annotation
+    if raw is inspect.Parameter.empty:
+        return None
+    if not isinstance(raw, str):
+        return raw
+    namespace = {**vars(typing), **vars(collections.abc), **vars(sys.modules[cls.__module__])}
+    try:
+        return eval(raw, namespace)  # noqa: S307 - an annotation string of an installed class
+    except Exception:  # noqa: BLE001 - unresolvable: the value is left to optuna
+        return None
+
+
+def _check_type(where: str, value: Any, annotation: Any) -> None:
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    try:
+        adapter = TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check: left to optuna
+        return
+    try:
+        # strict: "5" is not an int here, as optuna would compare it with one later
+        adapter.validate_python(value, strict=True)
+    except ValidationError:
+        text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+        allowed = re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text)  # drop module paths
+        raise ConfigError(f"{where}: {value!r} is a {type(value).__name__}; allowed: {allowed}"
+                          ) from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # dlopt sets these itself (from search.sampler.seed, the space, the constraints)
@@ -73,7 +124,8 @@ def _random(*, seed: int | None = None, **options: Any) -> Any:
     return _make("optuna.samplers.RandomSampler", seed=seed, **options)
 
 
-@SAMPLERS.register("tpe", cls="optuna.samplers.TPESampler", multi_objective=True)
+@SAMPLERS.register("tpe", cls="optuna.samplers.TPESampler", multi_objective=True,
+                   minimum={"n_ei_candidates": 1, "prior_weight": 0})
 def _tpe(*, seed: int | None = None, constraints_func: Any = None, **options: Any) -> Any:
     # multivariate TPE models interactions (lr x batch size); group handles conditional axes
     options.setdefault("multivariate", True)
@@ -82,7 +134,8 @@ def _tpe(*, seed: int | None = None, constraints_func: Any = None, **options: An
                  **options)
 
 
-@SAMPLERS.register("cmaes", cls="optuna.samplers.CmaEsSampler", multi_objective=False)
+@SAMPLERS.register("cmaes", cls="optuna.samplers.CmaEsSampler", multi_objective=False,
+                   minimum={"popsize": 1})
 def _cmaes(*, seed: int | None = None, **options: Any) -> Any:
     return _make("optuna.samplers.CmaEsSampler", seed=seed, **options)
 
@@ -122,7 +175,8 @@ def _successive_halving(**options: Any) -> Any:
     return _asha(**options)
 
 
-@PRUNERS.register("hyperband", cls="optuna.pruners.HyperbandPruner", multi_objective=False)
+@PRUNERS.register("hyperband", cls="optuna.pruners.HyperbandPruner", multi_objective=False,
+                  minimum={"min_resource": 1, "max_resource": 1, "reduction_factor": 2})
 def _hyperband(**options: Any) -> Any:
     options.setdefault("min_resource", 1)
     options.setdefault("reduction_factor", 3)
