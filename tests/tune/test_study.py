@@ -380,3 +380,23 @@ def test_no_best_config_from_an_infeasible_trial_and_none_left_from_another_stud
     assert res.best["trial"] in {r.number for r in res.ran}  # this study's trial, not the last's
     assert not (tmp_path / "best_config.yaml").exists()
     assert {p.name for p in res.outputs} == {"trials.csv", "best_params.json"}
+
+
+def test_constraints_are_optunas_own_record_for_tpe_and_best_trial(tmp_path, recwarn):
+    # optuna's TPE, best_trial, Pareto plot and dashboard read trial.constraints (set with
+    # Trial.set_constraint), not the deprecated constraints_func; an upper bound on accuracy
+    # makes the most accurate trial infeasible, so best_trial must skip it
+    cfg = tune_config(constraints=[{"metric": "val_accuracy", "max": 0.89}],
+                      sampler={"name": "tpe", "seed": 1, "options": {"n_startup_trials": 3}})
+    res = tune(cfg, study_dir=tmp_path, trials=6, objective=digits_objective, plots=False)
+    study, states = _states(tmp_path)
+    for t in study.trials:
+        acc = t.user_attrs["metrics"]["val_accuracy"]
+        assert t.constraints == {"val_accuracy <= 0.89": pytest.approx(acc - 0.89)}
+        assert t.user_attrs["constraints"] == [pytest.approx(acc - 0.89)]
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    feasible = [t for t in done if t.value <= 0.89]
+    assert feasible and len(feasible) < len(done)  # both kinds, or the test shows nothing
+    assert study.best_trial.number == max(feasible, key=lambda t: t.value).number
+    assert res.best["trial"] == study.best_trial.number and res.best["feasible"] is True
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]

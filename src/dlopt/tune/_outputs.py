@@ -170,9 +170,7 @@ def write_plots(study: optuna.Study, study_dir: Path, metrics: Sequence[str]) ->
         "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, **first),
     }
     if len(metrics) > 1:
-        plots["pareto_front"] = lambda: ovm.plot_pareto_front(
-            study, target_names=list(metrics),
-            constraints_func=lambda t: t.user_attrs.get("constraints", [0.0]))
+        plots["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=list(metrics))
     else:
         plots["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)
     written = []

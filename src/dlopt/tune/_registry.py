@@ -95,7 +95,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-# dlopt sets these itself (from search.sampler.seed, the space, the constraints)
+# dlopt sets these itself (from search.sampler.seed, the space, the constraints: per trial)
 _MANAGED = {"seed", "search_space", "constraints_func", "self"}
 
 
@@ -126,12 +126,11 @@ def _random(*, seed: int | None = None, **options: Any) -> Any:
 
 @SAMPLERS.register("tpe", cls="optuna.samplers.TPESampler", multi_objective=True,
                    minimum={"n_ei_candidates": 1, "prior_weight": 0})
-def _tpe(*, seed: int | None = None, constraints_func: Any = None, **options: Any) -> Any:
+def _tpe(*, seed: int | None = None, **options: Any) -> Any:
     # multivariate TPE models interactions (lr x batch size); group handles conditional axes
     options.setdefault("multivariate", True)
     options.setdefault("group", True)
-    return _make("optuna.samplers.TPESampler", seed=seed, constraints_func=constraints_func,
-                 **options)
+    return _make("optuna.samplers.TPESampler", seed=seed, **options)
 
 
 @SAMPLERS.register("cmaes", cls="optuna.samplers.CmaEsSampler", multi_objective=False,

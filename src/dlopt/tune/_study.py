@@ -47,7 +47,7 @@ from dlopt.tune._space import SearchSpace, pruner_name
 from dlopt.tune._storage import HeartbeatThread, StudyStorage, open_storage, retry_once
 
 if TYPE_CHECKING:
-    from dlopt.config import TuneConfig
+    from dlopt.config import ConstraintSpec, TuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +204,6 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
     extra: dict[str, Any] = {}
     if plan.sampler_name == "grid":
         extra["search_space"] = plan.space.grid()
-    if plan.sampler_name == "tpe" and s.constraints:
-        extra["constraints_func"] = _constraints_of
     study.sampler = _create(SAMPLERS, "sampler", plan.sampler_name, seed=seed, **extra, **s.sampler.options)
     study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
                     else _create(PRUNERS, "pruner", plan.pruner_name, **s.pruner.options))
@@ -220,8 +218,11 @@ def _create(registry: Any, kind: str, name: str, **options: Any) -> Any:
         raise ConfigError(f"search.{kind} {name!r}: {_one_line(exc)}") from None
 
 
-def _constraints_of(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return list(trial.user_attrs.get("constraints", [0.0]))
+def _constraint_key(spec: "ConstraintSpec") -> str:
+    """A readable name for optuna's record, e.g. ``params <= 50000``."""
+    bounds = [f"{spec.min:g} <= " if spec.min is not None else "", spec.metric,
+              f" <= {spec.max:g}" if spec.max is not None else ""]
+    return "".join(bounds)
 
 
 class _Worker:
@@ -334,8 +335,8 @@ class _Worker:
                 retry_of: int | None = None) -> TrialRecord:
         seconds = round(time.perf_counter() - t0, 3)
         known = {**ctx.static, **metrics}
-        attrs = {"epochs": ctx.epochs, "seconds": seconds,
-                 "constraints": constraint_values(self.plan.policy.constraints, known)}
+        constraints = constraint_values(self.plan.policy.constraints, known)
+        attrs = {"epochs": ctx.epochs, "seconds": seconds, "constraints": constraints}
         if metrics:
             attrs["metrics"] = {k: float(v) for k, v in metrics.items()}
         if note:
@@ -343,6 +344,9 @@ class _Worker:
         try:
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)
+            # optuna's own record: TPE, best_trial, the Pareto plot and the dashboard read it
+            for spec, value in zip(self.plan.policy.constraints, constraints):
+                trial.set_constraint(_constraint_key(spec), value)
             if state == TrialState.COMPLETE:
                 self.study.tell(trial, values)
             else:
