@@ -180,3 +180,19 @@ def test_grid_values():
     assert grid["train.optim.weight_decay"] == [0.0, 0.05, 0.1]
     assert grid["train.loss.label_smoothing"] == [0.0, 0.2]
     assert grid["train.optim.name"] == ["adam", "sgd"]
+
+
+def test_grid_filter_keeps_one_point_per_distinct_trial():
+    from dlopt.tune._samplers import grid_size
+
+    cfg = _cfg({
+        "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.9, "grid": 3,
+                                 "when": {"train.optim.name": "sgd"}},  # a key outside the space
+        "train.optim.lr": {**LR, "grid": 2},
+    })
+    space = SearchSpace(cfg.search.space)
+    base = cfg.model_dump(mode="json", exclude={"search"})
+    assert grid_size(space.grid()) == 6
+    assert grid_size(space.grid(), space.grid_filter(base)) == 2  # adam: momentum never read
+    base["train"]["optim"]["name"] = "sgd"
+    assert grid_size(space.grid(), space.grid_filter(base)) == 6

@@ -92,6 +92,23 @@ def test_a_resumed_grid_study_visits_every_point_once(tmp_path):
     assert len(points) == 6 and len(set(points)) == 6
 
 
+def test_a_grid_with_a_conditional_axis_visits_each_distinct_trial_once(tmp_path):
+    space = {
+        "train.optim.name": ["adam", "momentum"],
+        "train.optim.momentum": {"type": "float", "low": 0.8, "high": 0.9, "grid": [0.8, 0.9],
+                                 "when": {"train.optim.name": "momentum"}},
+        "train.optim.lr": [1e-3, 1e-2],
+    }
+    cfg = tune_config(space, sampler={"name": "grid", "seed": 2}, pruner="none")
+    first = tune(cfg, study_dir=tmp_path, trials=4, objective=digits_objective, plots=False)
+    rest = tune(cfg, study_dir=tmp_path, trials=100, objective=digits_objective, plots=False)
+    points = [tuple(sorted(r.params.items())) for r in first.ran + rest.ran]
+    # 2 adam + 2 x 2 momentum points, not the product's 8 (adam's twice over an unused momentum)
+    assert len(points) == 6 and len(set(points)) == 6
+    assert sum("train.optim.momentum" not in dict(p) for p in points) == 2
+    assert _states(tmp_path)[1] == ["COMPLETE"] * 6
+
+
 @pytest.mark.parametrize("pruner", ["median", "asha", "hyperband"])
 def test_pruners_stop_bad_trials(tmp_path, pruner):
     cfg = tune_config(sampler={"name": "random", "seed": 0},

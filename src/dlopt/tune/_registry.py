@@ -113,10 +113,11 @@ def _make(dotted: str, **kwargs: Any) -> Any:
 # ------------------------------------------------------------------------------- samplers
 @SAMPLERS.register("grid", cls="optuna.samplers.GridSampler", multi_objective=True,
                    needs_grid=True)
-def _grid(*, search_space: dict[str, list[Any]], seed: int | None = None, **options: Any) -> Any:
+def _grid(*, search_space: dict[str, list[Any]], seed: int | None = None, keep: Any = None,
+          **options: Any) -> Any:
     from dlopt.tune._samplers import AskTellGridSampler
 
-    return AskTellGridSampler(search_space, seed=seed, **options)
+    return AskTellGridSampler(search_space, seed=seed, keep=keep, **options)
 
 
 @SAMPLERS.register("random", cls="optuna.samplers.RandomSampler", multi_objective=True)

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import itertools
+import math
+from typing import Any, Callable, Mapping, Sequence
 
 from optuna.samplers import GridSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 
+#: ``keep(point)``: whether a grid point (parameter -> value) is one to visit
+GridFilter = Callable[[Mapping[str, Any]], bool]
+
+
 class AskTellGridSampler(GridSampler):
-    """GridSampler for an ask/tell loop.
+    """GridSampler for an ask/tell loop, over the grid points ``keep`` accepts.
 
     optuna's ``after_trial`` calls ``study.stop()`` once the grid is exhausted, which raises
     outside ``study.optimize``. dlopt stops by counting trials under its own lock (the study
     total is capped at the grid size), so the stop request is dropped here.
+
+    optuna's grid is the full product of the axes; with a conditional axis most points differ
+    only in a value no trial reads (``momentum`` for ``adam``). ``keep`` drops them after the
+    seeded shuffle, so the visiting order stays a function of the seed (every start of the
+    study, and every worker, indexes the same list by the stored grid ids).
     """
+
+    def __init__(self, search_space: Mapping[str, Sequence[Any]], seed: int | None = None,
+                 keep: GridFilter | None = None) -> None:
+        super().__init__(search_space, seed=seed)
+        if keep is not None:
+            self._all_grids = [g for g in self._all_grids
+                               if keep(dict(zip(self._param_names, g)))]
+            self._n_min_trials = len(self._all_grids)
 
     def after_trial(
         self,
@@ -32,9 +51,9 @@ class AskTellGridSampler(GridSampler):
         return len(self._all_grids)
 
 
-def grid_size(search_space: dict[str, list[Any]]) -> int:
-    """Number of combinations of a grid search space."""
-    n = 1
-    for values in search_space.values():
-        n *= len(values)
-    return n
+def grid_size(search_space: Mapping[str, Sequence[Any]], keep: GridFilter | None = None) -> int:
+    """Number of grid points (combinations of the axes that ``keep`` accepts)."""
+    names = list(search_space)
+    if keep is None:
+        return math.prod(len(v) for v in search_space.values())
+    return sum(keep(dict(zip(names, g))) for g in itertools.product(*search_space.values()))

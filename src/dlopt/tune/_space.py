@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from dlopt.errors import ConfigError, DloptError
 
@@ -144,6 +144,22 @@ class SearchSpace:
     def grid(self) -> dict[str, list[Any]]:
         """Grid-sampler search space: path -> values (conditional axes included)."""
         return {a.path: a.grid_values() for a in self.axes}
+
+    def grid_filter(self, base: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
+        """Accepts one grid point per distinct trial: an axis its condition switches off (in
+        that point, or in ``base`` for keys outside the space) must hold its first value."""
+        first = {path: values[0] for path, values in self.grid().items()}
+
+        def keep(point: Mapping[str, Any]) -> bool:
+            active: dict[str, Any] = {}
+            for axis in self.axes:  # conditions come before the axes they switch
+                if _active(axis, active, base):
+                    active[axis.path] = point[axis.path]
+                elif point[axis.path] != first[axis.path]:
+                    return False
+            return True
+
+        return keep
 
     @staticmethod
     def apply(base: "RunConfig", params: Mapping[str, Any]) -> "RunConfig":

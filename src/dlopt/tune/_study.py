@@ -134,7 +134,7 @@ def tune(
         plan = _plan(cfg)
         opt_study = _load_study(store, name, plan, cfg)
         if plan.sampler_name == "grid":
-            target = min(target, grid_size(plan.space.grid()))
+            target = min(target, grid_size(plan.space.grid(), _grid_filter(plan, cfg)))
         kwargs = dict(study=name, study_dir=str(sdir), storage=spec, trials=target,
                       timeout=budget, plots=False, objective=objective, on_trial=on_trial)
         children = [_spawn_worker(cfg, kwargs) for _ in range(workers - 1)]
@@ -203,7 +203,7 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
     seed = None if s.sampler.seed is None else s.sampler.seed + offset
     extra: dict[str, Any] = {}
     if plan.sampler_name == "grid":
-        extra["search_space"] = plan.space.grid()
+        extra.update(search_space=plan.space.grid(), keep=_grid_filter(plan, cfg))
     study.sampler = _create(SAMPLERS, "sampler", plan.sampler_name, seed=seed, **extra, **s.sampler.options)
     study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
                     else _create(PRUNERS, "pruner", plan.pruner_name, **s.pruner.options))
@@ -216,6 +216,10 @@ def _create(registry: Any, kind: str, name: str, **options: Any) -> Any:
         return registry.create(name, **options)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"search.{kind} {name!r}: {_one_line(exc)}") from None
+
+
+def _grid_filter(plan: _Plan, cfg: "TuneConfig") -> Callable[[Mapping[str, Any]], bool]:
+    return plan.space.grid_filter(cfg.model_dump(mode="json", exclude={"search"}))
 
 
 def _constraint_key(spec: "ConstraintSpec") -> str:
