@@ -43,6 +43,8 @@ def _cfg(space, **search):
     ({"train.optim.momentum": {"type": "float", "low": 0.8, "high": 0.95,
                                "when": {"train.optim.name": ["sgd", "momentm"]}}},  # the 2nd value too
      "search.space.train.optim.momentum.when: train.optim.name: unknown optimizer 'momentm'"),
+    ({"train.optim.lr": {**LR, "grid": []}},
+     "search.space.train.optim.lr: grid=[]: need a non-empty list of values or a count >= 1"),
     ({"train.batch_size": {"type": "float", "low": 16, "high": 64}},  # fractions for an int key
      "search.space.train.batch_size: train.batch_size=40.5: Input should be a valid integer"),
 ])
@@ -173,8 +175,11 @@ def test_grid_values():
         "train.loss.label_smoothing": {"type": "float", "low": 0.0, "high": 0.2,
                                        "grid": [0.0, 0.2]},
         "train.optim.name": ["adam", "sgd"],
+        "train.epochs": {"type": "int", "low": 2, "high": 8, "grid": 1},
+        "train.optim.eps": {"type": "float", "low": 1e-9, "high": 1e-7, "log": True, "grid": 1},
     }, sampler="grid")
     grid = SearchSpace(cfg.search.space).grid()
+    assert grid["train.epochs"] == [2] and grid["train.optim.eps"] == [1e-9]  # linspace's n=1
     assert grid["train.optim.lr"] == [1e-4, 1e-3, 1e-2, 1e-1]
     assert grid["train.batch_size"] == [32, 64, 96, 128]
     assert grid["train.optim.weight_decay"] == [0.0, 0.05, 0.1]

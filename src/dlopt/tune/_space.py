@@ -112,9 +112,9 @@ class Axis:
 
 
 def _spaced(low: float, high: float, n: int, *, log: bool, integer: bool) -> list[Any]:
-    if n == 1:
-        points = [low]
-    elif log:
+    if n == 1:  # numpy.linspace's convention: the low end
+        return [int(round(low)) if integer else low]
+    if log:
         a, b = math.log(low), math.log(high)
         points = [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
     else:
