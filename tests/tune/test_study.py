@@ -44,6 +44,7 @@ def test_runs_exactly_n_and_writes_outputs(tmp_path):
     rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
     assert [int(r["number"]) for r in rows] == list(range(6))
     assert {"val_accuracy", "train.optim.lr", "epochs", "state"} <= set(rows[0])
+    assert "feasible" not in rows[0]  # only a study with constraints has the column
     for plot in ("optimization_history", "param_importances", "parallel_coordinate"):
         assert (tmp_path / "plots" / f"{plot}.png").stat().st_size > 1000
 
@@ -416,4 +417,6 @@ def test_constraints_are_optunas_own_record_for_tpe_and_best_trial(tmp_path, rec
     assert feasible and len(feasible) < len(done)  # both kinds, or the test shows nothing
     assert study.best_trial.number == max(feasible, key=lambda t: t.value).number
     assert res.best["trial"] == study.best_trial.number and res.best["feasible"] is True
+    rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert [r["feasible"] for r in rows] == [str(t.value <= 0.89) for t in study.trials]
     assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]

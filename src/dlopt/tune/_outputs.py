@@ -104,8 +104,10 @@ def write_tables(study: optuna.Study, study_dir: Path, base: "RunConfig",
 
 def _csv(trials: Sequence[FrozenTrial], metrics: Sequence[str]) -> str:
     params = sorted({p for t in trials for p in t.params})
+    # a study with constraints gets a last column, so unconstrained tables keep their shape
+    constrained = any(t.user_attrs.get("constraints") for t in trials)
     head = ["number", "state", *metrics, *params, "epochs", "seconds", "retry_of", "note",
-            "datetime_start", "datetime_complete"]
+            "datetime_start", "datetime_complete", *(["feasible"] if constrained else [])]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(head)
@@ -117,6 +119,7 @@ def _csv(trials: Sequence[FrozenTrial], metrics: Sequence[str]) -> str:
             a.get("epochs"), a.get("seconds"), a.get("retry_of"), a.get("error") or a.get("note"),
             t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
             t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
+            *([_feasible(t) if "constraints" in a else None] if constrained else []),
         ])
     return buf.getvalue()
 
