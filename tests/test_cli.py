@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
 from typer.testing import CliRunner
 
 from dlopt.cli import app
@@ -20,6 +24,35 @@ def test_version():
     res = runner.invoke(app, ["version"])
     assert res.exit_code == 0
     assert "dlopt 0.1.0" in res.output and "torch 2.13.0" in res.output
+
+
+@pytest.mark.parametrize("args, line", [
+    (["tune"], "error: dlopt tune: Missing argument 'config' (see 'dlopt tune --help')"),
+    (["trian"], "error: dlopt: No such command 'trian'. Did you mean 'train'? "
+                "(see 'dlopt --help')"),
+    (["serve", "runs/x", "--port", "70000"], "error: dlopt serve: Invalid value for '--port': "
+                                            "Input should be less than or equal to 65535"),
+    (["train", "c.yaml", "--epochz", "3"], "error: dlopt train: No such option: --epochz"),
+    (["tune", "c.yaml", "--trials", "abc"], "error: dlopt tune: Invalid value for '--trials'"),
+])
+def test_usage_errors_are_one_line_exit_2(args, line):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    assert len(res.output.splitlines()) == 1 and res.output.startswith(line), res.output
+
+
+def test_usage_error_from_the_installed_command_is_one_line():
+    # dlopt.cli:main as the console script and `python -m dlopt` run it, not the test runner
+    res = subprocess.run([sys.executable, "-m", "dlopt", "export"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == ("error: python -m dlopt export: Missing argument 'run' "
+                          "(see 'python -m dlopt export --help')\n")
+
+
+def test_bare_dlopt_prints_the_help():
+    res = runner.invoke(app, [])
+    assert res.exit_code == 2 and "Usage: dlopt [OPTIONS] COMMAND" in res.output
 
 
 def test_missing_config_file_exit_2(tmp_path):

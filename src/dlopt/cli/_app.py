@@ -14,12 +14,42 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from dlopt.errors import DloptError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+class _OneLineErrors(TyperGroup):
+    """Usage errors (missing argument, unknown option or command, bad value) as one line, like
+    every other error of dlopt's, instead of Typer's boxed usage panel."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        given = sys.argv[1:] if args is None else args
+        if not standalone_mode or not given:  # bare `dlopt`: Typer prints the help
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # Typer's (vendored) click errors
+            sys.exit(_usage_line(exc))
+        except typer.Abort:  # Ctrl-C or end of input at a prompt
+            typer.echo("error: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_line(exc: Any) -> int:
+    message = exc.format_message().rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:  # a usage error: name the command and where its help is
+        message = f"{ctx.command_path}: {message} (see '{ctx.command_path} --help')"
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    return int(getattr(exc, "exit_code", 2))
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="dlopt",
     help="Train, tune, compress, export and serve deep-learning models, every step measured.",
     no_args_is_help=True,
@@ -41,7 +71,7 @@ def command(name: str | None = None, **kw: Any) -> Callable[[F], F]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return fn(*args, **kwargs)
+                fn(*args, **kwargs)  # its return value would be taken for an exit code
             except DloptError as exc:
                 fail(str(exc), exc.exit_code)
             except KeyboardInterrupt:
