@@ -386,7 +386,7 @@ class SearchParam(Section):
             float(v).is_integer() for v in (self.low, self.high, self.step or 1)
         ):
             raise ValueError("int needs integer low, high and step")
-        if isinstance(self.grid, int) and self.grid < 1 or self.grid == []:
+        if (isinstance(self.grid, int) and self.grid < 1) or self.grid == []:
             raise ValueError(f"grid={self.grid}: need a non-empty list of values or a count >= 1")
         return self
 

@@ -20,6 +20,7 @@ from dlopt.errors import DloptError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
 class _OneLineErrors(TyperGroup):
     """Usage errors (missing argument, unknown option or command, bad value) as one line, like
     every other error of dlopt's, instead of Typer's boxed usage panel."""
