@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -83,3 +84,14 @@ def test_a_run_name_that_is_not_one_directory_is_refused_before_anything_is_dele
         assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
         assert "a run name is one directory name" in res.output
     assert keep.exists() and not (tmp_path / "x").exists()
+
+
+def test_a_torchrun_worker_exits_with_the_commands_code_and_output():
+    # under torchrun (WORLD_SIZE > 1) main() leaves with os._exit: its code and output must survive
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
+    ok = subprocess.run([sys.executable, "-m", "dlopt", "version"], capture_output=True,
+                        text=True, timeout=120, env=env)
+    assert ok.returncode == 0 and ok.stdout.startswith("dlopt 0.1.0\n"), ok
+    bad = subprocess.run([sys.executable, "-m", "dlopt", "train", "/nonexistent.yaml"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and bad.stderr == "error: config file not found: /nonexistent.yaml\n"
