@@ -420,3 +420,15 @@ def test_constraints_are_optunas_own_record_for_tpe_and_best_trial(tmp_path, rec
     rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
     assert [r["feasible"] for r in rows] == [str(t.value <= 0.89) for t in study.trials]
     assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
+
+
+def test_an_objective_metric_no_trial_reports_ends_the_study_after_one_trial(tmp_path):
+    # not a flaky failure worth retrying 3 times: every trial would miss it (exit 2, one line)
+    cfg = tune_config(objectives=[{"metric": "val_widgets", "direction": "maximize"}])
+    with pytest.raises(ConfigError) as err:
+        tune(cfg, study_dir=tmp_path, trials=5, objective=digits_objective, plots=False)
+    assert str(err.value) == ("search.objectives: the trial reported no val_widgets; it reports: "
+                              "epochs, params, val_accuracy")
+    study, states = _states(tmp_path)
+    assert states == ["FAIL", "WAITING"]  # the trial is recorded, its retry queued
+    assert study.trials[0].user_attrs["error"] == str(err.value)

@@ -293,6 +293,7 @@ class _Worker:
         run_dir = trial_dir(self.study_dir, trial.number)
         ctx = TrialContext(trial, run_dir=run_dir, params={}, policy=self.plan.policy)
         state, values, note, metrics = TrialState.FAIL, None, "", {}
+        fatal: Exception | None = None
         try:
             with HeartbeatThread(self.store.heartbeat, trial._trial_id):
                 ctx.params = self.plan.space.sample(trial, self.base)
@@ -313,7 +314,9 @@ class _Worker:
                 # SIGTERM stops this worker, not just the trial: fail it, queue its retry
                 self._finish(trial, TrialState.FAIL, None, ctx, metrics, _one_line(exc), t0)
                 raise
-            note = _one_line(exc)
+            # every later trial would miss the metric too: end the study after recording this one
+            fatal = exc if isinstance(exc, _NoSuchMetric) else None
+            note = str(exc) if fatal else _one_line(exc)
             log.warning("trial %d failed: %s", trial.number, note)
             log.debug("trial %d traceback:\n%s", trial.number, traceback.format_exc())
         finally:
@@ -325,13 +328,15 @@ class _Worker:
                      self.plan.directions)
         if self.on_trial is not None:
             self.on_trial(record)
+        if fatal is not None:
+            raise fatal
         return record
 
     def _values(self, metrics: Mapping[str, float]) -> list[float]:
         missing = [m for m in self.plan.metrics if m not in metrics]
         if missing:
-            raise RunError(f"objective returned no {', '.join(missing)}; got: "
-                           f"{', '.join(sorted(metrics)) or 'nothing'}")
+            raise _NoSuchMetric(f"search.objectives: the trial reported no {', '.join(missing)}; "
+                                f"it reports: {', '.join(sorted(metrics)) or 'nothing'}")
         return [float(metrics[m]) for m in self.plan.metrics]
 
     def _finish(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
@@ -368,6 +373,10 @@ class _Worker:
             dict(zip(self.plan.metrics, final.values)) if final.values else {},
             dict(final.params), ctx.epochs, seconds, note, retry_of,
         )
+
+
+class _NoSuchMetric(ConfigError):
+    """An objective names a metric the trial's run does not report (exit 2, no more trials)."""
 
 
 def _collect() -> None:
