@@ -212,9 +212,11 @@ def test_several_workers_refused_on_single_process_storages(tmp_path, storage):
     (["--study-dir", "{file}"], {}, "cannot create it: File exists"),
     (["--timeout", "0"], {}, "--timeout=0.0: need a number of seconds > 0"),
     ([], {"pruner": {"name": "asha", "options": {"reduction_factor": 1}}},
-     "search.pruner 'asha': ValueError: The value of `reduction_factor` is 1"),
+     "search.pruner 'asha': The value of `reduction_factor` is 1"),
     ([], {"sampler": {"name": "qmc", "options": {"qmc_type": "nope"}}},
-     "search.sampler 'qmc': ValueError: The `qmc_type='nope'` is invalid"),
+     "search.sampler 'qmc': The `qmc_type='nope'` is invalid"),
+    ([], {"pruner": {"name": "hyperband", "options": {"min_resource": 5, "max_resource": 2}}},
+     "search.pruner 'hyperband': min_resource=5 > max_resource=2; need min_resource <= max_resource"),
 ])
 def test_unusable_storage_place_or_option_value_is_one_line_exit_2(tmp_path, args, search, message):
     file = tmp_path / "afile"  # a file where a directory is needed
@@ -225,6 +227,8 @@ def test_unusable_storage_place_or_option_value_is_one_line_exit_2(tmp_path, arg
                               *[a.format(file=file) for a in args]])
     assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
     assert res.output.startswith("error: ") and message in res.output
+    if search:  # refused with the config, before a study is created in the storage
+        assert not (tmp_path / "s" / "study.log").exists()
 
 
 def test_latency_objective_measured_by_deploy(tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 from dlopt.errors import ConfigError
 from dlopt.registry import Registry
 
-__all__ = ["SAMPLERS", "PRUNERS", "check_options", "optuna_class"]
+__all__ = ["SAMPLERS", "PRUNERS", "build", "check_options", "optuna_class"]
 
 #: Info keys: ``cls`` (dotted optuna class), ``multi_objective`` (supports several objectives),
 #: ``needs_grid`` (every axis must be discrete), ``minimum`` (option -> lowest value allowed).
@@ -57,6 +57,15 @@ def check_options(registry: Registry, name: str, options: dict[str, Any], *, key
         low = entry.info.get("minimum", {}).get(opt)
         if low is not None and _is_number(value) and value < low:
             raise ConfigError(f"{where}: {value!r} is too small; allowed: >= {low}")
+
+
+def build(registry: Registry, name: str, **options: Any) -> Any:
+    """Create a sampler or pruner; optuna's refusal of an option value is one line, exit 2."""
+    try:
+        return registry.create(name, **options)
+    except (ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"search.{registry.kind} {name!r}: {first}") from None
 
 
 def _annotation(cls: type, param: inspect.Parameter) -> Any:
@@ -180,6 +189,9 @@ def _successive_halving(**options: Any) -> Any:
 def _hyperband(**options: Any) -> Any:
     options.setdefault("min_resource", 1)
     options.setdefault("reduction_factor", 3)
+    low, high = options["min_resource"], options.get("max_resource", "auto")
+    if _is_number(low) and _is_number(high) and low > high:  # optuna would never stop a trial
+        raise ValueError(f"min_resource={low} > max_resource={high}; need min_resource <= max_resource")
     return _make("optuna.pruners.HyperbandPruner", **options)
 
 

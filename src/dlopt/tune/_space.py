@@ -207,7 +207,7 @@ def _ordered(axes: list[Axis]) -> list[Axis]:
 def check_search(cfg: "TuneConfig") -> None:
     """Validate ``cfg.search`` against the training config it tunes (one-line ConfigError)."""
     from dlopt.tune._metrics import check_metric, resolve_direction
-    from dlopt.tune._registry import PRUNERS, SAMPLERS, check_options
+    from dlopt.tune._registry import PRUNERS, SAMPLERS, build, check_options
 
     search = cfg.search
     base = cfg.model_dump(mode="json", exclude={"search"})
@@ -242,6 +242,11 @@ def check_search(cfg: "TuneConfig") -> None:
         raise ConfigError("search.pruner.name='pareto' needs 2 or more objectives; use median, "
                           "asha, hyperband or none")
     check_options(PRUNERS, pruner, search.pruner.options, key="search.pruner")
+    # values optuna refuses when built (qmc_type, min_resource, ...): now, not after the study
+    # is created in the storage
+    build(PRUNERS, pruner, **search.pruner.options)
+    if not SAMPLERS.get(search.sampler.name).info.get("needs_grid"):
+        build(SAMPLERS, search.sampler.name, seed=search.sampler.seed, **search.sampler.options)
 
 
 def pruner_name(name: str, *, multi: bool) -> str:

@@ -41,7 +41,7 @@ from dlopt.tune._metrics import Direction, resolve_direction
 from dlopt.tune._objective import Objective, train_objective
 from dlopt.tune._outputs import keep_best_artifacts, trial_dir, write_plots, write_tables
 from dlopt.tune._pruning import PruningPolicy, TrialContext, constraint_values
-from dlopt.tune._registry import PRUNERS, SAMPLERS
+from dlopt.tune._registry import PRUNERS, SAMPLERS, build
 from dlopt.tune._samplers import grid_size
 from dlopt.tune._space import SearchSpace, pruner_name
 from dlopt.tune._storage import HeartbeatThread, StudyStorage, open_storage, retry_once
@@ -174,7 +174,7 @@ def _plan(cfg: "TuneConfig") -> _Plan:
                   for i, o in enumerate(s.objectives)]
     multi = len(metrics) > 1
     pruner = pruner_name(s.pruner.name, multi=multi)
-    pareto = _create(PRUNERS, "pruner", pruner, **s.pruner.options) if pruner == "pareto" else None
+    pareto = build(PRUNERS, pruner, **s.pruner.options) if pruner == "pareto" else None
     policy = PruningPolicy(list(zip(metrics, directions)), list(s.constraints), pareto)
     return _Plan(SearchSpace(s.space), metrics, directions, policy, s.sampler.name, pruner)
 
@@ -204,18 +204,10 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
     extra: dict[str, Any] = {}
     if plan.sampler_name == "grid":
         extra.update(search_space=plan.space.grid(), keep=_grid_filter(plan, cfg))
-    study.sampler = _create(SAMPLERS, "sampler", plan.sampler_name, seed=seed, **extra, **s.sampler.options)
+    study.sampler = build(SAMPLERS, plan.sampler_name, seed=seed, **extra, **s.sampler.options)
     study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
-                    else _create(PRUNERS, "pruner", plan.pruner_name, **s.pruner.options))
+                    else build(PRUNERS, plan.pruner_name, **s.pruner.options))
     return study
-
-
-def _create(registry: Any, kind: str, name: str, **options: Any) -> Any:
-    """Build a sampler or pruner; optuna's refusal of an option value is one line, exit 2."""
-    try:
-        return registry.create(name, **options)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"search.{kind} {name!r}: {_one_line(exc)}") from None
 
 
 def _grid_filter(plan: _Plan, cfg: "TuneConfig") -> Callable[[Mapping[str, Any]], bool]:
