@@ -92,10 +92,10 @@ def test_bad_search_settings(search, message):
 
 
 @pytest.mark.parametrize("search", [
-    {"sampler": {"name": "tpe", "options": {"n_startup_trials": 3, "prior_weight": 2,
-                                            "consider_endpoints": True}}},
-    {"sampler": {"name": "cmaes", "options": {"x0": {"train.optim.lr": 0.01}, "sigma0": 0.5,
-                                              "popsize": 4}}},
+    {"sampler": {"name": "tpe", "options": {"n_startup_trials": 3, "n_ei_candidates": 12,
+                                            "multivariate": False}}},
+    {"sampler": {"name": "cmaes", "options": {"popsize": 4, "n_startup_trials": 2,
+                                              "restart_strategy": None}}},
     {"sampler": {"name": "qmc", "options": {"qmc_type": "halton"}}},
     {"pruner": {"name": "asha", "options": {"min_resource": "auto", "reduction_factor": 2}}},
     {"pruner": {"name": "hyperband", "options": {"max_resource": 9}}},
