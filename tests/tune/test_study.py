@@ -93,6 +93,21 @@ def test_a_resumed_grid_study_visits_every_point_once(tmp_path):
     assert len(points) == 6 and len(set(points)) == 6
 
 
+@pytest.mark.parametrize("change", ["values", "seed"])
+def test_a_grid_study_resumed_with_another_grid_is_refused(tmp_path, change):
+    space = {"train.optim.lr": [1e-3, 1e-2, 1e-1], "train.optim.weight_decay": [0.0, 0.01]}
+    tune(tune_config(space, sampler={"name": "grid", "seed": 1}, pruner="none"),
+         study_dir=tmp_path, trials=2, objective=digits_objective, plots=False)
+    if change == "values":
+        space["train.optim.lr"] = [1e-3, 3e-3, 1e-2]
+    # its stored grid ids index the first start's list: another list would repeat and skip points
+    cfg = tune_config(space, sampler={"name": "grid", "seed": 2 if change == "seed" else 1},
+                      pruner="none")
+    with pytest.raises(ConfigError, match="study 'digits' was started with another grid"):
+        tune(cfg, study_dir=tmp_path, trials=6, objective=digits_objective, plots=False)
+    assert _states(tmp_path)[1] == ["COMPLETE", "COMPLETE"]
+
+
 def test_a_grid_with_a_conditional_axis_visits_each_distinct_trial_once(tmp_path):
     space = {
         "train.optim.name": ["adam", "momentum"],

@@ -194,6 +194,8 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
             raise ConfigError(f"study {name!r} exists with other directions; use another --study")
         # workers started so far: offsets the sampler seed so a resumed study or a second
         # worker does not replay the first one's random draws
+        if plan.sampler_name == "grid":
+            _check_grid(study, name, plan, cfg)
         starts = int(study.user_attrs.get("dlopt_worker_starts", 0))
         study.set_user_attr("dlopt_worker_starts", starts + 1)
         study.set_user_attr("dlopt_objectives", plan.metrics)
@@ -208,6 +210,22 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
     study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
                     else build(PRUNERS, plan.pruner_name, **s.pruner.options))
     return study
+
+
+def _check_grid(study: optuna.Study, name: str, plan: _Plan, cfg: "TuneConfig") -> None:
+    """The stored grid ids of a resumed grid study index the list this start builds: same
+    axes and values, same shuffle seed, same filtering of conditional points."""
+    space = plan.space.grid()
+    this = {"size": grid_size(space, _grid_filter(plan, cfg)), "seed": cfg.search.sampler.seed}
+    ran = [t.system_attrs.get("search_space") for t in study.get_trials(deepcopy=False)
+           if "grid_id" in t.system_attrs]
+    # an older dlopt kept optuna's full product, where conditional points repeat
+    known = study.user_attrs.get("dlopt_grid", {"size": grid_size(space), "seed": this["seed"]}
+                                 if ran else None)
+    if any(r != space for r in ran) or known not in (None, this):
+        raise ConfigError(f"study {name!r} was started with another grid (its values, seed or "
+                          f"conditions differ from this config's); use another --study")
+    study.set_user_attr("dlopt_grid", this)
 
 
 def _grid_filter(plan: _Plan, cfg: "TuneConfig") -> Callable[[Mapping[str, Any]], bool]:
