@@ -188,7 +188,10 @@ def test_grid_values():
 
 
 def test_grid_filter_keeps_one_point_per_distinct_trial():
-    from dlopt.tune._samplers import grid_size
+    from dlopt.tune._samplers import AskTellGridSampler
+
+    def grid_size(grid, keep=None):
+        return AskTellGridSampler(grid, seed=0, keep=keep).grid_size
 
     cfg = _cfg({
         "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.9, "grid": 3,

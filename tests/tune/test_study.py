@@ -93,19 +93,38 @@ def test_a_resumed_grid_study_visits_every_point_once(tmp_path):
     assert len(points) == 6 and len(set(points)) == 6
 
 
-@pytest.mark.parametrize("change", ["values", "seed"])
+def _grid_space(when="momentum", lrs=(1e-3, 1e-2, 1e-1)):
+    return {"train.optim.name": ["adam", "momentum"], "train.optim.lr": list(lrs),
+            "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.9,
+                                     "grid": [0.5, 0.9], "when": {"train.optim.name": when}}}
+
+
+@pytest.mark.parametrize("change", ["values", "seed", "conditions"])
 def test_a_grid_study_resumed_with_another_grid_is_refused(tmp_path, change):
-    space = {"train.optim.lr": [1e-3, 1e-2, 1e-1], "train.optim.weight_decay": [0.0, 0.01]}
-    tune(tune_config(space, sampler={"name": "grid", "seed": 1}, pruner="none"),
+    tune(tune_config(_grid_space(), sampler={"name": "grid", "seed": 1}, pruner="none"),
          study_dir=tmp_path, trials=2, objective=digits_objective, plots=False)
-    if change == "values":
-        space["train.optim.lr"] = [1e-3, 3e-3, 1e-2]
+    space = {"values": _grid_space(lrs=(1e-3, 3e-3, 1e-2)),
+             "conditions": _grid_space(when="adam")}.get(change, _grid_space())  # same size
     # its stored grid ids index the first start's list: another list would repeat and skip points
     cfg = tune_config(space, sampler={"name": "grid", "seed": 2 if change == "seed" else 1},
                       pruner="none")
     with pytest.raises(ConfigError, match="study 'digits' was started with another grid"):
-        tune(cfg, study_dir=tmp_path, trials=6, objective=digits_objective, plots=False)
+        tune(cfg, study_dir=tmp_path, trials=9, objective=digits_objective, plots=False)
     assert _states(tmp_path)[1] == ["COMPLETE", "COMPLETE"]
+
+
+def test_a_grid_study_resumed_unchanged_or_before_any_point_ran_is_accepted(tmp_path):
+    cfg = tune_config(_grid_space(), sampler={"name": "grid", "seed": None}, pruner="none")
+    # seed null and seed 0 shuffle alike; a start that ran no point binds no grid
+    tune(cfg, study_dir=tmp_path, trials=2, objective=digits_objective, plots=False)
+    cfg.search.sampler.seed = 0
+    tune(cfg, study_dir=tmp_path / "other", trials=1, timeout=1e-9, objective=digits_objective)
+    res = tune(cfg, study_dir=tmp_path, trials=9, objective=digits_objective, plots=False)
+    points = {tuple(sorted(t.params.items())) for t in _states(tmp_path)[0].trials}
+    assert len(res.ran) == 7 and len(points) == 9  # 3 adam + 3 x 2 momentum
+    other = tune(tune_config(_grid_space(lrs=(0.1, 0.2)), sampler={"name": "grid", "seed": 0}),
+                 study_dir=tmp_path / "other", trials=1, objective=digits_objective, plots=False)
+    assert len(other.ran) == 1
 
 
 def test_a_grid_with_a_conditional_axis_visits_each_distinct_trial_once(tmp_path):
@@ -447,3 +466,10 @@ def test_an_objective_metric_no_trial_reports_ends_the_study_after_one_trial(tmp
     study, states = _states(tmp_path)
     assert states == ["FAIL", "WAITING"]  # the trial is recorded, its retry queued
     assert study.trials[0].user_attrs["error"] == str(err.value)
+    # no result yet: the fixed name takes the study over (its retry runs first)
+    res = tune(tune_config(), study_dir=tmp_path, trials=2, objective=digits_objective,
+               plots=False)
+    assert [(r.number, r.retry_of, r.state) for r in res.ran] == [(1, 0, "COMPLETE"),
+                                                                  (2, None, "COMPLETE")]
+    with pytest.raises(ConfigError, match="optimizes \\['val_accuracy'\\]; this config asks"):
+        tune(cfg, study_dir=tmp_path, trials=3, objective=digits_objective, plots=False)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import os
 import pkgutil
 import sys
+import traceback
 from typing import Any, NoReturn
 
 from dlopt.cli._app import app
@@ -42,10 +44,14 @@ def _torchrun_worker() -> NoReturn:
         app()
     except SystemExit as exc:
         code = exc.code
+    except Exception:  # noqa: BLE001 - what Python would print, then the same exit code
+        traceback.print_exc()
+        code = 1
     if code is not None and not isinstance(code, int):  # sys.exit("message"), as Python does
         print(code, file=sys.stderr)
         code = 1
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)  # C-level stdio buffers (native libraries' printf)
     os._exit(code or 0)

@@ -37,6 +37,10 @@ def trial_dir(study_dir: Path, number: int) -> Path:
     return study_dir / "trials" / f"{number:04d}"
 
 
+# trials whose constraint values mean something (a failed one may never have measured them)
+_JUDGED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def _feasible(t: FrozenTrial) -> bool:
     return all(c <= 0 for c in t.user_attrs.get("constraints", []))
 
@@ -119,7 +123,7 @@ def _csv(trials: Sequence[FrozenTrial], metrics: Sequence[str]) -> str:
             a.get("epochs"), a.get("seconds"), a.get("retry_of"), a.get("error") or a.get("note"),
             t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
             t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
-            *([_feasible(t) if "constraints" in a else None] if constrained else []),
+            *([_feasible(t) if t.state in _JUDGED else None] if constrained else []),
         ])
     return buf.getvalue()
 

@@ -139,7 +139,7 @@ def _random(*, seed: int | None = None, **options: Any) -> Any:
 def _tpe(*, seed: int | None = None, **options: Any) -> Any:
     # multivariate TPE models interactions (lr x batch size); group handles conditional axes
     options.setdefault("multivariate", True)
-    options.setdefault("group", options["multivariate"])  # optuna's group needs multivariate
+    options.setdefault("group", options["multivariate"] is not False)  # optuna's own rule
     return _make("optuna.samplers.TPESampler", seed=seed, **options)
 
 

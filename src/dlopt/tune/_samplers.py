@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-import math
+import hashlib
+import json
 from typing import Any, Callable, Mapping, Sequence
 
 from optuna.samplers import GridSampler
@@ -46,14 +46,12 @@ class AskTellGridSampler(GridSampler):
         return None
 
     @property
+    def digest(self) -> str:
+        """A fingerprint of the point list in visiting order (what stored grid ids index)."""
+        text = json.dumps(self._all_grids, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
     def grid_size(self) -> int:
-        """Number of grid points (every combination of the axes)."""
+        """Number of grid points (the combinations of the axes that ``keep`` accepts)."""
         return len(self._all_grids)
-
-
-def grid_size(search_space: Mapping[str, Sequence[Any]], keep: GridFilter | None = None) -> int:
-    """Number of grid points (combinations of the axes that ``keep`` accepts)."""
-    names = list(search_space)
-    if keep is None:
-        return math.prod(len(v) for v in search_space.values())
-    return sum(keep(dict(zip(names, g))) for g in itertools.product(*search_space.values()))

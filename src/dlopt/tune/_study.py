@@ -42,7 +42,6 @@ from dlopt.tune._objective import Objective, train_objective
 from dlopt.tune._outputs import keep_best_artifacts, trial_dir, write_plots, write_tables
 from dlopt.tune._pruning import PruningPolicy, TrialContext, constraint_values
 from dlopt.tune._registry import PRUNERS, SAMPLERS, build
-from dlopt.tune._samplers import grid_size
 from dlopt.tune._space import SearchSpace, pruner_name
 from dlopt.tune._storage import HeartbeatThread, StudyStorage, open_storage, retry_once
 
@@ -134,7 +133,7 @@ def tune(
         plan = _plan(cfg)
         opt_study = _load_study(store, name, plan, cfg)
         if plan.sampler_name == "grid":
-            target = min(target, grid_size(plan.space.grid(), _grid_filter(plan, cfg)))
+            target = min(target, opt_study.sampler.grid_size)
         kwargs = dict(study=name, study_dir=str(sdir), storage=spec, trials=target,
                       timeout=budget, plots=False, objective=objective, on_trial=on_trial)
         children = [_spawn_worker(cfg, kwargs) for _ in range(workers - 1)]
@@ -185,7 +184,10 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
         study = optuna.create_study(storage=store.storage, study_name=name,
                                     directions=plan.directions, load_if_exists=True)
         known = study.user_attrs.get("dlopt_objectives")
-        if known is not None and known != plan.metrics:
+        done = any(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                   for t in study.get_trials(deepcopy=False))
+        # before any result, a renamed metric (a typo fixed) may take over the study
+        if known is not None and known != plan.metrics and done:
             raise ConfigError(
                 f"study {name!r} optimizes {known}; this config asks {plan.metrics}; "
                 f"use another --study"
@@ -194,38 +196,36 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
             raise ConfigError(f"study {name!r} exists with other directions; use another --study")
         # workers started so far: offsets the sampler seed so a resumed study or a second
         # worker does not replay the first one's random draws
-        if plan.sampler_name == "grid":
-            _check_grid(study, name, plan, cfg)
+        grid = _grid_sampler(study, name, plan, cfg) if plan.sampler_name == "grid" else None
         starts = int(study.user_attrs.get("dlopt_worker_starts", 0))
         study.set_user_attr("dlopt_worker_starts", starts + 1)
         study.set_user_attr("dlopt_objectives", plan.metrics)
-    # except for the grid: its shuffled order is what its stored grid ids index, so every start
-    # of the study (a rerun, another worker) must shuffle it the same way
-    offset = 0 if plan.sampler_name == "grid" else starts
-    seed = None if s.sampler.seed is None else s.sampler.seed + offset
-    extra: dict[str, Any] = {}
-    if plan.sampler_name == "grid":
-        extra.update(search_space=plan.space.grid(), keep=_grid_filter(plan, cfg))
-    study.sampler = build(SAMPLERS, plan.sampler_name, seed=seed, **extra, **s.sampler.options)
+    # except for the grid (built above with the config's seed): its shuffled order is what its
+    # stored grid ids index, so every start of the study must shuffle it the same way
+    seed = None if s.sampler.seed is None else s.sampler.seed + starts
+    study.sampler = grid or build(SAMPLERS, plan.sampler_name, seed=seed, **s.sampler.options)
     study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
                     else build(PRUNERS, plan.pruner_name, **s.pruner.options))
     return study
 
 
-def _check_grid(study: optuna.Study, name: str, plan: _Plan, cfg: "TuneConfig") -> None:
-    """The stored grid ids of a resumed grid study index the list this start builds: same
-    axes and values, same shuffle seed, same filtering of conditional points."""
-    space = plan.space.grid()
-    this = {"size": grid_size(space, _grid_filter(plan, cfg)), "seed": cfg.search.sampler.seed}
-    ran = [t.system_attrs.get("search_space") for t in study.get_trials(deepcopy=False)
+def _grid_sampler(study: optuna.Study, name: str, plan: _Plan, cfg: "TuneConfig") -> Any:
+    """This start's grid sampler, refused unless its point list is the one the study's stored
+    grid ids index (same axes and values, shuffle and filtering of conditional points)."""
+    space, seed = plan.space.grid(), cfg.search.sampler.seed
+    sampler = build(SAMPLERS, "grid", search_space=space, seed=seed,
+                    keep=_grid_filter(plan, cfg), **cfg.search.sampler.options)
+    ran = [t.system_attrs["search_space"] for t in study.get_trials(deepcopy=False)
            if "grid_id" in t.system_attrs]
-    # an older dlopt kept optuna's full product, where conditional points repeat
-    known = study.user_attrs.get("dlopt_grid", {"size": grid_size(space), "seed": this["seed"]}
-                                 if ran else None)
-    if any(r != space for r in ran) or known not in (None, this):
-        raise ConfigError(f"study {name!r} was started with another grid (its values, seed or "
-                          f"conditions differ from this config's); use another --study")
-    study.set_user_attr("dlopt_grid", this)
+    if ran:
+        # an older dlopt recorded nothing: its ids index optuna's full product
+        known = study.user_attrs.get("dlopt_grid") or build(
+            SAMPLERS, "grid", search_space=space, seed=seed).digest
+        if known != sampler.digest or any(r != space for r in ran):
+            raise ConfigError(f"study {name!r} was started with another grid (its values, seed "
+                              f"or conditions differ from this config's); use another --study")
+    study.set_user_attr("dlopt_grid", sampler.digest)
+    return sampler
 
 
 def _grid_filter(plan: _Plan, cfg: "TuneConfig") -> Callable[[Mapping[str, Any]], bool]:
@@ -327,7 +327,8 @@ class _Worker:
             # every later trial would miss the metric too: end the study after recording this one
             fatal = exc if isinstance(exc, _NoSuchMetric) else None
             note = str(exc) if fatal else _one_line(exc)
-            log.warning("trial %d failed: %s", trial.number, note)
+            if fatal is None:  # the error line says it
+                log.warning("trial %d failed: %s", trial.number, note)
             log.debug("trial %d traceback:\n%s", trial.number, traceback.format_exc())
         finally:
             _collect()
