@@ -35,9 +35,9 @@ def _torchrun_worker() -> NoReturn:
     torch's gloo threads outlive ``destroy_process_group`` once DDP has used the group, and
     one that drops its last work (holding Python-owned tensors) while the interpreter
     finalizes aborts the process ("terminate called without an active exception", exit -6)
-    after a finished run, which fails the whole group (seen about 1 run in 30 on a loaded
-    2-core machine after an elastic restart). Every file is written and closed by then, so
-    the worker flushes its output and exits with the command's code.
+    after a finished run, which fails the whole group (4 of 96 elastic-restart runs on a
+    loaded 2-core machine; pytorch/pytorch#179291). Every file is written and closed by
+    then, so the worker flushes its output and exits with the command's code.
     """
     code: Any = 0
     try:

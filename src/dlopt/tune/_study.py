@@ -194,9 +194,9 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
             )
         if study.directions != [optuna.study.StudyDirection[d.upper()] for d in plan.directions]:
             raise ConfigError(f"study {name!r} exists with other directions; use another --study")
+        grid = _grid_sampler(study, name, plan, cfg) if plan.sampler_name == "grid" else None
         # workers started so far: offsets the sampler seed so a resumed study or a second
         # worker does not replay the first one's random draws
-        grid = _grid_sampler(study, name, plan, cfg) if plan.sampler_name == "grid" else None
         starts = int(study.user_attrs.get("dlopt_worker_starts", 0))
         study.set_user_attr("dlopt_worker_starts", starts + 1)
         study.set_user_attr("dlopt_objectives", plan.metrics)
