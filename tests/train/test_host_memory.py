@@ -28,16 +28,21 @@ model = create_model("lenet5", input_shape=(1, 28, 28), num_classes=10).to(memor
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 x, y = torch.randn(128, 1, 28, 28).to(memory_format=torch.channels_last), torch.randint(0, 10, (128,))
 def faults():
+    # the fewest of 3 windows of 10 steps: a burst from elsewhere in the process (seen once in
+    # CI: 1,029 in one window) says nothing about the steps' own allocations
     def step():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     for _ in range(3):
         step()
-    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
-        step()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    counts = []
+    for _ in range(3):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(10):
+            step()
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    return min(counts)
 """
 
 
