@@ -6,6 +6,16 @@ The CLI turns a :class:`DloptError` into one line on stderr and its ``exit_code`
 
 from __future__ import annotations
 
+__all__ = ["first_line", "DloptError", "ConfigError", "DataError", "ModelError", "RunError",
+           "NonFiniteError"]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has no text (an
+    EOFError from an empty file): what a one-line error quotes of a library's failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
 
 class DloptError(Exception):
     """Base class: a message meant for the user, no traceback."""

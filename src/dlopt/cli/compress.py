@@ -26,15 +26,14 @@ def _settings(max_drop_pt: float, latency_ms: Optional[float], no_latency: bool,
 
 def _call(verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run ``fn``; an unexpected library error becomes a RunError (exit 1), one line."""
-    from dlopt.errors import DloptError, RunError
+    from dlopt.errors import DloptError, RunError, first_line
 
     try:
         return fn(*args, **kwargs)
     except DloptError:
         raise
     except (RuntimeError, ValueError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RunError(f"{verb} failed: {type(exc).__name__}: {first}") from None
+        raise RunError(f"{verb} failed: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _report(res: Any) -> None:

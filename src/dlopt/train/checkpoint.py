@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlopt.errors import DloptError, NonFiniteError, RunError
+from dlopt.errors import DloptError, NonFiniteError, RunError, first_line
 
 __all__ = [
     "CheckpointError", "Checkpoint", "atomic_write", "fsync_dir", "write_checkpoint",
@@ -112,11 +112,6 @@ def weights_bytes(module: nn.Module | Mapping[str, torch.Tensor]) -> bytes:
     return save(out)
 
 
-def _first_line(exc: BaseException) -> str:
-    # some errors have no text at all (EOFError from an empty file)
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
-
-
 def load_weights(data: bytes, *, name: str = WEIGHTS) -> dict[str, torch.Tensor]:
     """Tensors from safetensors bytes; a bad file is a CheckpointError naming it."""
     from safetensors.torch import load
@@ -124,7 +119,7 @@ def load_weights(data: bytes, *, name: str = WEIGHTS) -> dict[str, torch.Tensor]
     try:
         return load(data)
     except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"cannot read weights file {name}: {_first_line(exc)}") from None
+        raise CheckpointError(f"cannot read weights file {name}: {first_line(exc)}") from None
 
 
 def assert_finite(module: nn.Module, *, step: int) -> None:
@@ -286,7 +281,7 @@ def read_checkpoint(path: str | os.PathLike, *, link: str = "last", map_location
             try:
                 out.state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
             except Exception as exc:  # pickle/zip errors from a bad file
-                raise CheckpointError(f"cannot read {ckpt / name}: {_first_line(exc)}") from None
+                raise CheckpointError(f"cannot read {ckpt / name}: {first_line(exc)}") from None
     return out
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from dlopt.config import RunConfig, parse_config
 from dlopt.data import DatasetInfo, Split
-from dlopt.errors import ConfigError, DataError, ModelError
+from dlopt.errors import ConfigError, DataError, ModelError, first_line
 from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 from dlopt.train.device import select_device
@@ -49,8 +49,7 @@ class LoadedModel:
             try:
                 x = self.preprocessor.transform(x)
             except (ValueError, TypeError) as exc:  # e.g. text in a numeric column
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise DataError(f"preprocessing failed on input of shape {x.shape} ({first})") from None
+                raise DataError(f"preprocessing failed on input of shape {x.shape} ({first_line(exc)})") from None
         x = check_finite(np.asarray(x, dtype=np.float32))
         shape = tuple(self.info.input_shape)
         per = int(np.prod(shape))

@@ -15,7 +15,7 @@ import sys
 import typing
 from typing import Any
 
-from dlopt.errors import ConfigError
+from dlopt.errors import ConfigError, first_line
 from dlopt.registry import Registry
 
 __all__ = ["SAMPLERS", "PRUNERS", "build", "check_options", "optuna_class"]
@@ -64,8 +64,7 @@ def build(registry: Registry, name: str, **options: Any) -> Any:
     try:
         return registry.create(name, **options)
     except (ValueError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"search.{registry.kind} {name!r}: {first}") from None
+        raise ConfigError(f"search.{registry.kind} {name!r}: {first_line(exc)}") from None
 
 
 def _annotation(cls: type, param: inspect.Parameter) -> Any:

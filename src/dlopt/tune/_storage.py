@@ -35,7 +35,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from dlopt.errors import ConfigError
+from dlopt.errors import ConfigError, first_line
 from dlopt.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def open_storage(
         return STORAGES.create(scheme, target=rest, study_name=study_name, interval=interval,
                                grace=grace, workers=workers)
     except (OSError, ValueError) as exc:  # a path under a file, an unwritable place, a bad port
-        raise ConfigError(f"--storage {spec!r}: cannot open it: {str(exc).strip().splitlines()[0]}") from None
+        raise ConfigError(f"--storage {spec!r}: cannot open it: {first_line(exc)}") from None
 
 
 def _file_of(scheme: str, target: str) -> str:
@@ -422,7 +422,7 @@ def _postgresql(*, target: str, study_name: str, interval: float, grace: float,
             storage, hb = _rdb(target, interval, grace)
     except Exception as exc:  # connection refused, bad credentials, unknown database
         dispose()
-        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {_first_line(exc)}") from None
+        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {first_line(exc)}") from None
     return StudyStorage(_redact(target), "postgresql", storage, study_lock, hb, _close=[dispose])
 
 
@@ -432,19 +432,14 @@ def _other_rdb(*, target: str, study_name: str, interval: float, grace: float,
     try:
         (schema_lock, study_lock), dispose = _row_locks(target, "schema", f"study:{study_name}")
     except Exception as exc:  # no driver, connection refused, bad credentials
-        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {_first_line(exc)}") from None
+        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {first_line(exc)}") from None
     try:
         with schema_lock():
             storage, hb = _rdb(target, interval, grace)
     except Exception as exc:
         dispose()
-        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {_first_line(exc)}") from None
+        raise ConfigError(f"--storage {_redact(target)}: cannot connect: {first_line(exc)}") from None
     return StudyStorage(_redact(target), "rdb", storage, study_lock, hb, _close=[dispose])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _redact(url: str) -> str:

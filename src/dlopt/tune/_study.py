@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import optuna
 from optuna.trial import TrialState
 
-from dlopt.errors import ConfigError, DloptError, RunError
+from dlopt.errors import ConfigError, DloptError, RunError, first_line
 from dlopt.tune._metrics import Direction, resolve_direction
 from dlopt.tune._objective import Objective, train_objective
 from dlopt.tune._outputs import keep_best_artifacts, trial_dir, write_plots, write_tables
@@ -432,8 +432,7 @@ def _terminated(exc: BaseException) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
 
 def _read_best(sdir: Path) -> dict[str, Any] | None:
