@@ -3,7 +3,8 @@
 A session plans memory per input shape; the server runs each request at its own batch size
 (1 .. --max-batch), so the plans add up. For each zoo model this exports the untrained model,
 opens sessions with dlopt's options (``dlopt.deploy._runtime.session_options``, 1 thread) with
-``enable_mem_pattern`` on (ORT's default, what ``dlopt serve`` uses) and off, and reports:
+``enable_mem_pattern`` on (ORT's default and dlopt's, except in ``dlopt serve``) and off
+(what ``dlopt serve`` uses), and reports:
 
 * RSS growth (MiB) after each round that feeds every batch size once, shuffled, in a fresh
   process per setting (growth that stops after a round is bounded, not a leak);
@@ -35,8 +36,7 @@ def _session(path: Path, pattern: bool) -> Any:
 
     from dlopt.deploy._runtime import session_options
 
-    opts = session_options(threads=1)
-    opts.enable_mem_pattern = pattern
+    opts = session_options(threads=1, mem_pattern=pattern)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

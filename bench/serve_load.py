@@ -10,6 +10,13 @@ failed connection. Each request is one sample (batch 1) of the model's raw input
 The server runs in its own process (``python -m dlopt serve``); the clients share the
 machine with it, so on a small machine the figures include the load generator's cost.
 Without ``--model`` a LeNet-5 with random weights is exported to a temporary folder.
+
+``--sweep-rounds R`` (R > 0) then sends every batch size 1 .. ``--max-batch`` once per round,
+shuffled, one request at a time, and adds ``"batch_sweep": {"max_batch", "rss_mb_start",
+"rss_mb_after_round": [...]}``: the server's memory as it meets every batch size (growth that
+stops after a round is bounded, not a leak).
+
+    python bench/serve_load.py --concurrency 1 --duration 5 --sweep-rounds 3
 """
 
 from __future__ import annotations
@@ -97,6 +104,23 @@ def _bodies(url: str, n: int = 64) -> list[bytes]:
     return [json.dumps({"inputs": x.tolist()}).encode() for x in xs]
 
 
+def _sweep(url: str, pid: int, max_batch: int, rounds: int) -> dict[str, Any]:
+    """RSS after each round of every batch size 1 .. ``max_batch`` (shuffled, JSON bodies)."""
+    import httpx
+
+    one = json.loads(_bodies(url, 1)[0])["inputs"][0]
+    rng = np.random.default_rng(0)
+    after: list[float] = []
+    with httpx.Client(base_url=url, timeout=60) as c:
+        start = _rss_mb(pid)
+        for _ in range(rounds):
+            for n in rng.permutation(np.arange(1, max_batch + 1)):
+                r = c.post("/v1/predict", json={"inputs": [one] * int(n)})
+                r.raise_for_status()
+            after.append(round(_rss_mb(pid), 1))
+    return {"max_batch": max_batch, "rss_mb_start": round(start, 1), "rss_mb_after_round": after}
+
+
 async def _level(url: str, concurrency: int, duration: float, bodies: list[bytes]) -> dict[str, Any]:
     import httpx
 
@@ -129,13 +153,16 @@ async def _level(url: str, concurrency: int, duration: float, bodies: list[bytes
             "p99_ms": round(float(np.percentile(lat, 99)), 3), "rps": round(len(latencies) / elapsed, 1)}
 
 
-def run(model: Path | None, duration: float, levels: list[int], serve_args: list[str]) -> dict[str, Any]:
-    """Start the server, load it level by level, stop it; return the JSON-able result."""
+def run(model: Path | None, duration: float, levels: list[int], serve_args: list[str],
+        sweep: tuple[int, int] = (0, 256)) -> dict[str, Any]:
+    """Start the server, load it level by level, then (``sweep`` = (rounds, max batch), rounds
+    > 0) sweep the batch sizes, stop it; return the JSON-able result."""
     with tempfile.TemporaryDirectory(prefix="dlopt-serve-load-") as tmp:
         path = model or _default_model(Path(tmp))
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         proc = _start_server(path, port, serve_args)
+        result_sweep: dict[str, Any] = {}
         try:
             _wait_ready(url, proc)
             bodies = _bodies(url)
@@ -145,13 +172,16 @@ def run(model: Path | None, duration: float, levels: list[int], serve_args: list
                 log.info("concurrency %d for %.0f s", c, duration)
                 result[str(c)] = asyncio.run(_level(url, c, duration, bodies))
             rss_after = _rss_mb(proc.pid)
+            if sweep[0] > 0:
+                result_sweep = _sweep(url, proc.pid, sweep[1], sweep[0])
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    return {"concurrency": result, "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1)}
+    out = {"concurrency": result, "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1)}
+    return {**out, "batch_sweep": result_sweep} if sweep[0] > 0 else out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,15 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
     parser.add_argument("--max-queue", type=int, default=64, help="passed to dlopt serve")
     parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads of the server")
+    parser.add_argument("--sweep-rounds", type=int, default=0,
+                        help="rounds of every batch size 1..--max-batch after the levels (0: none)")
+    parser.add_argument("--max-batch", type=int, default=256, help="passed to dlopt serve")
     args = parser.parse_args(argv)
+    if args.sweep_rounds < 0 or args.max_batch < 1:
+        parser.error("--sweep-rounds must be >= 0 and --max-batch >= 1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    serve_args = ["--max-queue", str(args.max_queue)]
+    serve_args = ["--max-queue", str(args.max_queue), "--max-batch", str(args.max_batch)]
     if args.threads:
         serve_args += ["--threads", str(args.threads)]
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    print(json.dumps(run(args.model, args.duration, levels, serve_args)))
+    print(json.dumps(run(args.model, args.duration, levels, serve_args,
+                         (args.sweep_rounds, args.max_batch))))
     return 0
 
 

@@ -20,7 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dlopt.deploy import OnnxModel, export_onnx
+from dlopt.deploy import OnnxModel, ServeSettings, export_onnx
+from dlopt.deploy._serve import open_model
 
 
 @pytest.fixture(scope="module")
@@ -380,3 +381,15 @@ def test_dlopt_serve_cli_refuses_a_bad_model_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "dlopt", "serve", str(bad), "--port", "1"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "x.onnx is not a valid ONNX file" in done.stderr
+
+
+def test_served_session_has_no_memory_plan_per_batch_size(lenet, lenet_model):
+    """Requests come at every batch size: the server's session keeps no per-shape plan,
+    with the same outputs as the default session's, at every batch size it may see."""
+    served = open_model(lenet[1], ServeSettings(threads=1))
+    assert served.session.get_session_options().enable_mem_pattern is False
+    assert served.session.get_session_options().intra_op_num_threads == 1
+    assert lenet_model.session.get_session_options().enable_mem_pattern is True
+    x = np.random.default_rng(0).random((5, *lenet_model.input_shape), dtype=np.float32)
+    for n in (1, 5, 3):
+        np.testing.assert_allclose(served.run(x[:n]), lenet_model.run(x[:n]), rtol=1e-5, atol=1e-6)

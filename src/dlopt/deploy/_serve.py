@@ -39,7 +39,7 @@ from dlopt.deploy._limits import Admission, BodyLimitMiddleware, MicroBatcher
 from dlopt.deploy._runtime import OnnxModel, postprocess
 from dlopt.errors import ConfigError, DataError, RunError
 
-__all__ = ["ServeSettings", "create_app", "serve"]
+__all__ = ["ServeSettings", "create_app", "open_model", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +333,13 @@ async def _warm_up(state: _State) -> None:
     log.info("model %s ready", state.model.path.name)
 
 
+def open_model(path: str | os.PathLike, settings: ServeSettings) -> OnnxModel:
+    """The served model's ONNX Runtime session: ``settings.threads`` intra-op threads and no
+    memory plan per input shape, since requests come at every batch size (1 .. max_batch)
+    and the plans would add up (~25 MiB for LeNet-5; docs/reliability.md)."""
+    return OnnxModel.load(path, threads=settings.threads, mem_pattern=False)
+
+
 def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
           settings: ServeSettings | None = None, log_level: str = "warning") -> None:
     """Load ``path`` (a local .onnx file) and serve it with uvicorn until interrupted."""
@@ -342,7 +349,7 @@ def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level {log_level!r} is unknown; allowed: {', '.join(LOG_LEVELS)}")
     cfg = settings or ServeSettings()
-    model = OnnxModel.load(path, threads=cfg.threads)
+    model = open_model(path, cfg)
     _check_listen(host, port)
     if host not in _LOOPBACK:
         log.warning("binding %s: the server is reachable from other machines", host)
