@@ -84,3 +84,38 @@ def test_bad_step_dict_is_one_line_config_error():
     with pytest.raises(ConfigError) as info:
         build_augment([{"op": "flip"}])
     assert "data.augment" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("op", ["brightness", "contrast"])
+def test_brightness_and_contrast_clip_only_inputs_in_unit_range(op):
+    """zscore'd images span about [-0.4, 2.8]: clipping them to [0, 1] would flatten every
+    training image; [0, 1] images stay clipped."""
+    z = (_batch() - 0.5) * 4  # [-2, 2]
+    aug = build_augment([{"op": op, "p": 1.0, "amount": 0.3}], input_shape=(1, 12, 12),
+                        input_range=(float(z.min()), float(z.max())))
+    torch.manual_seed(1)
+    y = aug(z)
+    assert float(y.min()) < -1.0 and float(y.max()) > 1.0 and not torch.equal(y, z)
+    unit = build_augment([{"op": op, "p": 1.0, "amount": 0.3}], input_shape=(1, 12, 12), input_range=(0.0, 1.0))
+    torch.manual_seed(1)
+    y = unit(_batch() * 1.0)
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_salt_pepper_needs_inputs_in_unit_range():
+    with pytest.raises(ConfigError, match=r"'salt_pepper' sets pixels to 0 and 1.*span \[-0.424, 2.82\]"):
+        build_augment([{"op": "salt_pepper"}], input_shape=(1, 12, 12), input_range=(-0.4242, 2.8215))
+    assert build_augment([{"op": "salt_pepper"}], input_shape=(1, 12, 12), input_range=(0.0, 1.0)) is not None
+
+
+def test_load_data_checks_the_value_range_of_the_training_images():
+    from dlopt.config import load_config
+    from dlopt.data import load_data
+
+    cfg = load_config(overrides=["data.subset=200", "data.test_subset=50", "data.preprocess=[{op: zscore}]",
+                                 "data.augment=[{op: salt_pepper}]"])
+    with pytest.raises(ConfigError, match="salt_pepper"):
+        load_data(cfg.data)
+    cfg = load_config(overrides=["data.subset=200", "data.test_subset=50", "data.augment=[{op: salt_pepper}]"])
+    bundle = load_data(cfg.data)  # MNIST pixels / 255, held as uint8
+    assert bundle.train.pixels is not None and bundle.train.value_range() == (0.0, 1.0)

@@ -106,7 +106,7 @@ def load_data(cfg: Any) -> DataBundle:
     if cfg.augment:
         from dlopt.data.augment import check_augment
 
-        check_augment(cfg.augment, bundle.info.input_shape)
+        check_augment(cfg.augment, bundle.info.input_shape, input_range=bundle.train.value_range())
     return bundle
 
 

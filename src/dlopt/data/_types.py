@@ -76,6 +76,14 @@ class Split:
         # uint8 / a float32 0-dim tensor: float32 in one pass, bit for bit numpy's x / divisor
         return picked if self.pixels is None else torch.div(picked, self._divisor_t)
 
+    def value_range(self) -> tuple[float, float]:
+        """The smallest and largest input value (held pixels: read as uint8, then divided)."""
+        if len(self) == 0:
+            return (0.0, 0.0)
+        if self.pixels is not None:
+            return (int(self.pixels.min()) / self.divisor, int(self.pixels.max()) / self.divisor)  # type: ignore[operator]
+        return (float(self.x.min()), float(self.x.max()))
+
     def batches(self, batch_size: int, device: torch.device | str | None = None,
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(inputs, targets)`` in order, ``batch_size`` rows at a time (on ``device`` if given)."""

@@ -1,7 +1,10 @@
 """Batched augmentation on the training device, built from ``AugmentStep`` configs.
 
-Ops come from ``kornia.augmentation`` and run on whole ``(N, C, H, W)`` float batches (images
-scaled to [0, 1]; brightness/contrast clip to that range, noise is additive and not clipped).
+Ops come from ``kornia.augmentation`` and run on whole ``(N, C, H, W)`` float batches.
+Brightness/contrast clip to [0, 1] only when the training inputs lie in [0, 1] (pixels scaled,
+or minmax); on other inputs (zscore, float data) they shift/scale without clipping, since
+clipping would flatten every image into [0, 1]. ``salt_pepper`` sets pixels to 0 and 1 and so
+needs inputs in [0, 1]. Noise is additive and not clipped.
 The returned module is the identity in eval mode. Only ``gaussian_noise`` also applies to
 tables and sequences; the other ops need image-shaped inputs and say so with a ConfigError.
 """
@@ -79,7 +82,7 @@ def _affine(step: Any) -> nn.Module:
                         scale=tuple(step.scale), p=step.p)
 
 
-@AUGMENT_OPS.register("brightness", image_only=True)
+@AUGMENT_OPS.register("brightness", image_only=True, clips=True)
 def _brightness(step: Any) -> nn.Module:
     from kornia.augmentation import RandomBrightness
 
@@ -87,7 +90,7 @@ def _brightness(step: Any) -> nn.Module:
     return RandomBrightness(brightness=(1 - step.amount, 1 + step.amount), p=step.p)
 
 
-@AUGMENT_OPS.register("contrast", image_only=True)
+@AUGMENT_OPS.register("contrast", image_only=True, clips=True)
 def _contrast(step: Any) -> nn.Module:
     from kornia.augmentation import RandomContrast
 
@@ -114,7 +117,7 @@ def _gaussian_noise(step: Any) -> nn.Module:
     return _AnyShape(RandomGaussianNoise(std=step.std, p=step.p))
 
 
-@AUGMENT_OPS.register("salt_pepper", image_only=True)
+@AUGMENT_OPS.register("salt_pepper", image_only=True, unit_range_only=True)
 def _salt_pepper(step: Any) -> nn.Module:
     from kornia.augmentation import RandomSaltAndPepperNoise
 
@@ -155,31 +158,52 @@ class Augment(nn.Module):
         return ", ".join(self.names)
 
 
-def check_augment(steps: Iterable[Any], input_shape: tuple[int, ...]) -> None:
-    """ConfigError when an image-only op is asked for non-image inputs."""
+def _unit(input_range: tuple[float, float] | None) -> bool:
+    """Whether inputs in ``input_range`` lie in [0, 1] (None: not known, taken as images in [0, 1])."""
+    return input_range is None or (input_range[0] >= 0.0 and input_range[1] <= 1.0)
+
+
+def check_augment(steps: Iterable[Any], input_shape: tuple[int, ...], *,
+                  input_range: tuple[float, float] | None = None) -> None:
+    """ConfigError when an image-only op is asked for non-image inputs, or an op that needs
+    inputs in [0, 1] for training inputs spanning ``input_range`` beyond it."""
     for step in _steps(steps):
-        if AUGMENT_OPS.get(step.op).info["image_only"] and len(input_shape) != 3:
+        info = AUGMENT_OPS.get(step.op).info
+        if info["image_only"] and len(input_shape) != 3:
             allowed = [e.name for e in AUGMENT_OPS if not e.info["image_only"]]
             raise ConfigError(
                 f"data.augment op {step.op!r} needs image inputs (C, H, W), the data have shape "
                 f"{tuple(input_shape)}; ops for such data: {', '.join(allowed)}"
             )
+        if info.get("unit_range_only") and not _unit(input_range):
+            lo, hi = input_range  # type: ignore[misc]
+            raise ConfigError(
+                f"data.augment op {step.op!r} sets pixels to 0 and 1, so it needs inputs in [0, 1]; "
+                f"the training inputs span [{lo:.3g}, {hi:.3g}] (preprocessing: use the pixel "
+                f"scaling or minmax, or the op gaussian_noise)"
+            )
 
 
-def build_augment(steps: Iterable[Any], *, input_shape: tuple[int, ...] | None = None) -> Augment | None:
+def build_augment(steps: Iterable[Any], *, input_shape: tuple[int, ...] | None = None,
+                  input_range: tuple[float, float] | None = None) -> Augment | None:
     """An :class:`Augment` module for ``steps`` (AugmentStep or dicts), or None when empty.
 
     Call it on training batches already on the device; ``.eval()`` turns it off. With
-    ``input_shape`` the ops are checked against the data up front.
+    ``input_shape`` the ops are checked against the data up front. ``input_range`` (the
+    training inputs' min and max; None: images in [0, 1]) decides whether brightness and
+    contrast clip to [0, 1].
     """
     parsed = _steps(steps)
     if not parsed:
         return None
     if input_shape is not None:
-        check_augment(parsed, input_shape)
+        check_augment(parsed, input_shape, input_range=input_range)
     ops: list[tuple[str, nn.Module, bool]] = []
     for step in parsed:
         entry = AUGMENT_OPS.get(step.op)
         factory: Callable[[Any], nn.Module] = entry.factory
-        ops.append((step.op, factory(step), bool(entry.info["image_only"])))
+        op = factory(step)
+        if entry.info.get("clips"):
+            op.clip_output = _unit(input_range)  # kornia reads it at every call
+        ops.append((step.op, op, bool(entry.info["image_only"])))
     return Augment(ops)
