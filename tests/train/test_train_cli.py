@@ -105,6 +105,15 @@ def test_a_non_empty_run_dir_needs_resume_or_overwrite(trained, tmp_path) -> Non
     assert "--resume" in line and "--overwrite" in line
 
 
+def test_compress_verbs_do_not_suggest_a_resume_they_lack(trained, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kept.txt").write_text("a user's file")
+    res = runner.invoke(app, ["prune", str(trained), "--out", str(out), "--target", "macs=0.5"])
+    line = _one_error_line(res, 2)
+    assert "is not empty; pass --overwrite to start over" in line and "--resume" not in line
+
+
 def test_resume_continues_a_copy_for_more_epochs(trained, tmp_path) -> None:
     import shutil
 
@@ -132,6 +141,41 @@ def test_bad_config_is_one_line_exit_2(override, words, tmp_path) -> None:
     for w in words:
         assert w in line, line
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.transfer.init_from=nope", ["train.transfer.init_from", "no such run"]),
+    ("train.seed=1", []),  # the control: it trains
+    ("data.preprocess=[{op: zscore}]", []),
+])
+def test_a_run_refused_at_its_start_leaves_nothing_in_the_way(override, words, tmp_path) -> None:
+    """A start refused after the config and preprocessing were written (a missing transfer
+    source) takes them back: the corrected command then runs without --overwrite."""
+    cfg = _write(tmp_path, TINY)
+    (tmp_path / "empty").mkdir()
+    for run in (tmp_path / "r", tmp_path / "empty"):
+        res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--set", override])
+        if words:
+            line = _one_error_line(res, 2)
+            assert all(w in line for w in words), line
+            assert not run.exists() if run.name == "r" else not any(run.iterdir())
+        else:
+            assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run)])
+        assert res.exit_code == (0 if words else 2), res.output
+
+
+def test_a_refused_start_keeps_a_run_directory_that_was_not_empty(tmp_path) -> None:
+    run = tmp_path / "r"
+    assert runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(run)]).exit_code == 0
+    before = sorted(p.name for p in run.iterdir())
+    res = runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(run), "--overwrite",
+                              "--set", "train.transfer.init_from=nope"])
+    _one_error_line(res, 2)
+    assert before and not any(run.iterdir())  # --overwrite cleared the old run, as asked
+    res = runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(run), "--resume",
+                              "--set", "train.transfer.init_from=nope"])
+    assert "nothing to resume" in _one_error_line(res, 2)
 
 
 def test_unavailable_device_is_one_line_exit_2(tmp_path) -> None:

@@ -65,8 +65,10 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def command(name: str | None = None, **kw: Any) -> Callable[[F], F]:
-    """Register a CLI command whose :class:`DloptError` becomes one line and its exit code."""
+def command(name: str | None = None, *, resume_hint: str | None = None, **kw: Any) -> Callable[[F], F]:
+    """Register a CLI command whose :class:`DloptError` becomes one line and its exit code.
+    ``resume_hint``: how this verb continues a run stopped by SIGTERM, in place of
+    ``dlopt train``'s "continue with --resume"."""
 
     def deco(fn: F) -> F:
         @functools.wraps(fn)
@@ -74,7 +76,7 @@ def command(name: str | None = None, **kw: Any) -> Callable[[F], F]:
             try:
                 fn(*args, **kwargs)  # its return value would be taken for an exit code
             except DloptError as exc:
-                fail(str(exc), exc.exit_code)
+                fail(_hinted(str(exc), resume_hint), exc.exit_code)
             except KeyboardInterrupt:
                 fail("interrupted", 130)
             except MemoryError:
@@ -84,6 +86,14 @@ def command(name: str | None = None, **kw: Any) -> Callable[[F], F]:
         return fn
 
     return deco
+
+
+def _hinted(message: str, resume_hint: str | None) -> str:
+    if resume_hint is None:
+        return message
+    from dlopt.train.callbacks.signals import RESUME_HINT
+
+    return message.replace(RESUME_HINT, resume_hint)
 
 
 def writable_file(path: Path, option: str) -> Path:

@@ -57,7 +57,10 @@ _THREADS = typer.Option(1, "--threads", min=1, help="threads for the ORT timing"
 _EXPORTER = typer.Option("dynamo", "--exporter", help="ONNX exporter for the measured files: dynamo | legacy")
 
 
-@command("prune")
+_NO_RESUME = "fine-tuning cannot be resumed; rerun with --overwrite to start over"
+
+
+@command("prune", resume_hint=_NO_RESUME)
 def prune(
     run: Path = typer.Argument(..., help="run directory to prune"),
     out: Path = typer.Option(..., "--out", "-o", help="output run directory"),
@@ -82,7 +85,7 @@ def prune(
                   overwrite=overwrite))
 
 
-@command("distill")
+@command("distill", resume_hint=_NO_RESUME)
 def distill(
     teacher: Path = typer.Option(..., "--teacher", help="teacher run directory"),
     student: str = typer.Option(..., "--student", help="zoo model name, NAME:key=value,... or a run directory"),
@@ -126,7 +129,7 @@ def _student(text: str) -> Any:
     return model
 
 
-@command("quantize")
+@command("quantize", resume_hint=_NO_RESUME)
 def quantize(
     src: Path = typer.Argument(..., help="run directory or exported .onnx"),
     out: Path = typer.Option(..., "--out", "-o", help="output run directory"),

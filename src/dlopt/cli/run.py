@@ -11,7 +11,10 @@ import typer
 from dlopt.cli._app import command, setup_logging
 
 
-@command("run")
+_RESUME = "rerun the same dlopt run command to continue (the stage resumes in place)"
+
+
+@command("run", resume_hint=_RESUME)
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline file (YAML), e.g. examples/mnist-pipeline.yaml"),
     overrides: list[str] = typer.Option([], "--set", help="override a key: base.train.epochs=1"),

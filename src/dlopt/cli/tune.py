@@ -10,7 +10,10 @@ import typer
 from dlopt.cli._app import command, setup_logging
 
 
-@command("tune")
+_RESUME = "the trial is failed and retried when the same dlopt tune command is rerun"
+
+
+@command("tune", resume_hint=_RESUME)
 def tune(
     config: Path = typer.Argument(..., help="training config with a search: section"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: config name)"),

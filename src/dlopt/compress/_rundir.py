@@ -75,7 +75,7 @@ def open_source(run_dir: str | Path) -> Source:
 
 def prepare_out(out_dir: str | Path, *, overwrite: bool) -> Path:
     """Create the output run directory (a non-empty one needs ``overwrite``)."""
-    return rundir.prepare_run_dir(out_dir, overwrite=overwrite)
+    return rundir.prepare_run_dir(out_dir, overwrite=overwrite, resumable=False)
 
 
 def work_dir(out: Path) -> Path:

@@ -7,10 +7,12 @@ technique and callback objects, and hands them to the loop. Nothing below it see
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -144,12 +146,15 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
     device = select_device(t.device)
     if t.retain_host_memory and device.type == "cpu":
         retain_host_memory()
+    created = not Path(run_dir).exists()
+    fresh = not resume and (overwrite or created or not any(Path(run_dir).iterdir()))
     with distributed.session(device, backend=t.distributed.backend, timeout_s=t.distributed.timeout_s) as world:
         d, resume = distributed.prepare_run_dir(world, run_dir, resume=resume, overwrite=overwrite,
                                                 config_text=dump_config(cfg), device=device)
         if resume and world.is_main:
             _check_resume_config(d, cfg)
-        with environment(threads=t.threads, deterministic=t.deterministic):
+        with environment(threads=t.threads, deterministic=t.deterministic), \
+                _undo_refused_start(d, fresh=fresh and not resume and world.is_main, created=created):
             seed_everything(t.seed)
             if bundle is None:
                 from dlopt.data import load_data
@@ -161,6 +166,23 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
                     bundle.preprocessor.save(d)
             return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume,
                                device=device, world=world)
+
+
+@contextlib.contextmanager
+def _undo_refused_start(d: Path, *, fresh: bool, created: bool) -> Iterator[None]:
+    """A run refused before its first step (bad data, model, transfer: exit 2) takes back the
+    files it wrote in a fresh run directory, so the corrected command is not refused as "not
+    empty". A run that trained (metrics or checkpoints exist) keeps everything."""
+    try:
+        yield
+    except DloptError as exc:
+        started = (d / rundir.METRICS).exists() or (d / rundir.CHECKPOINTS).exists()
+        if fresh and exc.exit_code == 2 and not started and d.is_dir():
+            for entry in d.iterdir():  # the directory was empty before: all of it is this run's
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if created:
+                d.rmdir()
+        raise
 
 
 def _check_resume_config(d: Path, cfg: RunConfig) -> None:
@@ -293,7 +315,8 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
     from dlopt.train.techniques.freeze import frozen_names
 
     frozen = frozen_names(module, t.transfer.freeze, t.transfer.freeze_until)
-    augment = build_augment(cfg.data.augment, input_shape=info.input_shape) if cfg.data.augment else None
+    augment = (build_augment(cfg.data.augment, input_shape=info.input_shape,
+                             input_range=bundle.train.value_range()) if cfg.data.augment else None)
     handlers = _techniques(t, device=device, augment=augment, frozen=frozen,
                            input_ndim=len(info.input_shape) + 1)
     monitor, mode = _monitor(cfg, info.task, bundle.val is not None)

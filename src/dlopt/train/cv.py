@@ -52,7 +52,7 @@ def cross_validate(cfg: Any, *, run_dir: str | Path, folds: int, callbacks: Sequ
 
     if resume:
         raise ConfigError("--resume is not supported with train.cv; rerun with --overwrite")
-    d = rundir.prepare_run_dir(run_dir, overwrite=overwrite)
+    d = rundir.prepare_run_dir(run_dir, overwrite=overwrite, resumable=False)
     if bundle is None:
         from dlopt.data import load_data
 

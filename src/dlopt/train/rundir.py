@@ -34,8 +34,10 @@ CHECKPOINTS = "checkpoints"
 SCHEMA_VERSION = 1
 
 
-def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Create ``run_dir``; a non-empty one is refused unless resuming or overwriting."""
+def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                    resumable: bool = True) -> Path:
+    """Create ``run_dir``; a non-empty one is refused unless resuming or overwriting
+    (``resumable=False``: the caller has no ``--resume``, and its error line says so)."""
     d = Path(run_dir)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: pick one")
@@ -48,7 +50,8 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: boo
         return d
     if nonempty:
         if not overwrite:
-            raise ConfigError(f"run directory {d} is not empty; pass --resume to continue it or --overwrite to start over")
+            how = "--resume to continue it or --overwrite" if resumable else "--overwrite"
+            raise ConfigError(f"run directory {d} is not empty; pass {how} to start over")
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     return d

@@ -17,9 +17,14 @@ from typing import Any
 
 from dlopt.errors import RunError
 
-__all__ = ["GracefulTermination", "Terminated"]
+__all__ = ["RESUME_HINT", "GracefulTermination", "Terminated"]
 
 log = logging.getLogger(__name__)
+
+
+#: how a stopped ``dlopt train`` continues; other verbs put their own way in its place
+#: (``dlopt.cli._app.command(resume_hint=...)``: the text survives a stage's re-wrapping)
+RESUME_HINT = "continue with --resume"
 
 
 class Terminated(RunError):
@@ -66,7 +71,7 @@ class GracefulTermination:
         self._raised = True
         raise Terminated(
             f"stopped by {self.received} at step {state.step} ({where}); checkpoint saved "
-            f"in {self.checkpointing.root / 'last'}; continue with --resume"
+            f"in {self.checkpointing.root / 'last'}; {RESUME_HINT}"
         )
 
     def on_close(self, state: Any) -> None:
