@@ -110,3 +110,15 @@ def test_bench_cli_unusable_out_is_refused_before_the_benchmark(lenet, tmp_path)
         result = CliRunner().invoke(app, ["bench", str(lenet[1]), "--out", str(out)])
         assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
         assert message in result.output
+
+
+@pytest.mark.parametrize("option, name, words", [
+    ("--int8", "nope.onnx", "not found"), ("--onnx", "digit.png", "not a valid ONNX file"),
+])
+def test_bench_cli_bad_onnx_or_int8_file_is_one_line_before_the_benchmark(trained_run, tmp_path, option, name, words):
+    path = tmp_path / name
+    if name.endswith(".png"):
+        path.write_bytes(b"\x89PNG\r\n\x1a\n not an onnx model")
+    result = CliRunner().invoke(app, ["bench", str(trained_run), option, str(path), *FAST])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert words in result.output and str(path) in result.output

@@ -94,6 +94,11 @@ def bench_run(
     source = Path(model_or_run)
     if not source.exists():
         raise ConfigError(f"bench: {source} not found; allowed: a run directory or an .onnx file")
+    for given in (onnx, int8):
+        if given is not None:  # a missing or unreadable file is one line now, not after the timings
+            from dlopt.deploy._runtime import OnnxModel
+
+            OnnxModel.load(given)
     with tempfile.TemporaryDirectory(prefix="dlopt-bench-export-") as tmp:
         if source.is_dir():
             from dlopt.train import load
