@@ -177,6 +177,10 @@ def test_export_run_cli_writes_metadata_of_the_run(trained_run, tmp_path):
     labels = [line.split("  (")[0] for line in by_onnx.output.splitlines()]
     assert labels == [line.split("  (")[0] for line in by_run.output.splitlines()]
     assert labels == [f"{i}: class {p}" for i, p in enumerate(ref_pred)]
+    np.savetxt(tmp_path / "rows.csv", raw.reshape(16, 784), fmt="%d", delimiter=",")  # CSV rows
+    by_csv = CliRunner().invoke(app, ["predict", str(out), str(tmp_path / "rows.csv"), "--top", "1"])
+    assert by_csv.exit_code == 0, by_csv.output
+    assert [line.split("  (")[0] for line in by_csv.output.splitlines()] == labels
 
 
 def test_export_cli_missing_run_is_one_line_error(tmp_path):

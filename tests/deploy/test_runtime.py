@@ -112,8 +112,11 @@ def test_predict_raw_checks_shapes(lenet_model, mnist_raw):
     pred_one, _ = lenet_model.predict_raw(mnist_raw[0])  # one sample without a batch axis
     pred_all, _ = lenet_model.predict_raw(mnist_raw[:3])
     assert pred_one.tolist() == pred_all[:1].tolist()
-    with pytest.raises(DataError, match=r"allowed: \(N, 1, 28, 28\)"):
-        lenet_model.predict_raw(np.zeros((2, 28, 28)))
+    # rows of 784 values, or (N, 28, 28): each row one sample, as `dlopt predict RUN` takes them
+    for layout in (mnist_raw[:3].reshape(3, 784), mnist_raw[:3].reshape(3, 28, 28)):
+        assert lenet_model.predict_raw(layout)[0].tolist() == pred_all.tolist()
+    with pytest.raises(DataError, match=r"allowed: \(N, 1, 28, 28\) or N rows of 784 values"):
+        lenet_model.predict_raw(np.zeros((2, 27, 27)))
 
 
 def test_postprocess_regression_and_classification():

@@ -216,18 +216,24 @@ class OnnxModel:
 
     def predict_raw(self, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``(pred, proba|None)`` for raw inputs, applying the saved preprocessing."""
-        x = np.asarray(x_raw)
-        raw = self.metadata.raw_shape
-        if raw and x.shape[1:] != tuple(raw):
-            if x.shape == tuple(raw):
-                x = x[None]
-            else:
-                raise DataError(
-                    f"{self.path}: input shape {x.shape} is invalid; allowed: (N, {', '.join(map(str, raw))})"
-                )
+        x = _as_raw_batch(np.asarray(x_raw), tuple(self.metadata.raw_shape or ()), self.path)
         from dlopt.train.inputs_raw import check_finite
 
         return self.predict(check_finite(np.asarray(self.preprocess(x), dtype=np.float32)))
+
+
+def _as_raw_batch(x: np.ndarray, raw: tuple[int, ...], path: Path) -> np.ndarray:
+    """``x`` as ``(N, *raw)``: one sample, or rows holding a sample each in another layout
+    (CSV rows of 784 pixels for (1, 28, 28)), as ``dlopt predict RUN`` takes them."""
+    if not raw or x.shape[1:] == raw:
+        return x
+    per = int(np.prod(raw))
+    if x.shape == raw or (x.size == per and x.ndim < len(raw) + 1):
+        return x.reshape(1, *raw)
+    if x.ndim >= 2 and int(np.prod(x.shape[1:])) == per:
+        return x.reshape(len(x), *raw)
+    raise DataError(f"{path}: input shape {x.shape} is invalid; allowed: (N, {', '.join(map(str, raw))}) "
+                    f"or N rows of {per} values")
 
 
 def _static_shape(dims: list[Any], path: Path) -> tuple[int, ...]:
