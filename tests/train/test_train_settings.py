@@ -118,3 +118,22 @@ def test_auto_precision_on_cpu_is_bf16_only_with_native_bf16() -> None:
     expected = "bf16" if native and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_more_threads_than_cpus_is_a_warning_and_restored(caplog) -> None:
+    import logging
+
+    import torch
+
+    from dlopt.train.device import environment, usable_cpus
+
+    before = torch.get_num_threads()
+    with caplog.at_level(logging.WARNING, logger="dlopt.train.device"):
+        with environment(threads=usable_cpus()):
+            pass
+        assert not caplog.records
+        with environment(threads=usable_cpus() + 1):
+            assert torch.get_num_threads() == usable_cpus() + 1
+    assert torch.get_num_threads() == before
+    (record,) = caplog.records
+    assert f"more than the {usable_cpus()} CPUs" in record.getMessage()

@@ -56,7 +56,9 @@ def _git_commit() -> str | None:
 def capture_environment(threads: int | None = None) -> dict[str, Any]:
     """CPU, logical cores (total and usable), benchmark threads, the machine's load average
     (other work competing for the cores skews every timing), OS, Python, library versions."""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from dlopt.train.device import usable_cpus
+
+    affinity = usable_cpus()
     load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return {
         "cpu": cpu_info(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import platform
 import random
@@ -14,7 +15,9 @@ import torch
 
 from dlopt.errors import ConfigError
 
-__all__ = ["select_device", "seed_everything", "environment", "retain_host_memory"]
+log = logging.getLogger(__name__)
+
+__all__ = ["select_device", "seed_everything", "environment", "retain_host_memory", "usable_cpus"]
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -71,6 +74,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def environment(*, threads: int | None = None, deterministic: bool = False) -> Iterator[None]:
     """Set the intra-op thread count and deterministic algorithms for the duration of a fit,
@@ -80,6 +91,10 @@ def environment(*, threads: int | None = None, deterministic: bool = False) -> I
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_bench = torch.backends.cudnn.benchmark
     if threads is not None:
+        cpus = usable_cpus()
+        if threads > cpus:  # oversubscribed threads spin against each other: 100x slower seen
+            log.warning("threads=%d is more than the %d CPUs this process may use; "
+                        "torch's threads will contend (use --threads %d or fewer)", threads, cpus, cpus)
         torch.set_num_threads(threads)
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic; harmless on CPU
