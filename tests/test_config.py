@@ -32,6 +32,13 @@ def test_overrides_do_not_mutate_input():
     assert raw == {"train": {"epochs": 1}} and out["train"]["epochs"] == 4
 
 
+def test_the_bad_override_line_gives_an_example_that_works():
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["novalue"])
+    example = str(info.value).rsplit("e.g. ", 1)[1]
+    assert load_config(overrides=[example]).train.optim.lr == 0.01
+
+
 @pytest.mark.parametrize(
     "override, needle",
     [

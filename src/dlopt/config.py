@@ -528,7 +528,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"bad override {item!r}: expected key.sub=value, e.g. train.lr=0.01")
+            raise ConfigError(f"bad override {item!r}: expected key.sub=value, e.g. train.optim.lr=0.01")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:

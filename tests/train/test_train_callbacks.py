@@ -76,6 +76,8 @@ def test_cli_cv_prints_mean_and_std(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     line = next(ln for ln in res.output.splitlines() if ln.startswith("test accuracy:"))
     assert " ± " in line and line.endswith("over 3 folds")
+    run_line = res.output.splitlines()[-1]
+    assert run_line.startswith("run: ") and "best epoch" not in run_line  # no best epoch across folds
     assert all((tmp_path / "r" / f"fold-{k}" / "summary.json").is_file() for k in (1, 2, 3))
 
 

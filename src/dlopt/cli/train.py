@@ -76,8 +76,8 @@ def train(
             typer.echo(f"test {key}: {_fmt(st['mean'])} ± {_fmt(st['std'])} over {s['cv']} folds")
     else:
         typer.echo("test " + "  ".join(f"{k} {_fmt(v)}" for k, v in s["test"].items()))
-    typer.echo(f"run: {result.run_dir}  ({s['epochs']} epochs, {s['train_seconds']:.1f}s, "
-               f"best epoch {s['best_epoch']})")
+    best = "" if s.get("best_epoch") is None else f", best epoch {s['best_epoch']}"  # none across cv folds
+    typer.echo(f"run: {result.run_dir}  ({s['epochs']} epochs, {s['train_seconds']:.1f}s{best})")
 
 
 def _launch(cfg: Any, config: Path, overrides: list[str], out: Path, *, nproc: Optional[int],
