@@ -7,6 +7,7 @@ import io
 import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,6 +80,28 @@ def test_cli_cv_prints_mean_and_std(tmp_path) -> None:
     run_line = res.output.splitlines()[-1]
     assert run_line.startswith("run: ") and "best epoch" not in run_line  # no best epoch across folds
     assert all((tmp_path / "r" / f"fold-{k}" / "summary.json").is_file() for k in (1, 2, 3))
+    _check_each_fold_fitted_its_own_preprocessing(tmp_path / "r", 3)
+
+
+def _check_each_fold_fitted_its_own_preprocessing(run: Path, folds: int) -> None:
+    """Each fold's zscore statistics are those of its own training rows (no validation row
+    seen), and the run's saved preprocessing is the last fold's (the model it returns)."""
+    import numpy as np
+
+    from dlopt.config import load_config
+    from dlopt.data import Preprocessor, splits_of
+    from dlopt.train.cv import fold_indices
+
+    data = load_config(run / "config.yaml").data
+    rs = splits_of(data)
+    x = np.concatenate([rs.train[0], rs.val[0]]).astype(np.float64)
+    y = np.concatenate([rs.train[1], rs.val[1]]).astype(np.int64)
+    means = []
+    for k, (tr, _) in enumerate(fold_indices(y, folds, seed=data.seed, stratify=True)):
+        mean = Preprocessor.load(run / f"fold-{k + 1}").state_dict()["arrays"]["0.mean_"]
+        np.testing.assert_allclose(mean, x[tr].mean(0), rtol=1e-6)
+        means.append(mean)
+    np.testing.assert_array_equal(Preprocessor.load(run).state_dict()["arrays"]["0.mean_"], means[-1])
 
 
 class _SigtermAt:

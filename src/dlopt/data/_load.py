@@ -23,9 +23,16 @@ from dlopt.data._types import DataBundle, DatasetInfo, Split
 from dlopt.data.preprocess import Preprocessor, text_columns
 from dlopt.errors import ConfigError, DataError
 
-__all__ = ["load_dataset", "load_data", "list_datasets", "read_raw", "DatasetRow"]
+__all__ = ["load_dataset", "load_data", "list_datasets", "read_raw", "read_splits", "splits_of",
+           "preprocess_splits", "RawSplits", "DatasetRow"]
 
 log = logging.getLogger(__name__)
+
+# Integer labels are class indices: the model gets max+1 outputs. Labels spread beyond both
+# limits (max+1 > 1000 and > 10x the distinct values) are ids, not indices; a label of 1e9
+# would otherwise allocate a 1e9-wide head.
+_MAX_CLASSES = 1000
+_MAX_CLASS_SPREAD = 10
 
 
 def read_raw(name: str, *, data_dir: str | os.PathLike | None = None, target: str | None = None,
@@ -68,7 +75,30 @@ def load_dataset(
     """
     if not isinstance(name_or_cfg, str):
         return load_data(name_or_cfg)
-    name = name_or_cfg
+    return preprocess_splits(read_splits(
+        name_or_cfg, data_dir=data_dir, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+        subset=subset, test_subset=test_subset, target=target, preprocess=preprocess, bad_samples=bad_samples))
+
+
+@dataclass
+class RawSplits:
+    """A dataset read, checked and split, not yet preprocessed: ``(x, y)`` arrays per split,
+    and the preprocessing steps to fit (what cross-validation fits again per fold)."""
+
+    name: str
+    raw: RawData
+    num_classes: int
+    steps: list[Any]
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray]
+
+
+def read_splits(name: str, *, data_dir: str | os.PathLike | None = None, seed: int = 0,
+                val_fraction: float = 0.1, test_fraction: float = 0.2, subset: int | None = None,
+                test_subset: int | None = None, target: str | None = None,
+                preprocess: Iterable[Any] = (), bad_samples: str = "fail") -> RawSplits:
+    """:func:`load_dataset` up to the split: the raw arrays of each split (same arguments)."""
     if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1:
         raise ConfigError(
             f"val_fraction={val_fraction}, test_fraction={test_fraction}: need 0 <= val < 1, 0 < test < 1"
@@ -79,30 +109,44 @@ def load_dataset(
     num_classes = _check_raw(raw)
     steps = list(preprocess)
     _check_table(raw, {_op(s) for s in steps})
-    (xtr, ytr), val, (xte, yte) = _split(raw, seed=seed, val_fraction=val_fraction,
-                                         test_fraction=test_fraction, subset=subset,
-                                         test_subset=test_subset)
-    pre = Preprocessor.build(steps, scale=raw.scale)
-    train, val_split, test = _make_splits(pre, (xtr, ytr), val, (xte, yte), raw)
+    train, val, test = _split(raw, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                              subset=subset, test_subset=test_subset)
+    return RawSplits(name, raw, num_classes, steps, train, val, test)
+
+
+def preprocess_splits(rs: RawSplits, *, train: tuple[np.ndarray, np.ndarray] | None = None,
+                      val: tuple[np.ndarray, np.ndarray] | None = None) -> DataBundle:
+    """Fit the preprocessing on the training split (``train``/``val`` given: on that training
+    fold, with that validation fold; the test split stays ``rs.test``) and make the tensors."""
+    raw, num_classes = rs.raw, rs.num_classes
+    if train is None:
+        train, val = rs.train, rs.val
+    pre = Preprocessor.build(rs.steps, scale=raw.scale)
+    train_s, val_split, test = _make_splits(pre, train, val, rs.test, raw)
     info = DatasetInfo(
-        name=name, task=raw.task, input_shape=train.input_shape,
+        name=rs.name, task=raw.task, input_shape=train_s.input_shape,
         num_classes=num_classes if raw.task == "classification" else 0,
         class_names=list(raw.class_names) or [str(i) for i in range(num_classes)],
-        source=raw.source, n_train=len(train), n_test=len(test),
+        source=raw.source, n_train=len(train_s), n_test=len(test),
     )
-    log.info("loaded %s: train %d, val %d, test %d, input %s", name, len(train),
+    log.info("loaded %s: train %d, val %d, test %d, input %s", rs.name, len(train_s),
              len(val_split) if val_split else 0, len(test), info.input_shape)
-    return DataBundle(info=info, train=train, val=val_split, test=test, preprocessor=pre)
+    return DataBundle(info=info, train=train_s, val=val_split, test=test, preprocessor=pre)
+
+
+def splits_of(cfg: Any) -> RawSplits:
+    """:func:`read_splits` with a ``DataConfig``'s settings."""
+    return read_splits(
+        cfg.name, data_dir=cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction, subset=cfg.subset, test_subset=cfg.test_subset,
+        target=cfg.target, preprocess=cfg.preprocess, bad_samples=cfg.bad_samples,
+    )
 
 
 def load_data(cfg: Any) -> DataBundle:
     """The one adapter from ``DataConfig`` to :func:`load_dataset`; also checks that the
     configured augmentation fits the data (image ops need (C, H, W) inputs)."""
-    bundle = load_dataset(
-        cfg.name, data_dir=cfg.data_dir, seed=cfg.seed, val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction, subset=cfg.subset, test_subset=cfg.test_subset,
-        target=cfg.target, preprocess=cfg.preprocess, bad_samples=cfg.bad_samples,
-    )
+    bundle = preprocess_splits(splits_of(cfg))
     if cfg.augment:
         from dlopt.data.augment import check_augment
 
@@ -116,18 +160,41 @@ def _op(step: Any) -> str:
 
 
 def _check_raw(raw: RawData) -> int:
-    """Lengths, emptiness and label range; returns the class count (0 for regression)."""
+    """Lengths, emptiness, matching splits and labels; returns the class count (0 for regression)."""
     pairs = [("", raw.x, raw.y)] + ([("test ", raw.x_test, raw.y_test)] if raw.has_test else [])
     for part, x, y in pairs:
         if len(x) != len(y):
             raise DataError(f"x/y length mismatch in {raw.source}: {part}x has {len(x)}, {part}y has {len(y)}")
         if len(x) == 0:
             raise DataError(f"empty dataset: {raw.source} has no {part}samples")
+    if raw.has_test:
+        _check_test_inputs(raw)
     ys = [y for _, _, y in pairs]
     if raw.task == "regression":
         if not all(np.isfinite(y.astype(np.float64)).all() for y in ys):
             raise DataError(f"non-finite regression targets in {raw.source}")
         return 0
+    return _check_classes(raw, ys)
+
+
+def _check_test_inputs(raw: RawData) -> None:
+    """The model's shape and the pixel scaling are taken from x: x_test must match them, or
+    the run fails (or silently mis-scales) only at test evaluation, after training."""
+    kinds = [_number_kind(x) for x in (raw.x, raw.x_test)]
+    if kinds[0] != kinds[1]:
+        raise DataError(f"{raw.source}: x is {kinds[0]} ({raw.x.dtype}) but x_test is {kinds[1]} "
+                        f"({raw.x_test.dtype}); both splits need one kind, integer or float")
+    if raw.x.shape[1:] != raw.x_test.shape[1:]:
+        raise DataError(f"{raw.source}: x samples have shape {raw.x.shape[1:]} but x_test samples "
+                        f"{raw.x_test.shape[1:]}; both splits need the same per-sample shape")
+
+
+def _number_kind(x: np.ndarray) -> str:
+    return "integer" if x.dtype.kind in "biu" else "float" if x.dtype.kind == "f" else str(x.dtype)
+
+
+def _check_classes(raw: RawData, ys: list[np.ndarray]) -> int:
+    """Integer labels in [0, C) naming at least two training classes; returns C."""
     for y in ys:
         if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
             if not np.all(np.mod(y, 1) == 0):
@@ -138,7 +205,33 @@ def _check_raw(raw: RawData) -> int:
     if low < 0 or high >= c:
         bad = low if low < 0 else high
         raise DataError(f"labels outside [0, {c}) in {raw.source}: found {bad}")
+    distinct = len(np.unique(np.concatenate(ys)))
+    if raw.num_classes is None and c > max(_MAX_CLASSES, _MAX_CLASS_SPREAD * distinct):
+        raise DataError(
+            f"labels in {raw.source} reach {high} with only {distinct} distinct values: integer labels "
+            f"must be class indices 0..K-1 (a model gets max+1 outputs); remap them, e.g. "
+            f"np.unique(y, return_inverse=True)[1]"
+        )
+    counts = np.bincount(raw.y.astype(np.int64), minlength=c)
+    if np.count_nonzero(counts) < 2:
+        raise DataError(f"{raw.source}: every training label is class {_class_name(raw, int(counts.argmax()))}; "
+                        f"classification needs at least 2 classes")
+    _warn_empty_classes(raw, counts)
     return c
+
+
+def _warn_empty_classes(raw: RawData, counts: np.ndarray) -> None:
+    # Labels 1..K leave class 0 empty; that is legal (a subset may miss a class) but usually a
+    # labelling slip, and per-class metrics such as AUC turn nan.
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        shown = ", ".join(_class_name(raw, int(k)) for k in empty[:5]) + (", ..." if empty.size > 5 else "")
+        log.warning("%s: %d of %d classes have no training sample (%s); integer labels are used as "
+                    "class indices 0..%d as given", raw.source, empty.size, len(counts), shown, len(counts) - 1)
+
+
+def _class_name(raw: RawData, k: int) -> str:
+    return repr(raw.class_names[k]) if k < len(raw.class_names) else str(k)
 
 
 def _check_table(raw: RawData, ops: set[str]) -> None:

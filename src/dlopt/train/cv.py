@@ -3,15 +3,17 @@
 The training and validation splits are pooled and re-split into ``folds`` stratified folds
 (plain k-fold for regression, seeded by ``data.seed``); every fold trains a fresh model in
 ``<run>/fold-<k>/`` and is tested on the same held-out test split. The run's own
-``summary.json`` reports each metric's mean, std and per-fold values. Preprocessing stays
-the one fitted on the original training split.
+``summary.json`` reports each metric's mean, std and per-fold values. Each fold fits the
+configured preprocessing (zscore, PCA, LDA, imputation...) on its own training rows only, so
+no fold is scored on rows its preprocessing saw; a ``bundle`` passed in (the Python API's
+in-memory data) keeps its own preprocessing.
 """
 
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +47,39 @@ def mean_std(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals), "values": vals}
 
 
+_Folds = tuple[np.ndarray, bool, Callable[[np.ndarray, np.ndarray], DataBundle]]
+
+
+def _raw_folds(data_cfg: Any) -> _Folds:
+    """The pooled labels, whether they are classes, and ``make(train_idx, val_idx)``: a
+    DataBundle whose preprocessing is fitted on that fold's training rows."""
+    from dlopt.data import preprocess_splits, splits_of
+
+    rs = splits_of(data_cfg)
+    parts = [rs.train] + ([rs.val] if rs.val is not None else [])
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def make(tr: np.ndarray, va: np.ndarray) -> DataBundle:
+        return preprocess_splits(rs, train=(x[tr], y[tr]), val=(x[va], y[va]))
+
+    classification = rs.raw.task == "classification"
+    return (y.astype(np.int64) if classification else y), classification, make
+
+
+def _bundle_folds(bundle: DataBundle) -> _Folds:
+    """As :func:`_raw_folds` for an already preprocessed bundle (its preprocessing is kept)."""
+    parts = [bundle.train] + ([bundle.val] if bundle.val is not None else [])
+    pool = Split(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
+
+    def make(tr: np.ndarray, va: np.ndarray) -> DataBundle:
+        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
+        return DataBundle(info=bundle.info, train=Split(pool.x[tr_t], pool.y[tr_t]),
+                          val=Split(pool.x[va_t], pool.y[va_t]), test=bundle.test,
+                          preprocessor=bundle.preprocessor)
+
+    return pool.y.numpy(), bundle.info.task == "classification", make
+
+
 def cross_validate(cfg: Any, *, run_dir: str | Path, folds: int, callbacks: Sequence[Any] = (),
                    overwrite: bool = False, resume: bool = False, model: Any = None, bundle: Any = None) -> Any:
     """Train ``folds`` models; returns the last fold's FitResult with the CV summary."""
@@ -53,22 +88,13 @@ def cross_validate(cfg: Any, *, run_dir: str | Path, folds: int, callbacks: Sequ
     if resume:
         raise ConfigError("--resume is not supported with train.cv; rerun with --overwrite")
     d = rundir.prepare_run_dir(run_dir, overwrite=overwrite, resumable=False)
-    if bundle is None:
-        from dlopt.data import load_data
-
-        bundle = load_data(cfg.data)
-    parts = [bundle.train] + ([bundle.val] if bundle.val is not None else [])
-    pool = Split(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
-    classification = bundle.info.task == "classification"
-    splits = fold_indices(pool.y.numpy(), folds, seed=cfg.data.seed, stratify=classification)
+    pool_y, classification, make_fold = _raw_folds(cfg.data) if bundle is None else _bundle_folds(bundle)
+    splits = fold_indices(pool_y, folds, seed=cfg.data.seed, stratify=classification)
     fold_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"cv": None})})
     dump_config(cfg, d / rundir.CONFIG)
     results = []
     for k, (tr, va) in enumerate(splits):
-        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
-        fold = DataBundle(info=bundle.info, train=Split(pool.x[tr_t], pool.y[tr_t]),
-                          val=Split(pool.x[va_t], pool.y[va_t]), test=bundle.test,
-                          preprocessor=bundle.preprocessor)
+        fold = make_fold(tr, va)
         fresh = None
         if model is not None:  # every fold starts from the same untrained weights
             import copy
@@ -87,7 +113,7 @@ def cross_validate(cfg: Any, *, run_dir: str | Path, folds: int, callbacks: Sequ
                    best_epoch=None, folds=[str(r.run_dir.name) for r in results])
     summary.pop("confusion_matrix", None)
     rundir.write_json(d / rundir.SUMMARY, summary)
-    if bundle.preprocessor is not None:
-        bundle.preprocessor.save(d)
+    if fold.preprocessor is not None:  # the returned model is the last fold's: its preprocessing
+        fold.preprocessor.save(d)
     return FitResult(model=results[-1].model, run_dir=d, summary=rundir.read_json(d / rundir.SUMMARY),
                      history=results[-1].history)
