@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,6 +45,7 @@ class Source:
     run_dir: Path
     loaded: Any
     bundle: Any
+    guard_split: dict[str, Any] = field(default_factory=dict)  # the split the guard judges on
 
     @property
     def config(self) -> RunConfig:
@@ -62,7 +63,9 @@ class Source:
 
 
 def open_source(run_dir: str | Path) -> Source:
-    """Load the run at ``run_dir`` and its data (the run's own data config and splits)."""
+    """Load the run at ``run_dir`` and its data (the run's own data config and splits; a run
+    without a validation split gets a held-out guard split from train, see ``_holdout``)."""
+    from dlopt.compress._holdout import with_guard_split
     from dlopt.data import load_data
     from dlopt.train import load
 
@@ -70,7 +73,8 @@ def open_source(run_dir: str | Path) -> Source:
     if not (d / rundir.WEIGHTS).is_file():
         raise ConfigError(f"{d} is not a finished run directory (no {rundir.WEIGHTS})")
     loaded = load(d)
-    return Source(run_dir=d, loaded=loaded, bundle=load_data(loaded.config.data))
+    bundle, guard = with_guard_split(load_data(loaded.config.data), seed=loaded.config.data.seed)
+    return Source(run_dir=d, loaded=loaded, bundle=bundle, guard_split=guard)
 
 
 def prepare_out(out_dir: str | Path, *, overwrite: bool) -> Path:
@@ -162,12 +166,32 @@ def write_model_dir(d: Path, src: Source, model: nn.Module, *, name: str,
     write_arch(d, model)
     summary = dict(rundir.read_json(src.run_dir / rundir.SUMMARY))
     summary.update(name=name, epochs=0, steps=0, train_seconds=0.0, custom_model=False)
+    # the source's val/test blocks (loss, f1...) describe the source model, not this one
+    summary.update(val={}, test={})
     if measured:
-        summary.update({k: measured[k] for k in ("params", "macs", "size_bytes") if k in measured})
-        summary["val"] = {**summary.get("val", {}), "accuracy": measured.get("val_accuracy")}
-        summary["test"] = {**summary.get("test", {}), "accuracy": measured.get("test_accuracy")}
+        _describe(summary, measured)
     rundir.write_json(d / rundir.SUMMARY, summary)
     return d
+
+
+def _describe(summary: dict[str, Any], measured: dict[str, Any], guard_split: dict[str, Any] | None = None) -> None:
+    """Put the figures ``measured`` on a model (the same ones ``compression.after`` reports)
+    into its ``summary``: val/test accuracy, params, MACs, size."""
+    summary.update({k: measured[k] for k in ("params", "macs", "size_bytes") if k in measured})
+    summary["val"] = {**(summary.get("val") or {}), "accuracy": measured.get("val_accuracy")}
+    summary["test"] = {**(summary.get("test") or {}), "accuracy": measured.get("test_accuracy")}
+    if guard_split and guard_split.get("split") != "val":
+        summary["val"]["split"] = guard_split["split"]  # carved from train: say so where it is read
+
+
+def _describe_candidate(cand: Path, after: dict[str, Any] | None, guard_split: dict[str, Any] | None) -> None:
+    """The candidate's ``summary.json`` with the candidate's own measured figures (a written,
+    untrained model dir otherwise carries none, and an INT8 file is not its FP32 weights)."""
+    path = cand / rundir.SUMMARY
+    if after and path.is_file():
+        summary = rundir.read_json(path)
+        _describe(summary, after, guard_split)
+        rundir.write_json(path, summary)
 
 
 def _move_contents(src: Path, dst: Path) -> None:
@@ -195,10 +219,14 @@ def _keep_init(run: Path, work: Path) -> None:
 
 
 def finalize(out: Path, src_dir: Path, *, accepted: bool, reason: str, compression: dict[str, Any],
-             source_onnx: Path | None = None) -> dict[str, Any]:
+             source_onnx: Path | None = None, guard_split: dict[str, Any] | None = None) -> dict[str, Any]:
     """Lay out ``out`` (see the module docstring), write ``summary.json`` with ``accepted``,
-    ``reason`` and ``compression``; returns the summary."""
+    ``reason`` and ``compression`` (+ ``guard_split``: the split the guard judged on);
+    the candidate's summary takes ``compression["after"]``'s figures. Returns the summary."""
     cand = out / CANDIDATE
+    _describe_candidate(cand, compression.get("after"), guard_split)
+    if guard_split:
+        compression = {**compression, "guard_split": guard_split}
     if accepted:
         _move_contents(cand, out)
         cand.rmdir()

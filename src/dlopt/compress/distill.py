@@ -219,7 +219,7 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
                    "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
                    "before": before, "after": after, **slower_flags(before, after), **extra}
     summary = rd.finalize(out, teacher.run_dir, accepted=accepted, reason=reason, compression=compression,
-                          source_onnx=work / "source.onnx")
+                          source_onnx=work / "source.onnx", guard_split=teacher.guard_split)
     return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
 
 

@@ -1,6 +1,7 @@
 """The accuracy guard: a pure decision ``judge(before, after, budget) -> (accepted, reason)``.
 
-Accuracy is compared on the validation split (the test split stays for reporting); a
+Accuracy is compared on the validation split (the test split stays for reporting; a run
+without one gets a held-out part of its training split, see ``_holdout``); a
 latency budget is checked at ``latency_batch``. A step that is slower than its input on
 ONNX Runtime is reported (``slower_bs<N>``), never hidden, whatever the verdict.
 """

@@ -94,6 +94,12 @@ def _split_arrays(split: Any) -> tuple[np.ndarray, np.ndarray]:
     return split.x.numpy(), split.y.numpy()
 
 
+def _val_split(bundle: Any) -> Any:
+    """The validation split, or None: never the test split in its place (the guard decides on
+    this figure, and deciding on test leaks it; ``_holdout`` carves one from train instead)."""
+    return bundle.val if bundle.val is not None and len(bundle.val) else None
+
+
 def measure_torch(model: nn.Module, bundle: Any, onnx_path: Path | None, *, measure: MeasureSettings,
                   metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Accuracy (val/test), params, MACs, sizes, sparsity of ``model``; exported to
@@ -101,10 +107,10 @@ def measure_torch(model: nn.Module, bundle: Any, onnx_path: Path | None, *, meas
     from dlopt.models import summary
 
     model = model.eval()
-    val = bundle.val if bundle.val is not None and len(bundle.val) else bundle.test
+    val = _val_split(bundle)
     s = summary(model, tuple(bundle.info.input_shape))
     out: dict[str, Any] = {
-        "val_accuracy": torch_accuracy(model, val.x, val.y),
+        "val_accuracy": None if val is None else torch_accuracy(model, val.x, val.y),
         "test_accuracy": torch_accuracy(model, bundle.test.x, bundle.test.y),
         "params": s.params, "macs": s.macs, **_weight_sizes(model),
         "sparsity": round(sparsity(model), 4),
@@ -123,9 +129,9 @@ def measure_onnx(path: Path, bundle: Any, *, measure: MeasureSettings) -> dict[s
     from dlopt.deploy import OnnxModel
 
     meta = OnnxModel.load(path).metadata
-    val = bundle.val if bundle.val is not None and len(bundle.val) else bundle.test
+    val = _val_split(bundle)
     out: dict[str, Any] = {
-        "val_accuracy": onnx_accuracy(path, *_split_arrays(val)),
+        "val_accuracy": None if val is None else onnx_accuracy(path, *_split_arrays(val)),
         "test_accuracy": onnx_accuracy(path, *_split_arrays(bundle.test)),
         "params": meta.params, "macs": meta.macs, "size_bytes": path.stat().st_size,
         "onnx_bytes": path.stat().st_size,

@@ -348,7 +348,7 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
         steps = 1
 
     model, good_dir, reason, done = src.model, None, "", 0
-    val = src.bundle.val if src.bundle.val is not None and len(src.bundle.val) else src.bundle.test
+    val = src.bundle.val  # open_source guarantees one (carved from train if need be), never test
     for i in range(1, steps + 1):
         cand, masks = copy.deepcopy(model), None
         if kind == "structured":
@@ -391,7 +391,7 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
                    "steps_kept": done, "target_met": _met(tgt, after, removed, measure) and done == steps,
                    "before": before, "after": after, **removed, **slower_flags(before, after), "note": note}
     summary = rd.finalize(out, src.run_dir, accepted=accepted, reason=reason, compression=compression,
-                          source_onnx=work / "source.onnx")
+                          source_onnx=work / "source.onnx", guard_split=src.guard_split)
     return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
 
 

@@ -18,10 +18,11 @@ keeps the faster, so the choice follows the machine rather than a guess.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -66,6 +67,28 @@ def check_quantizable(path: Path) -> bool:
     return bool(types & _CONV)
 
 
+# ORT's quantizers advise running its quant_pre_process on every call; a dlopt user cannot act
+# on it (dlopt exports the graph and ORT shape-infers it on load), so only that line is dropped
+_ORT_ADVICE = ("Please consider to run pre-processing before quantization",
+               "Please consider pre-processing before quantization")
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_ORT_ADVICE)
+
+
+@contextlib.contextmanager
+def _quiet_preprocess_advice() -> Iterator[None]:
+    """Drop ORT's pre-processing advice (logged through the root logger) while inside."""
+    root, drop = logging.getLogger(), _DropPreprocessAdvice()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def _copy_metadata(src: Path, dst: Path) -> None:
     import onnx
 
@@ -90,7 +113,8 @@ def _static(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method: 
 def _dynamic(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method: str, per_channel: bool) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
+    with _quiet_preprocess_advice():
+        quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
     _copy_metadata(src, dst)
     return dst
 
@@ -190,8 +214,10 @@ def _int8_onnx(src: Path, dst: Path, *, method: str, calibration: np.ndarray, ca
                             batch=measure.latency_batch)
 
 
-def _onnx_bundle(path: Path) -> Any:
-    """The data named in an exported file's metadata (its training run's data config)."""
+def _onnx_bundle(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The data named in an exported file's metadata (its training run's data config) and the
+    guard's split record (a held-out part of train when the run had no validation split)."""
+    from dlopt.compress._holdout import with_guard_split
     from dlopt.config import DataConfig
     from dlopt.data import load_data
     from dlopt.deploy import OnnxModel
@@ -200,7 +226,8 @@ def _onnx_bundle(path: Path) -> Any:
     if not meta.dataset:
         raise ConfigError(f"{path}: its metadata names no dataset; export it with `dlopt export RUN` "
                           f"or quantize the run directory instead")
-    return load_data(DataConfig.model_validate(meta.dataset))
+    cfg = DataConfig.model_validate(meta.dataset)
+    return with_guard_split(load_data(cfg), seed=cfg.seed)
 
 
 def _calibration(bundle: Any, samples: int, seed: int = 0) -> np.ndarray:
@@ -244,7 +271,9 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
     cand = out / rd.CANDIDATE
     kind = entry.info["kind"]
     if kind == "ptq":
-        rd.write_model_dir(cand, source, source.model, name=out.name, measured=before)
+        # the FP32 weights and config reload the model; finalize puts the INT8 file's figures
+        # (compression.after) into its summary, not these FP32 ones
+        rd.write_model_dir(cand, source, source.model, name=out.name)
         shutil.copy2(source_onnx, cand / rd.ONNX)
         extra: dict[str, Any] = _int8_onnx(source_onnx, cand / rd.INT8_ONNX, method=method,
                                            calibration=_calibration(source.bundle, calib_samples),
@@ -265,7 +294,7 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
                    "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
                    "before": before, "after": after, **slower_flags(before, after), **extra}
     summary = rd.finalize(out, source.run_dir, accepted=accepted, reason=reason, compression=compression,
-                          source_onnx=source_onnx)
+                          source_onnx=source_onnx, guard_split=source.guard_split)
     return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
 
 
@@ -276,7 +305,7 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
     from dlopt.train import rundir
 
     check_quantizable(src)
-    bundle = _onnx_bundle(src)
+    bundle, guard_split = _onnx_bundle(src)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
     shutil.copy2(src, out / rd.ONNX)
     before = measure_onnx(out / rd.ONNX, bundle, measure=measure)
@@ -286,14 +315,16 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
                         measure=measure)
     after = measure_onnx(int8, bundle, measure=measure)
     accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=measure.latency)
-    if not accepted:
-        int8.rename(out / f"rejected.{rd.INT8_ONNX}")
+    if not accepted:  # the candidate goes to DIR/rejected/, as for run directories
+        (out / rd.REJECTED).mkdir()
+        int8.rename(out / rd.REJECTED / rd.INT8_ONNX)
     summary = {"schema_version": rundir.SCHEMA_VERSION, "name": out.name, "task": bundle.info.task,
                "dataset": bundle.info.name, "accepted": accepted, "reason": reason,
                "compression": {"step": "quantize", "method": method, "kind": "ptq", "source": str(src.resolve()),
                                "options": {"calibration": calibration, "calib_samples": calib_samples,
                                            "per_channel": per_channel, "conv_kernel": conv_kernel},
                                "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
-                               "before": before, "after": after, **slower_flags(before, after), **kernel}}
+                               "before": before, "after": after, **slower_flags(before, after), **kernel,
+                               "guard_split": guard_split}}
     rundir.write_json(out / rundir.SUMMARY, summary)
     return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
