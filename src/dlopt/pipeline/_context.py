@@ -15,6 +15,7 @@ of output its ``input`` may be), ``accepts_many`` (kinds allowed in ``inputs``),
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,8 @@ class Options(BaseModel):
 class StageOutput:
     """What a stage returns. ``metrics`` are deterministic results (accuracy, params, sizes,
     suggestions); ``timings`` are wall-clock figures (seconds, latencies, speedups);
-    ``artifacts`` maps names to paths relative to the stage directory (``run``, ``onnx``)."""
+    ``artifacts`` maps names to paths relative to the stage directory (``run``, ``onnx``);
+    a file of another stage is ``../<stage>/...`` (:meth:`StageContext.artifact`)."""
 
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
@@ -70,10 +72,16 @@ class StageRecord:
     def path(self, artifact: str) -> Path:
         """Absolute path of one of this stage's artifacts."""
         try:
-            return self.dir / self.artifacts[artifact]
+            rel = self.artifacts[artifact]
         except KeyError:
             raise ConfigError(f"stage {self.name!r} has no {artifact!r} output; it has: "
                               f"{', '.join(self.artifacts) or 'none'}") from None
+        path = self.dir / rel
+        # stage.json files written before artifacts were stage-relative may hold a path
+        # relative to the working directory of that run (serve_check's onnx)
+        if not path.exists() and Path(rel).exists():
+            return Path(rel)
+        return path
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "key": self.key, "produces": self.produces,
@@ -115,6 +123,12 @@ class StageContext:
         """The records named by ``inputs`` (or the main input when ``inputs`` is empty)."""
         names = self.spec.inputs or ([self.spec.input] if self.spec.input else [])
         return [self.records[n] for n in names]
+
+    def artifact(self, path: str | Path) -> str:
+        """``path`` as an ``artifacts`` entry: relative to this stage's directory, ``../``
+        for a file of another stage. Not relative to the working directory, which a later
+        ``dlopt run`` need not share, and not absolute, so a run directory can be moved."""
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(self.dir))).as_posix()
 
     def base(self, *overrides: dict[str, Any]) -> dict[str, Any]:
         """The pipeline's ``base`` run config with ``overrides`` merged in, named after the stage."""

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -77,11 +78,25 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_results(root: Path, cfg: PipelineConfig, records: Iterable[StageRecord], source: str | None,
-                   environment: dict[str, Any]) -> None:
+def _run_command(cfg: PipelineConfig, root: Path, source: str | None, root_given: bool) -> str:
+    """The ``dlopt run`` line that redoes this run: the file, its ``--set`` overrides and
+    ``--run-dir`` (when one was given). Without a source file, the resolved
+    ``pipeline.yaml`` already holds the overrides, but its default directory may differ."""
+    if source is None:
+        return shlex.join(["dlopt", "run", str(root / "pipeline.yaml"), "--run-dir", str(root)])
+    args = ["dlopt", "run", source]
+    for over in cfg.overrides:
+        args += ["--set", over]
+    if root_given:
+        args += ["--run-dir", str(root)]
+    return shlex.join(args)
+
+
+def _write_results(root: Path, cfg: PipelineConfig, records: Iterable[StageRecord], run_command: str,
+                   source: str | None, environment: dict[str, Any]) -> None:
     recs = list(records)
     src = source or str(root / "pipeline.yaml")
-    commands = [f"dlopt run {src}", f"dlopt report {root}"]
+    commands = [run_command, shlex.join(["dlopt", "report", str(root)])]
     doc = {"schema_version": 1, "pipeline": cfg.name, "source": src, "root": str(root),
            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "stages": [r.to_dict() for r in recs], "environment": environment,
@@ -120,7 +135,9 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
     """Run every stage of a validated pipeline (see :func:`dlopt.pipeline.load_pipeline`) in
     ``root`` (default ``<runs_dir>/<name>``), skipping cached ones; ``force`` names stages
     to redo anyway. ``on_start(name, how)`` / ``on_stage(record)`` report progress."""
+    root_given = root is not None
     root = Path(root) if root is not None else Path(cfg.runs_dir) / cfg.name
+    run_command = _run_command(cfg, root, str(source) if source else None, root_given)
     root.mkdir(parents=True, exist_ok=True)
     _atomic_text(root / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
                                                         sort_keys=False))
@@ -136,7 +153,7 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
         d = root / spec.name
         done = StageRecord.read(d)
         missing = [] if done is None or done.key != key else [
-            a for a, rel in done.artifacts.items() if a in _MODEL_ARTIFACTS and not (d / rel).exists()]
+            a for a in done.artifacts if a in _MODEL_ARTIFACTS and not done.path(a).exists()]
         if missing:  # deleted by hand since: the record alone is not the stage's model
             log.warning("stage %s: its %s is missing; running it again", spec.name, ", ".join(missing))
         elif done is not None and done.key == key and spec.name not in forced:
@@ -167,10 +184,10 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
                           status="resumed" if resume else "ran")
         _atomic_text(d / "stage.json", json.dumps(rec.to_dict(), indent=1, default=str) + "\n")
         records[spec.name] = rec
-        _write_results(root, cfg, records.values(), str(source) if source else None, env)
+        _write_results(root, cfg, records.values(), run_command, str(source) if source else None, env)
         if on_stage:
             on_stage(rec)
-    _write_results(root, cfg, records.values(), str(source) if source else None, env)
+    _write_results(root, cfg, records.values(), run_command, str(source) if source else None, env)
     paths: dict[str, Path] = {}
     if report:
         from dlopt.report import build_report

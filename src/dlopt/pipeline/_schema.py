@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from dlopt.config import _read_yaml, apply_overrides, format_validation_error
 from dlopt.errors import ConfigError
@@ -53,6 +53,13 @@ class PipelineConfig(BaseModel):
     runs_dir: str = "runs"
     base: dict[str, Any] = Field(default_factory=dict, description="RunConfig every training stage starts from")
     stages: list[StageSpec] = Field(min_length=1)
+    # the --set overrides load_pipeline applied: the run's reproduce command repeats them
+    _overrides: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def overrides(self) -> list[str]:
+        """The ``key=value`` overrides applied over the file (by :func:`load_pipeline`)."""
+        return list(self._overrides)
 
     @field_validator("stages")
     @classmethod
@@ -74,7 +81,9 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     Returns the config and the validated options of every stage (name -> schema instance).
     """
     data = apply_overrides(_read_yaml(path), overrides)
-    return parse_pipeline(data, where=str(path))
+    cfg, options = parse_pipeline(data, where=str(path))
+    cfg._overrides = list(overrides)
+    return cfg, options
 
 
 def parse_pipeline(data: dict[str, Any], *, where: str = "pipeline") -> tuple[PipelineConfig, dict[str, Any]]:

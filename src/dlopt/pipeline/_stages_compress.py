@@ -15,8 +15,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field
 
+from dlopt.config import parse_config
 from dlopt.errors import ConfigError, RunError
-from dlopt.pipeline._context import STAGES, Options, StageContext, StageOutput
+from dlopt.pipeline._context import STAGES, Options, StageContext, StageOutput, deep_merge
 from dlopt.pipeline._stages_train import run_metrics
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,11 @@ class PruneOptions(_CompressOptions):
 
 def _check_prune(pipeline: Any, opts: PruneOptions) -> None:
     try:
+        from dlopt.compress.prune import PRUNE_METHODS
         from dlopt.compress._types import parse_target
     except ImportError:
         return  # the stage itself reports the missing room
+    PRUNE_METHODS.get(opts.method)  # a typo fails now, not after the upstream stages trained
     t = parse_target(opts.target)
     if t.kind == "latency_ms" and not opts.measure_latency:
         raise ConfigError(f"target={opts.target!r} needs measure_latency: true")
@@ -114,8 +117,23 @@ class DistillOptions(_CompressOptions):
     recipe: dict[str, Any] = Field(default_factory=dict, description="fit() keywords, e.g. batch_size")
 
 
+def _check_distill(pipeline: Any, opts: DistillOptions) -> None:
+    """A zoo student (name or dict) must parse as a model of ``base`` now: the stage would
+    find out only after its teacher has trained. A stage name or a run directory (which
+    ``distill_run`` also takes) is resolved by the stage."""
+    student = opts.student
+    if isinstance(student, str) and (student in {s.name for s in pipeline.stages} or Path(student).is_dir()):
+        return
+    data = deep_merge(pipeline.base, {"name": "check"})
+    data["model"] = dict(student) if isinstance(student, dict) else {"name": student}
+    try:
+        parse_config(data)
+    except ConfigError as err:
+        raise ConfigError(f"student: {err}") from None
+
+
 @STAGES.register("distill", schema=DistillOptions, accepts=("run",), produces="run", needs_input=True,
-                 accepts_many=("run",))
+                 accepts_many=("run",), check=_check_distill)
 def distill_stage(ctx: StageContext, opts: DistillOptions) -> StageOutput:
     """Train the student on the teacher's softened outputs (Hinton KD)."""
     student: Any = opts.student
@@ -141,7 +159,18 @@ class QuantizeOptions(_CompressOptions):
     conv_kernel: Literal["auto", "direct", "gemm"] = "auto"
 
 
-@STAGES.register("quantize", schema=QuantizeOptions, accepts=("run", "onnx"), produces="run", needs_input=True)
+def _check_quantize(pipeline: Any, opts: QuantizeOptions) -> None:
+    try:
+        from dlopt.compress.quantize import CALIBRATIONS, QUANT_METHODS
+    except ImportError:
+        return  # the stage itself reports the missing room
+    QUANT_METHODS.get(opts.method)
+    if opts.calibration not in CALIBRATIONS:
+        raise ConfigError(f"calibration={opts.calibration!r} is invalid; allowed: {', '.join(CALIBRATIONS)}")
+
+
+@STAGES.register("quantize", schema=QuantizeOptions, accepts=("run", "onnx"), produces="run", needs_input=True,
+                 check=_check_quantize)
 def quantize_stage(ctx: StageContext, opts: QuantizeOptions) -> StageOutput:
     """Quantize the input's model (INT8 ONNX for static/dynamic)."""
     src = ctx.input

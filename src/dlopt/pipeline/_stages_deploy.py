@@ -215,6 +215,5 @@ def serve_check_stage(ctx: StageContext, opts: ServeCheckOptions) -> StageOutput
         raise RunError(f"serve_check: {n - equal} of {n} served answers differ from local ONNX Runtime "
                        f"(max probability diff {max_diff:.2e})")
     return StageOutput(metrics, {"startup_seconds": startup, "mean_request_ms": 1000 * seconds / n},
-                       {"onnx": str(Path(onnx).relative_to(ctx.dir)) if onnx.is_relative_to(ctx.dir)
-                        else str(onnx)},
+                       {"onnx": ctx.artifact(onnx)},
                        [f"dlopt serve {onnx} --host 127.0.0.1 --port 8000"])
