@@ -211,7 +211,7 @@ def test_export_refuses_an_output_that_is_not_a_file_path(tmp_path):
     ("nan.npy", lambda p: np.save(p, np.full((1, 1, 28, 28), np.nan, np.float32)), "784 input value(s) are NaN"),
     ("inf.csv", lambda p: p.write_text(",".join(["inf"] * 784) + "\n"), "784 input value(s) are NaN"),
     ("c.npy", lambda p: np.save(p, np.zeros((1, 1, 28, 28), np.complex64)), "complex values"),
-    ("text.csv", lambda p: p.write_text(",".join(["1"] * 783 + ["x"]) + "\n"), "preprocessing failed"),
+    ("text.csv", lambda p: p.write_text(",".join(["1"] * 783 + ["x"]) + "\n"), "holds 'x', not a number"),
 ])
 def test_predict_refuses_unusable_values_in_one_line(trained_run, tmp_path, name, make, message):
     from typer.testing import CliRunner

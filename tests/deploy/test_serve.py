@@ -119,6 +119,10 @@ def test_image_uploads_apply_the_saved_preprocessing(client, lenet_model, mnist_
     expected = np.asarray(Image.open(io.BytesIO(data)).convert("L").resize((28, 28), Image.Resampling.BILINEAR))
     resp = client.post("/v1/predict", files=[("image", ("a.jpg", data, "image/jpeg"))])
     _assert_same(resp, lenet_model, expected[None, None])
+    # a 16-bit grayscale PNG is scaled to 8 bits (as training reads it), not clipped to 255
+    wide = imgs[0].astype(np.uint16) * 257
+    resp = client.post("/v1/predict", content=_png(wide), headers={"content-type": "image/png"})
+    _assert_same(resp, lenet_model, mnist_raw[:1])
 
 
 def test_regression_model_returns_predictions_only(tmp_path, running_server):

@@ -37,6 +37,11 @@ def _set_threads(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
+def _categories(preprocessor: Any) -> dict[int, list[str]]:
+    """The text columns a run's CSV inputs hold (none without preprocessing)."""
+    return preprocessor.categories if preprocessor is not None else {}
+
+
 @command("train")
 def train(
     config: Path = typer.Argument(..., help="run config (YAML), e.g. examples/mnist-fast.yaml"),
@@ -138,11 +143,11 @@ def predict(
         from dlopt.deploy import OnnxModel
 
         onnx_model = OnnxModel.load(run, threads=threads)
-        x = read_raw_input(input, onnx_model.metadata.raw_shape)
+        x = read_raw_input(input, onnx_model.metadata.raw_shape, categories=_categories(onnx_model.preprocessor))
         (pred, proba), names = onnx_model.predict_raw(x), onnx_model.metadata.class_names
     else:
         loaded = load(run, device=device)
-        x = read_raw_input(input, loaded.info.input_shape)
+        x = read_raw_input(input, loaded.info.input_shape, categories=_categories(loaded.preprocessor))
         (pred, proba), names = loaded.predict(x), loaded.info.class_names
     for i, p in enumerate(pred):
         if proba is None:

@@ -32,6 +32,9 @@ _LAZY = {
     "DataBundle": "dlopt.data._types",
     "Split": "dlopt.data._types",
     "DatasetInfo": "dlopt.data._types",
+    "MISSING_TOKENS": "dlopt.data._values",
+    "cell_number": "dlopt.data._values",
+    "image_8bit": "dlopt.data._values",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(

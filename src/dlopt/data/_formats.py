@@ -18,11 +18,13 @@ import numpy as np
 from dlopt.data._builtin import idx_raw
 from dlopt.data._raw import RawData
 from dlopt.data._registry import FORMATS
+from dlopt.data._values import cell_number, image_8bit
 from dlopt.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# Integer-valued csv targets with at most this many distinct values are class labels.
+# Integer-valued csv targets with at most this many distinct values are class labels; more
+# are read as a regression target, with a warning (a year or a count is rarely 60 classes).
 MAX_CSV_CLASSES = 50
 
 
@@ -39,14 +41,7 @@ def _existing(path: str | Path, *, directory: bool = False) -> Path:
 def read_npz(*, path: str) -> RawData:
     """Arrays ``x``/``y`` (and optionally ``x_test``/``y_test``, ``class_names``) from an .npz."""
     p = _existing(path)
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except ValueError as exc:
-        # numpy says "Object arrays cannot be loaded when allow_pickle=False"
-        raise DataError(f"cannot read npz file {p}: {exc}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"corrupt npz file {p}: {exc.__class__.__name__}: {exc}") from None
+    arrays = _npz_arrays(p)
     for key in ("x", "y"):
         if key not in arrays:
             raise DataError(f"npz file {p} lacks array {key!r} (has: {', '.join(sorted(arrays)) or 'none'})")
@@ -55,7 +50,7 @@ def read_npz(*, path: str) -> RawData:
     names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else []
     x, kind, scale = _npz_inputs(arrays["x"], p, "x")
     x_test = _npz_inputs(arrays["x_test"], p, "x_test")[0] if "x_test" in arrays else None
-    y, y_test = arrays["y"], arrays.get("y_test")
+    y, y_test = _npz_labels(arrays, p)
     task = "regression" if np.issubdtype(y.dtype, np.floating) and not names else "classification"
     if y.dtype.kind in "US":  # string labels: class ids are their sorted order
         names = sorted({str(v) for v in y} | ({str(v) for v in y_test} if y_test is not None else set()))
@@ -66,6 +61,48 @@ def read_npz(*, path: str) -> RawData:
         x=x, y=y, x_test=x_test, y_test=y_test, task=task, kind=kind, source=str(p),
         class_names=names, scale=scale, num_classes=len(names) or None,
     )
+
+
+def _npz_arrays(p: Path) -> dict[str, np.ndarray]:
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # np.load reads a .npy as one bare array
+            raise DataError(f"npz file {p} is a single .npy array, not an .npz archive; "
+                            f"save named arrays with np.savez(path, x=..., y=...)")
+        with loaded as f:
+            return {k: f[k] for k in f.files}
+    except ValueError as exc:
+        # numpy says "Object arrays cannot be loaded when allow_pickle=False"
+        raise DataError(f"cannot read npz file {p}: {exc}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"corrupt npz file {p}: {exc.__class__.__name__}: {exc}") from None
+
+
+def _npz_labels(arrays: dict[str, np.ndarray], p: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``y`` and ``y_test`` as 1-D arrays of one kind (a (N, 1) column is flattened)."""
+    labels = {key: _npz_label_column(arrays[key], p, key) for key in ("y", "y_test") if key in arrays}
+    kinds = {key: _label_kind(y) for key, y in labels.items()}
+    if len(set(kinds.values())) > 1:
+        # the task and class names are read from y alone: mixed kinds would be misread
+        raise DataError(f"npz file {p}: y holds {kinds['y']} labels but y_test holds {kinds['y_test']} "
+                        f"labels; both splits need one kind (class indices, strings or float targets)")
+    return labels["y"], labels.get("y_test")
+
+
+def _npz_label_column(y: np.ndarray, p: Path, key: str) -> np.ndarray:
+    if y.dtype.kind not in "biufUS":
+        raise DataError(f"npz file {p}: array {key!r} has dtype {y.dtype}, expected numbers or strings")
+    if y.ndim == 2 and y.shape[1] == 1:
+        return y[:, 0]
+    if y.ndim != 1:
+        hint = f"; for one-hot labels pass class indices, e.g. {key}.argmax(1)" if y.ndim == 2 else ""
+        raise DataError(f"npz file {p}: array {key!r} has shape {y.shape}, "
+                        f"expected one label per sample, shape (N,){hint}")
+    return y
+
+
+def _label_kind(y: np.ndarray) -> str:
+    return "string" if y.dtype.kind in "US" else "float" if y.dtype.kind == "f" else "integer"
 
 
 def _npz_inputs(x: np.ndarray, p: Path, key: str) -> tuple[np.ndarray, str, float]:
@@ -88,7 +125,9 @@ def _npz_inputs(x: np.ndarray, p: Path, key: str) -> tuple[np.ndarray, str, floa
 # -------------------------------------------------------------------------------------- csv
 @FORMATS.register("csv", help="csv with a header row; data.target names the target column")
 def read_csv(*, path: str, target: str | None = None) -> RawData:
-    """A table with a header row; ``target`` names the label/target column."""
+    """A table with a header row; ``target`` names the label/target column. In numeric
+    columns an empty cell or a token of ``dlopt.data.MISSING_TOKENS`` (NA, N/A, NaN, null, ?, ...)
+    is a missing value (NaN)."""
     p = _existing(path)
     header, rows = _csv_rows(p)
     if target is None:
@@ -100,12 +139,8 @@ def read_csv(*, path: str, target: str | None = None) -> RawData:
     if not features:
         raise DataError(f"csv file {p}: no feature columns besides target {target!r}")
     cols = list(zip(*rows))
-    y_raw = cols[t]
-    empty = sum(1 for v in y_raw if v.strip() == "")
-    if empty:
-        raise DataError(f"csv file {p}: target column {target!r} has {empty} empty cells")
-    y, task, names = _csv_target(y_raw)
-    columns = [_csv_column(cols[i]) for i in range(len(header)) if i != t]
+    y, task, names = _csv_target(cols[t], p, target)
+    columns = [_csv_column(cols[i], p, header[i]) for i in range(len(header)) if i != t]
     numeric = all(c.dtype != object for c in columns)
     x = np.stack(columns, axis=1) if numeric else np.stack([c.astype(object) for c in columns], axis=1)
     return RawData(
@@ -116,12 +151,13 @@ def read_csv(*, path: str, target: str | None = None) -> RawData:
 
 def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        # utf-8-sig: Excel starts its CSV files with a byte-order mark, not part of the first name
+        with open(p, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
                 raise DataError(f"empty dataset: csv file {p} has no header row")
-            header = [h.strip() for h in header]
+            header = _unique_names([h.strip() for h in header], p)
             rows = []
             for row in reader:
                 if not row:
@@ -140,43 +176,79 @@ def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _to_float(v: str) -> float | None:
-    s = v.strip()
-    if s == "":
-        return math.nan
-    try:
-        return float(s)
-    except ValueError:
-        return None
+def _unique_names(header: list[str], p: Path) -> list[str]:
+    """Columns are found by name: a repeated one would leave a copy of the target among the features."""
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"csv file {p}: duplicate column name(s) {', '.join(map(repr, repeated))}; "
+                        "each column needs its own name")
+    return header
 
 
-def _csv_column(values: tuple[str, ...]) -> np.ndarray:
-    """float64 when every non-empty cell is a number (empty -> NaN), else the strings."""
-    floats = [_to_float(v) for v in values]
-    if all(f is not None for f in floats):
+def _csv_column(values: tuple[str, ...], p: Path, name: str) -> np.ndarray:
+    """float64 when every cell is a number or a missing-value token (-> NaN), else the strings.
+    Numbers with a few text cells are refused: label_encode would code them in string order."""
+    floats = [cell_number(v) for v in values]
+    text = [v.strip() for v, f in zip(values, floats) if f is None]
+    if not text:
         return np.asarray(floats, dtype=np.float64)
+    if sum(1 for f in floats if f is not None and not math.isnan(f)) > len(text):
+        raise DataError(f"csv file {p}: column {name!r} holds numbers but {len(text)} cell(s) are text, "
+                        f"e.g. {text[0]!r}; allowed: numbers, and for a missing value an empty cell "
+                        "or a missing-value token (NA, N/A, NaN, null, ?, ...; see docs/data.md); "
+                        "a column of categories needs text values (e.g. c10 for 10)")
     return np.asarray([v.strip() for v in values], dtype=object)
 
 
-def _csv_target(values: tuple[str, ...]) -> tuple[np.ndarray, str, list[str]]:
+def _csv_target(values: tuple[str, ...], p: Path, name: str) -> tuple[np.ndarray, str, list[str]]:
     """Numeric non-integer (or many-valued) targets are regression; the rest are classes."""
-    col = _csv_column(values)
-    if col.dtype != object:
-        integral = bool(np.all(np.mod(col, 1) == 0))
-        if not integral or len(np.unique(col)) > MAX_CSV_CLASSES:
-            return col.astype(np.float32), "regression", []
-        values = tuple(str(int(v)) for v in col)
-        order = sorted(set(values), key=int)
+    empty = sum(1 for v in values if v.strip() == "")
+    if empty:
+        raise DataError(f"csv file {p}: target column {name!r} has {empty} empty cells")
+    floats = [cell_number(v) for v in values]
+    if any(f is None for f in floats):  # text labels are class names ("NA" may be one)
+        labels = [v.strip() for v in values]
+        order = sorted(set(labels))
     else:
-        order = sorted(set(col.tolist()))
+        col = _target_numbers(floats, values, p, name)
+        if not _integer_classes(col, p, name):
+            return col.astype(np.float32), "regression", []
+        labels = [str(int(v)) for v in col]
+        order = sorted(set(labels), key=int)
     lookup = {n: i for i, n in enumerate(order)}
-    return np.array([lookup[str(v).strip()] for v in values], dtype=np.int64), "classification", order
+    return np.array([lookup[v] for v in labels], dtype=np.int64), "classification", order
+
+
+def _target_numbers(floats: list[float], values: tuple[str, ...], p: Path, name: str) -> np.ndarray:
+    """A numeric target column; a missing-value token there leaves a row without a target."""
+    col = np.asarray(floats, dtype=np.float64)
+    missing = int(np.isnan(col).sum())
+    if missing:
+        first = next(v.strip() for v, f in zip(values, floats) if math.isnan(f))
+        raise DataError(f"csv file {p}: target column {name!r} has {missing} missing values "
+                        f"(e.g. {first!r}); every row needs a target")
+    return col
+
+
+def _integer_classes(col: np.ndarray, p: Path, name: str) -> bool:
+    """Whole numbers are class labels, unless there are more than MAX_CSV_CLASSES of them."""
+    if not bool(np.all(np.mod(col, 1) == 0)):
+        return False
+    distinct = len(np.unique(col))
+    if distinct > MAX_CSV_CLASSES:
+        # data.task does not exist: text labels are the way to ask for classes
+        log.warning("csv file %s: target %r has %d distinct integers (more than %d), so it is read "
+                    "as a regression target; for classes, write the labels as text (e.g. c%d)",
+                    p, name, distinct, MAX_CSV_CLASSES, int(col[0]))
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------ imagefolder
-@FORMATS.register("imagefolder", help="one sub-folder of images per class")
+@FORMATS.register("imagefolder", help="one sub-folder of images per class (nested folders included)")
 def read_imagefolder(*, path: str, bad_samples: str = "fail") -> RawData:
-    """Images in ``<dir>/<class>/*``; every file is checked first (``bad_samples``: fail|skip)."""
+    """Images in ``<dir>/<class>/**``; every file is checked first (``bad_samples``: fail|skip).
+    16-bit and float images are scaled to 8 bits, palette images read as RGB (:func:`image_8bit`)."""
     root = _existing(path, directory=True)
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -184,8 +256,7 @@ def read_imagefolder(*, path: str, bad_samples: str = "fail") -> RawData:
     files = [
         (f, i)
         for i, c in enumerate(classes)
-        for f in sorted((root / c).iterdir())
-        if f.is_file() and not f.name.startswith(".")
+        for f in _class_files(root / c)
     ]
     if not files:
         raise DataError(f"empty dataset: no image files under {root}")
@@ -212,6 +283,13 @@ def read_imagefolder(*, path: str, bad_samples: str = "fail") -> RawData:
     )
 
 
+def _class_files(folder: Path) -> list[Path]:
+    """Every file under a class folder, sub-folders included: torchvision's ImageFolder walks
+    them too, and leaving them out dropped images without a word. Hidden names are skipped."""
+    return sorted(f for f in folder.rglob("*")
+                  if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+
+
 def _shape(shape: tuple[int, ...] | None) -> str:
     """(C, H, W) as 'CxHxW'."""
     return "x".join(map(str, shape)) if shape else "?"
@@ -231,12 +309,13 @@ def _decode(f: Path) -> tuple[np.ndarray | None, str]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(f) as im:
                 im.load()
-                im = im.convert("L" if len(im.getbands()) == 1 else "RGB")
-                arr = np.asarray(im, dtype=np.uint8)
+                arr = np.asarray(image_8bit(im), dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return None, f"decompression bomb ({exc.args[0].split('.')[0] if exc.args else 'too many pixels'})"
     except UnidentifiedImageError:
         return None, "not an image (wrong extension or unknown format)"
+    except DataError as exc:  # pixels that 8 bits cannot hold faithfully
+        return None, str(exc)
     except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt data
         return None, f"corrupt or truncated image ({exc})"
     return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -68,11 +69,12 @@ def read_idx(path: str | Path, *, sha256sum: str | None = None) -> np.ndarray:
             raise DataError(f"checksum mismatch for {path}: sha256 {got[:16]}..., expected {sha256sum[:16]}...")
     buf = _read_bytes(path)
     dtype, dims, offset = _parse_header(buf, path)
-    need = int(np.prod(dims)) * dtype.itemsize
+    count = math.prod(dims)  # Python ints: np.prod wraps at 2**64 and would pass the check below
+    need = count * dtype.itemsize
     have = len(buf) - offset
     if have < need:
         raise DataError(f"truncated IDX file {path}: {have} data bytes, header promises {need}")
-    arr = np.frombuffer(buf, dtype=dtype, count=int(np.prod(dims)), offset=offset).reshape(dims)
+    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(dims)
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -104,7 +106,18 @@ def read_idx_set(
         if len(x) != len(y):
             raise DataError(f"x/y length mismatch in {directory}: {xfile.name} has {len(x)}, labels {len(y)}")
         arrays[f"{part}_x"] = x[:, None]
+    _check_image_sizes(directory, arrays["train_x"], arrays["test_x"])
     return arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"]
+
+
+def _check_image_sizes(directory: Path, x_train: np.ndarray, x_test: np.ndarray) -> None:
+    # a model built for the training size would only fail at test evaluation, after training
+    if x_train.shape[1:] != x_test.shape[1:]:
+        train_hw, test_hw = ("x".join(map(str, x.shape[2:])) for x in (x_train, x_test))
+        raise DataError(
+            f"image size mismatch in {directory}: {IDX_FILES['train_x']} holds {train_hw} images, "
+            f"{IDX_FILES['test_x']} holds {test_hw}; both splits need the same size"
+        )
 
 
 def is_idx_set(directory: Path) -> bool:

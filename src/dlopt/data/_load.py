@@ -182,11 +182,11 @@ def _check_test_inputs(raw: RawData) -> None:
     the run fails (or silently mis-scales) only at test evaluation, after training."""
     kinds = [_number_kind(x) for x in (raw.x, raw.x_test)]
     if kinds[0] != kinds[1]:
-        raise DataError(f"{raw.source}: x is {kinds[0]} ({raw.x.dtype}) but x_test is {kinds[1]} "
-                        f"({raw.x_test.dtype}); both splits need one kind, integer or float")
+        raise DataError(f"x/x_test dtype mismatch in {raw.source}: x is {kinds[0]} ({raw.x.dtype}), x_test is "
+                        f"{kinds[1]} ({raw.x_test.dtype}); both splits need one kind, integer or float")
     if raw.x.shape[1:] != raw.x_test.shape[1:]:
-        raise DataError(f"{raw.source}: x samples have shape {raw.x.shape[1:]} but x_test samples "
-                        f"{raw.x_test.shape[1:]}; both splits need the same per-sample shape")
+        raise DataError(f"x/x_test shape mismatch in {raw.source}: x samples are {raw.x.shape[1:]}, x_test "
+                        f"samples {raw.x_test.shape[1:]}; both splits need the same per-sample shape")
 
 
 def _number_kind(x: np.ndarray) -> str:
@@ -214,8 +214,8 @@ def _check_classes(raw: RawData, ys: list[np.ndarray]) -> int:
         )
     counts = np.bincount(raw.y.astype(np.int64), minlength=c)
     if np.count_nonzero(counts) < 2:
-        raise DataError(f"{raw.source}: every training label is class {_class_name(raw, int(counts.argmax()))}; "
-                        f"classification needs at least 2 classes")
+        raise DataError(f"single-class data in {raw.source}: every training label is class "
+                        f"{_class_name(raw, int(counts.argmax()))}; classification needs at least 2 classes")
     _warn_empty_classes(raw, counts)
     return c
 
@@ -226,8 +226,9 @@ def _warn_empty_classes(raw: RawData, counts: np.ndarray) -> None:
     empty = np.flatnonzero(counts == 0)
     if empty.size:
         shown = ", ".join(_class_name(raw, int(k)) for k in empty[:5]) + (", ..." if empty.size > 5 else "")
-        log.warning("%s: %d of %d classes have no training sample (%s); integer labels are used as "
-                    "class indices 0..%d as given", raw.source, empty.size, len(counts), shown, len(counts) - 1)
+        log.warning("%s: %d of %d classes have no training sample (%s); labels are class indices "
+                    "0..%d as given, remap them if those classes should not exist",
+                    raw.source, empty.size, len(counts), shown, len(counts) - 1)
 
 
 def _class_name(raw: RawData, k: int) -> str:

@@ -5,8 +5,9 @@ Ops are scikit-learn transformers behind a small registry. State is JSON plus nu
 (``preprocess.json`` + ``preprocess.npz``, never pickle): each op stores its transformer's
 fitted attributes (``mean_``, ``scale_``, ``components_``, ...) and rebuilds it on load.
 
-Order: ``label_encode`` and ``impute`` run first (they make the data numeric and complete),
-then the image scaling (raw uint8 / 255), then the other ops in the order given.
+Order: ``label_encode`` then ``impute`` run first, whatever their order in the config (they
+make the data numeric, then complete: text cannot be imputed), then the image scaling (raw
+uint8 / 255), then the other ops in the order given.
 Image/sequence inputs keep their shape under ``zscore``/``minmax`` (statistics per channel);
 ``pca``/``lda`` flatten them to ``(N, n_components)``.
 """
@@ -32,7 +33,7 @@ PREPROCESS_OPS: Registry = Registry("preprocessing op", error=ConfigError)
 STATE_JSON = "preprocess.json"
 STATE_NPZ = "preprocess.npz"
 _FORMAT_VERSION = 1
-_FIRST = ("label_encode", "impute")  # ops that must run before anything numeric
+_FIRST = ("label_encode", "impute")  # ops that must run before anything numeric, in this order
 
 
 # ------------------------------------------------------------------- sklearn (de)serialize
@@ -303,7 +304,7 @@ class Preprocessor:
         """Unfitted chain from ``PreprocessStep``s or dicts ({"op": "pca", "n_components": 8});
         ``scale`` > 0 divides raw values (images) before the user ops."""
         parsed = [_step_dict(s) for s in steps]
-        first = [s for s in parsed if s["op"] in _FIRST]
+        first = sorted((s for s in parsed if s["op"] in _FIRST), key=lambda s: _FIRST.index(s["op"]))
         rest = [s for s in parsed if s["op"] not in _FIRST]
         ops = [_make_op(s) for s in first]
         if scale:
@@ -314,6 +315,17 @@ class Preprocessor:
     @property
     def op_names(self) -> list[str]:
         return [op.name for op in self.ops]
+
+    @property
+    def categories(self) -> dict[int, list[str]]:
+        """The training values of each label-encoded raw column, ``{column: values}``; empty
+        when no column is text (every raw column then takes numbers)."""
+        for op in self.ops:
+            if isinstance(op, _LabelEncode):
+                return {c: [str(v) for v in values] for c, values in zip(op.columns, op.classes)}
+            if not isinstance(op, _Impute):  # later ops no longer see raw columns
+                break
+        return {}
 
     @property
     def pixel_divisor(self) -> float | None:

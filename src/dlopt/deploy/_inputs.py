@@ -171,6 +171,15 @@ def _image_array(data: bytes, spec: InputSpec) -> np.ndarray:
     if w * h > MAX_IMAGE_PIXELS:
         raise ApiError(413, "image_too_large", f"image of {w}x{h} pixels; allowed: at most {MAX_IMAGE_PIXELS} pixels")
     channels, height, width = spec.raw_shape
+    from dlopt.data import image_8bit
+    from dlopt.errors import DataError
+
+    try:
+        img = image_8bit(img)  # 16-bit PNGs scaled as training scales them, not clipped to 255
+    except DataError as exc:
+        raise ApiError(422, "bad_image", str(exc)) from None
+    except Exception:  # noqa: BLE001  truncated/corrupt data fails inside PIL's decoders
+        raise ApiError(400, "bad_image", "image data is truncated or corrupt") from None
     try:
         img = img.convert(_MODES[channels])
         if img.size != (width, height):

@@ -1,24 +1,29 @@
 """Raw prediction inputs from files: an image, a ``.npy`` array or CSV rows.
 
 Values come back as the dataset stores them (e.g. uint8 pixels ``(1, C, H, W)``), so the
-run's saved preprocessing maps them to model inputs exactly as in training.
+run's saved preprocessing maps them to model inputs exactly as in training: images decode
+through the same :func:`dlopt.data.image_8bit`, CSV cells through :func:`dlopt.data.cell_number`.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
-from typing import Callable
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from dlopt.data import cell_number, image_8bit
 from dlopt.errors import DataError
 from dlopt.registry import Registry
 
 __all__ = ["check_finite", "read_raw_input", "READERS"]
 
-#: file suffix -> reader(path, input_shape) -> np.ndarray
+#: file suffix -> reader(path, input_shape[, *, categories]) -> np.ndarray
 READERS: Registry[np.ndarray] = Registry("input file type", DataError)
+
+log = logging.getLogger(__name__)
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -31,11 +36,11 @@ def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     c, h, w = input_shape
     try:
         with Image.open(path) as img:
-            img = img.convert("L" if c == 1 else "RGB")
+            img = image_8bit(img).convert("L" if c == 1 else "RGB")
             if img.size != (w, h):
                 img = img.resize((w, h))
             arr = np.asarray(img)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, DataError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return arr[None]  # (1, C, H, W)
@@ -52,28 +57,67 @@ def _read_npy(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-def _number(s: str) -> float | None:
+def _read_csv(path: Path, input_shape: tuple[int, ...], *,
+              categories: Mapping[int, Sequence[str]] | None = None) -> np.ndarray:
+    """Rows read as training read its CSV: cells stripped, a missing-value token is NaN.
+    ``categories`` ({column: training values} of the text columns, None: not known) tells a
+    header line from data and which columns keep their text."""
     try:
-        return float(s)
-    except ValueError:
-        return None
-
-
-def _read_csv(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r]
-    except (OSError, UnicodeDecodeError) as exc:
+        # utf-8-sig: a byte-order mark (Excel) is no part of the first cell
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [[v.strip() for v in r] for r in csv.reader(f) if r]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read CSV {path}: {exc}") from None
-    if rows and all(_number(v) is None for v in rows[0]):
-        rows = rows[1:]  # a header line
+    if rows and _is_header(rows[0], categories):
+        all_text = bool(categories) and len(categories) >= len(rows[0])
+        log.log(logging.WARNING if all_text else logging.INFO,
+                "CSV %s: first row taken as a header (no value of it could be data): %s", path, ", ".join(rows[0]))
+        rows = rows[1:]
     if not rows:
         raise DataError(f"CSV {path} has no data rows")
     if len({len(r) for r in rows}) != 1:
         raise DataError(f"CSV {path}: rows have different numbers of columns")
-    if all(_number(v) is not None for r in rows for v in r):
-        return np.array([[float(v) for v in r] for r in rows], dtype=np.float64)
-    return np.array(rows, dtype=object)  # text columns: the saved label encoding handles them
+    if categories is None:
+        return _guessed_table(rows)
+    return _typed_table(rows, categories, path)
+
+
+def _is_header(cells: list[str], categories: Mapping[int, Sequence[str]] | None) -> bool:
+    """A row is a header when no cell of it could be data: a number or missing-value token
+    where the run takes numbers, a value training saw in a text column. An empty cell proves
+    nothing (pandas writes one above its index)."""
+    known = categories or {}
+
+    def data_like(c: int, v: str) -> bool:
+        if c in known:
+            return v in known[c]
+        return v != "" and cell_number(v) is not None
+
+    return any(cells) and not any(data_like(c, v) for c, v in enumerate(cells))
+
+
+def _guessed_table(rows: list[list[str]]) -> np.ndarray:
+    """Numbers (missing -> NaN) when every cell is one, else the strings for a label encoding."""
+    numbers = [[cell_number(v) for v in r] for r in rows]
+    if all(f is not None for r in numbers for f in r):
+        return np.array(numbers, dtype=np.float64)
+    return np.array(rows, dtype=object)
+
+
+def _typed_table(rows: list[list[str]], categories: Mapping[int, Sequence[str]], path: Path) -> np.ndarray:
+    """Text columns keep their strings (label_encode compares them as training saw them, "1" not
+    "1.0"); the other columns must hold numbers or missing-value tokens."""
+    table = np.array(rows, dtype=object)
+    for c in range(table.shape[1]):
+        if c in categories:
+            continue
+        for r, v in enumerate(table[:, c]):
+            f = cell_number(v)
+            if f is None:
+                raise DataError(f"CSV {path}: column {c + 1} holds {v!r}, not a number; the run takes "
+                                "numbers there (a missing value: empty, NA, N/A, NaN, null or ?)")
+            table[r, c] = f
+    return table.astype(np.float64) if not categories else table
 
 
 for _suffix in _IMAGE_SUFFIXES:
@@ -82,13 +126,17 @@ READERS.register(".npy")(_read_npy)
 READERS.register(".csv")(_read_csv)
 
 
-def read_raw_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Raw inputs in ``path`` by its suffix (image, .npy, .csv)."""
+def read_raw_input(path: str | Path, input_shape: tuple[int, ...], *,
+                   categories: Mapping[int, Sequence[str]] | None = None) -> np.ndarray:
+    """Raw inputs in ``path`` by its suffix (image, .npy, .csv). ``categories`` is the run's
+    ``Preprocessor.categories`` (``{}`` for a run without one): it lets a CSV reader tell a
+    header line from data; None guesses (a first line without numbers is a header)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"input file not found: {p}")
-    reader: Callable[[Path, tuple[int, ...]], np.ndarray] = READERS.get(p.suffix.lower()).factory
-    return _checked(reader(p, tuple(input_shape)), p)
+    entry = READERS.get(p.suffix.lower())
+    extra = {"categories": categories} if "categories" in entry.params() else {}
+    return _checked(entry.factory(p, tuple(input_shape), **extra), p)
 
 
 def _checked(x: np.ndarray, path: Path) -> np.ndarray:
