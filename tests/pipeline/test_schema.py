@@ -48,15 +48,19 @@ def test_invalid_pipelines_fail_with_one_line(stages, message):
     assert "\n" not in str(err.value)
 
 
-def test_cli_refuses_a_cycle_before_running(tmp_path):
+@pytest.mark.parametrize("stages, words", [
+    ([{"name": "a", "type": "train", "input": "b"}, {"name": "b", "type": "train", "input": "a"}], "cycle"),
+    ([{"name": "train"}, {"name": "distill", "input": "train", "student": "lenet9"}], "unknown model 'lenet9'"),
+])
+def test_cli_refuses_a_bad_pipeline_before_running(stages, words, tmp_path):
     path = tmp_path / "p.yaml"
-    doc = _pipe({"name": "a", "type": "train", "input": "b"}, {"name": "b", "type": "train", "input": "a"})
+    doc = _pipe(*stages)
     doc["runs_dir"] = str(tmp_path / "runs")
     path.write_text(yaml.safe_dump(doc))
     res = runner.invoke(app, ["run", str(path)])
     assert res.exit_code == 2
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "cycle" in lines[0]
+    assert len(lines) == 1 and words in lines[0]
     assert not (tmp_path / "runs").exists()  # nothing ran, nothing written
 
 
