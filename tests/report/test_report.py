@@ -93,3 +93,22 @@ def test_a_malformed_results_file_or_an_unusable_out_is_one_line_exit_2(tmp_path
     (run / "summary.json").write_text("[]")  # a training run's summary that is not a mapping
     res = runner.invoke(app, ["compare", str(run), str(run)])
     assert res.exit_code == 2 and f"{run}: neither results.json nor a readable summary.json" in res.output
+
+
+def test_stage_table_names_the_batch_sizes_the_bench_timed():
+    """A bench at batch sizes 1 and 8 fills the latency columns for b1 and b8 (not a b64
+    column of dashes); with no bench stage the columns keep the defaults."""
+    from dlopt.report._tables import latency_sizes, stage_columns, stage_rows, text_table
+
+    entry = {"p50_ms": 0.5, "speedup": 1.2, "verdict": "faster"}
+    res = {"stages": [
+        {"name": "train", "type": "train", "metrics": {"accuracy": 0.9}},
+        {"name": "bench", "type": "bench", "metrics": {},
+         "timings": {"models": {"train": {"1": {**entry, "p50_ms": 0.1}, "8": entry}}}},
+    ]}
+    assert latency_sizes(res) == (1, 8) and latency_sizes({"stages": []}) == (1, 64)
+    cols = stage_columns(latency_sizes(res))
+    row = stage_rows(res)[0]
+    assert (row["p50_lo"], row["p50_hi"]) == (0.1, 0.5)
+    text = text_table(stage_rows(res), cols)
+    assert "p50 ms (b8)" in text and "b64" not in text and "1.20x faster" in text

@@ -17,10 +17,10 @@ def report(
 ) -> None:
     """Regenerate report.html / report.md of a pipeline run from its results."""
     setup_logging(verbose)
-    from dlopt.report import build_report, load_results, stage_rows, text_table
+    from dlopt.report import build_report, stage_text
 
     paths = build_report(run)
-    typer.echo(text_table(stage_rows(load_results(run))))
+    typer.echo(stage_text(run))
     typer.echo(f"report: {paths['html']}")
 
 

@@ -44,9 +44,9 @@ def run(
 
     result = run_pipeline(cfg, options, source=pipeline, root=root, force=force, report=not no_report,
                           on_start=started, on_stage=finished)
-    from dlopt.report import load_results, stage_rows, text_table
+    from dlopt.report import stage_text
 
-    typer.echo(text_table(stage_rows(load_results(result.root))))
+    typer.echo(stage_text(result.root))
     if result.report:
         typer.echo(f"report: {result.report['html']}")
     typer.echo(f"results: {result.root / 'results.json'}")

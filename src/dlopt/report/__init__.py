@@ -15,6 +15,7 @@ _LAZY = {
     "build_report": "dlopt.report._build",
     "compare_runs": "dlopt.report._build",
     "load_results": "dlopt.report._build",
+    "stage_text": "dlopt.report._build",
     "stage_rows": "dlopt.report._tables",
     "text_table": "dlopt.report._tables",
     "markdown_table": "dlopt.report._tables",

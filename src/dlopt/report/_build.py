@@ -15,9 +15,10 @@ from typing import Any, Sequence
 
 from dlopt.errors import ConfigError
 from dlopt.report import _plots as plots
-from dlopt.report._tables import (COLUMNS, bench_lookup, format_cell, markdown_table, per_class_rows, stage_rows)
+from dlopt.report._tables import (bench_lookup, format_cell, latency_sizes, markdown_table, per_class_rows,
+                                   stage_columns, stage_rows, text_table)
 
-__all__ = ["Figure", "Section", "build_report", "compare_runs", "load_results"]
+__all__ = ["Figure", "Section", "build_report", "compare_runs", "load_results", "stage_text"]
 
 
 @dataclass
@@ -55,6 +56,12 @@ def load_results(root: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a dlopt results file: it needs a 'stages' list of records "
                           "with a name, a type and metrics (written by dlopt run)")
     return doc
+
+
+def stage_text(root: str | Path) -> str:
+    """The stage table of a pipeline run for the terminal (what ``dlopt run``/``report`` print)."""
+    results = load_results(root)
+    return text_table(stage_rows(results), stage_columns(latency_sizes(results)))
 
 
 def _read_json(path: Path) -> Any:
@@ -103,8 +110,9 @@ def _section_stages(results: dict[str, Any]) -> Section:
                 f"{b.get('metrics', {}).get('baseline')}'s test samples; speedup vs the baseline "
                 f"{b.get('metrics', {}).get('baseline')!r}, with its verdict (noise threshold: the runs' IQRs, "
                 f"at least 5%). Accuracy and size: each stage's own test split and file.")
-    return Section("Stages", f"<p>{html.escape(note)}</p>" + _table_html(rows, COLUMNS, table_id="stage-table"),
-                   (note + "\n\n" if note else "") + markdown_table(rows))
+    cols = stage_columns(latency_sizes(results))
+    return Section("Stages", f"<p>{html.escape(note)}</p>" + _table_html(rows, cols, table_id="stage-table"),
+                   (note + "\n\n" if note else "") + markdown_table(rows, cols))
 
 
 def _section_pareto(results: dict[str, Any]) -> Section | None:
@@ -325,11 +333,12 @@ def build_report(root: str | Path) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------- compare
-def _as_run(path: Path) -> tuple[str, list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """(label, table rows, curves) of a pipeline run directory or a single training run."""
+def _as_run(path: Path, sizes: tuple[int, int]) -> tuple[str, list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """(label, table rows with latency at batch ``sizes``, curves) of a pipeline run
+    directory or a single training run."""
     if (path / "results.json").exists():
         res = load_results(path)
-        rows = [{**r, "run": res.get("pipeline", path.name)} for r in stage_rows(res)]
+        rows = [{**r, "run": res.get("pipeline", path.name)} for r in stage_rows(res, sizes)]
         curves = {}
         for s in res.get("stages", []):
             run = _artifact(path, s, "run")
@@ -353,12 +362,14 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, P
     if len(runs) < 2:
         raise ConfigError(f"compare needs at least 2 runs, got {len(runs)}")
     rows, curves, labels = [], {}, []
-    for r in runs:
-        label, rws, cv = _as_run(Path(r))
+    paths = [Path(r) for r in runs]
+    sizes = latency_sizes(*(load_results(p) for p in paths if (p / "results.json").exists()))
+    for path in paths:
+        label, rws, cv = _as_run(path, sizes)
         labels.append(label)
         rows += rws
         curves.update(cv)
-    cols = {"run": "run", **COLUMNS}
+    cols = {"run": "run", **stage_columns(sizes)}
     sections = [Section("Side by side", _table_html(rows, cols, table_id="stage-table"), markdown_table(rows, cols))]
     png = plots.curves_plot(curves)
     if png:

@@ -6,16 +6,24 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-__all__ = ["COLUMNS", "stage_rows", "format_cell", "markdown_table", "text_table", "per_class_rows",
-           "bench_lookup"]
+__all__ = ["COLUMNS", "stage_rows", "stage_columns", "latency_sizes", "format_cell", "markdown_table",
+           "text_table", "per_class_rows", "bench_lookup"]
 
-# column key -> header
-COLUMNS: dict[str, str] = {
-    "stage": "stage", "type": "type", "status": "status", "seconds": "time",
-    "accuracy": "accuracy", "params": "params", "macs": "MACs", "size_bytes": "size on disk",
-    "p50_1": "p50 ms (b1)", "p50_64": "p50 ms (b64)", "speed_1": "speedup b1", "speed_64": "speedup b64",
-    "note": "note",
-}
+
+def stage_columns(sizes: tuple[int, int] = (1, 64)) -> dict[str, str]:
+    """Column key -> header; the latency columns name the smallest and largest batch size
+    the bench stages timed (:func:`latency_sizes`)."""
+    lo, hi = sizes
+    return {
+        "stage": "stage", "type": "type", "status": "status", "seconds": "time",
+        "accuracy": "accuracy", "params": "params", "macs": "MACs", "size_bytes": "size on disk",
+        "p50_lo": f"p50 ms (b{lo})", "p50_hi": f"p50 ms (b{hi})", "speed_lo": f"speedup b{lo}",
+        "speed_hi": f"speedup b{hi}", "note": "note",
+    }
+
+
+#: the columns with the bench's default batch sizes (1 and 64)
+COLUMNS: dict[str, str] = stage_columns()
 
 
 def _num(v: Any) -> bool:
@@ -53,10 +61,10 @@ _FORMAT: dict[str, Callable[[Any], str]] = {
     "params": _human,
     "macs": _human,
     "size_bytes": _size,
-    "p50_1": lambda v: f"{v:.3f}" if _num(v) else "–",
-    "p50_64": lambda v: f"{v:.3f}" if _num(v) else "–",
-    "speed_1": _speed,
-    "speed_64": _speed,
+    "p50_lo": lambda v: f"{v:.3f}" if _num(v) else "–",
+    "p50_hi": lambda v: f"{v:.3f}" if _num(v) else "–",
+    "speed_lo": _speed,
+    "speed_hi": _speed,
 }
 
 
@@ -99,10 +107,20 @@ def _note(s: dict[str, Any]) -> str:
     return ""
 
 
-def stage_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One dict per stage with the :data:`COLUMNS` keys (raw values, format with format_cell)."""
+def latency_sizes(*results: dict[str, Any]) -> tuple[int, int]:
+    """The smallest and largest batch size any bench stage of ``results`` timed ((1, 64)
+    when none ran: the bench's defaults)."""
+    sizes = {int(b) for res in results for per_model in bench_lookup(res.get("stages", [])).values()
+             for b in per_model if str(b).isdigit()}
+    return (min(sizes), max(sizes)) if sizes else (1, 64)
+
+
+def stage_rows(results: dict[str, Any], sizes: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """One dict per stage with the :func:`stage_columns` keys (raw values, format with
+    format_cell); latency at the batch ``sizes`` (default: :func:`latency_sizes`)."""
     stages = results.get("stages", [])
     bench = bench_lookup(stages)
+    lo, hi = (str(n) for n in (sizes or latency_sizes(results)))
     rows = []
     for s in stages:
         m = s.get("metrics", {})
@@ -111,8 +129,8 @@ def stage_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             "stage": s["name"], "type": s["type"], "status": s.get("status"), "seconds": s.get("seconds"),
             "accuracy": m.get("accuracy"), "params": m.get("params"), "macs": m.get("macs"),
             "size_bytes": m.get("size_bytes"),
-            "p50_1": (b.get("1") or {}).get("p50_ms"), "p50_64": (b.get("64") or {}).get("p50_ms"),
-            "speed_1": b.get("1"), "speed_64": b.get("64"), "note": _note(s),
+            "p50_lo": (b.get(lo) or {}).get("p50_ms"), "p50_hi": (b.get(hi) or {}).get("p50_ms"),
+            "speed_lo": b.get(lo), "speed_hi": b.get(hi), "note": _note(s),
         })
     return rows
 
@@ -130,8 +148,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: dict[str, str] = COL
 
 
 def text_table(rows: Sequence[dict[str, Any]], columns: dict[str, str] | None = None) -> str:
-    """A plain aligned table for the terminal (no note column by default)."""
-    cols = columns or {k: v for k, v in COLUMNS.items() if k != "note"}
+    """A plain aligned table for the terminal (``columns`` without their note)."""
+    cols = {k: v for k, v in (columns or COLUMNS).items() if k != "note"}
     cells = [[format_cell(k, r.get(k)) for k in cols] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(cols.values())]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
