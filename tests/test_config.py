@@ -32,6 +32,16 @@ def test_overrides_do_not_mutate_input():
     assert raw == {"train": {"epochs": 1}} and out["train"]["epochs"] == 4
 
 
+def test_overrides_reach_search_space_axes_named_by_dotted_keys():
+    from dlopt.config import apply_overrides
+
+    data = {"search": {"space": {"train.optim.lr": {"type": "float", "low": 1e-4, "high": 0.1}}}}
+    out = apply_overrides(data, ["search.space.train.optim.lr.low=0.001", "train.optim.lr=0.01"])
+    assert out["search"]["space"]["train.optim.lr"] == {"type": "float", "low": 0.001, "high": 0.1}
+    assert out["train"]["optim"]["lr"] == 0.01  # no dotted key there: plain sections
+    assert data["search"]["space"]["train.optim.lr"]["low"] == 1e-4  # the input is not changed
+
+
 def test_the_bad_override_line_gives_an_example_that_works():
     with pytest.raises(ConfigError) as info:
         load_config(overrides=["novalue"])

@@ -533,17 +533,29 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
+        node, rest = out, key.split(".")
+        while True:
+            part, rest = _key_at(node, rest)
+            if not rest:
+                node[part] = value
+                break
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
                 raise ConfigError(f"bad override {item!r}: {part!r} is not a section")
             node = child
-        node[parts[-1]] = value
     return out
+
+
+def _key_at(node: dict[str, Any], parts: list[str]) -> tuple[str, list[str]]:
+    """The key of ``node`` that ``parts`` start with, and the parts left: the longest existing
+    key holding dots (a search space names its axes by config keys, so
+    ``search.space.train.optim.lr.low`` reaches the axis ``train.optim.lr``), else the first part."""
+    for n in range(len(parts), 1, -1):
+        if ".".join(parts[:n]) in node:
+            return ".".join(parts[:n]), parts[n:]
+    return parts[0], parts[1:]
 
 
 def _deep_copy(d: Any) -> Any:
