@@ -260,6 +260,12 @@ def _techniques(t: Any, *, device: torch.device, augment: nn.Module | None, froz
     return [make() for on, make in table if on]
 
 
+def _validation_metrics(task: str) -> tuple[str, ...]:
+    """What :func:`_evaluator` reports each epoch (before the ``val_`` prefix): the loss plus
+    the task's default metrics. ``train.metric`` and the early-stopping monitor must be one."""
+    return ("loss", *default_metrics(task))
+
+
 def _monitor(cfg: RunConfig, task: str, has_val: bool) -> tuple[str | None, str]:
     if not has_val:
         return None, "max"
@@ -268,16 +274,38 @@ def _monitor(cfg: RunConfig, task: str, has_val: bool) -> tuple[str | None, str]
         metric = "val_accuracy" if task == "classification" else "val_loss"
     elif not metric.startswith("val_"):
         metric = f"val_{metric}"
-    try:
-        return metric, best_mode(metric)
-    except ConfigError:
-        raise ConfigError(f"train.metric={cfg.train.metric!r}: unknown metric") from None
+    # a name validation never computes would make "best" silently the last epoch
+    names = _validation_metrics(task)
+    if metric.removeprefix("val_") not in names:
+        raise ConfigError(f"train.metric={cfg.train.metric!r} is not computed on validation for {task}; "
+                          f"use one of: {', '.join(names)}")
+    return metric, best_mode(metric)
+
+
+def _check_early_stopping(es: Any, task: str, has_val: bool) -> None:
+    """Refuse a monitor no epoch will report now, not after the first epoch's work."""
+    if not es.enabled:
+        return
+    if not has_val:
+        raise ConfigError(f"train.early_stopping.monitor={es.monitor!r} needs a validation split "
+                          f"(data.val_fraction > 0); none is computed")
+    names = [f"val_{n}" for n in _validation_metrics(task)]
+    if es.monitor not in names:
+        raise ConfigError(f"train.early_stopping.monitor={es.monitor!r} is not computed for {task}; "
+                          f"use one of: {', '.join(names)}")
+
+
+def _has_val(bundle: Any) -> bool:
+    # an empty validation split gets no evaluator (see _evaluator): nothing is monitored
+    return bundle.val is not None and len(bundle.val) > 0
 
 
 def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None,
                 callbacks: Sequence[Any], resume: bool, device: torch.device,
                 world: distributed.World = distributed.World()) -> FitResult:
     t, info = cfg.train, bundle.info
+    monitor, mode = _monitor(cfg, info.task, _has_val(bundle))
+    _check_early_stopping(t.early_stopping, info.task, _has_val(bundle))
     module, model_name = _build_model(cfg, info, model)
     if t.transfer.init_from and not resume:
         init_from(module, read_init_weights(t.transfer.init_from), new_head=t.transfer.new_head)
@@ -319,7 +347,6 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
                              input_range=bundle.train.value_range()) if cfg.data.augment else None)
     handlers = _techniques(t, device=device, augment=augment, frozen=frozen,
                            input_ndim=len(info.input_shape) + 1)
-    monitor, mode = _monitor(cfg, info.task, bundle.val is not None)
     meta = {"config": config_to_dict(cfg), "info": _info_dict(info), "model": model_name,
             "custom_model": model is not None}
     ckpt = cb.Checkpointing(d / rundir.CHECKPOINTS, every_steps=t.checkpoint.every_steps,
@@ -365,8 +392,10 @@ def _evaluator(val: Any, task: str, batch_size: int) -> Callable[[State], dict[s
         return None
 
     def evaluate(state: State) -> dict[str, float]:
+        # [1:]: the loss is not a named metric, loss_fn adds it
         return evaluate_model(state.eval_model, val, task=task, batch_size=batch_size,
-                              device=state.device, loss_fn=state.loss_fn, prefix="val_",
+                              names=_validation_metrics(task)[1:], loss_fn=state.loss_fn,
+                              device=state.device, prefix="val_",
                               forward_context=state.forward_context)
 
     return evaluate

@@ -69,7 +69,9 @@ class LoadedModel:
         return scores.argmax(1), scores
 
     def evaluate(self, data: Any = None, *, batch_size: int = 1024) -> dict[str, float]:
-        """Metrics on ``data``: None -> this run's test split; a dataset name -> that set's
+        """Metrics on ``data``: None -> this run's raw test split through the saved
+        preprocessing (= the summary's test metrics; refused for a run fit on in-memory data,
+        whose config names no dataset it saw); a dataset name -> that set's
         test split; ``(x_raw, y)`` -> raw arrays (the saved preprocessing is applied); a
         ``Split`` -> already preprocessed tensors."""
         split = self._split(data)
@@ -87,16 +89,41 @@ class LoadedModel:
     def _split(self, data: Any) -> Split:
         if isinstance(data, Split):
             return data
-        if data is None or isinstance(data, str):
+        if data is None:
+            return self._own_test_split()
+        if isinstance(data, str):
             from dlopt.data import load_data
 
-            cfg = self.config.data if data is None else self.config.data.model_copy(update={"name": data})
-            return load_data(cfg).test
+            return load_data(self.config.data.model_copy(update={"name": data})).test
         if isinstance(data, (tuple, list)) and len(data) == 2:
-            y = torch.as_tensor(np.asarray(data[1]))
-            y = y.float() if self.info.task == "regression" else y.long()
-            return Split(self.prepare(data[0]), y.reshape(-1))
+            return self._raw_split(data[0], data[1])
         raise DataError(f"evaluate: data must be None, a dataset name, (x, y) or a Split; got {type(data).__name__}")
+
+    def _raw_split(self, x_raw: Any, y_raw: Any) -> Split:
+        y = torch.as_tensor(np.asarray(y_raw))
+        y = y.float() if self.info.task == "regression" else y.long()
+        return Split(self.prepare(x_raw), y.reshape(-1))
+
+    def _own_test_split(self) -> Split:
+        """The run's raw test split through the run's SAVED preprocessing. Refitting it (as
+        ``load_data`` would) fits on the whole training pool, not on the rows this run was
+        fitted on: a cross-validation fold would be scored on other inputs than its summary."""
+        self._check_trained_on_config_data()
+        if self.preprocessor is None:  # no saved preprocessing: the data's own is all there is
+            from dlopt.data import load_data
+
+            return load_data(self.config.data).test
+        from dlopt.data import splits_of
+
+        return self._raw_split(*splits_of(self.config.data).test)
+
+    def _check_trained_on_config_data(self) -> None:
+        """A run fitted on in-memory data saves the default ``data.name``; its test split is
+        not that dataset's, so evaluating it there would be silently wrong."""
+        if self.info.name != self.config.data.name:
+            raise DataError(f"{self.run_dir} was trained on in-memory data ({self.info.name!r}), not on "
+                            f"data.name={self.config.data.name!r}; pass the data: evaluate((x, y)) "
+                            f"or dlopt eval RUN --data NAME")
 
 
 def _read_config(d: Path, meta: dict[str, Any] | None) -> RunConfig:

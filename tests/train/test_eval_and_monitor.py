@@ -1,0 +1,96 @@
+"""``dlopt eval`` scores a run as it was scored at the end of training (its saved
+preprocessing, its own data), and monitors no epoch will report are refused before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dlopt.cli import app
+from dlopt.errors import ConfigError, DataError
+from dlopt.train import fit, load
+
+runner = CliRunner()
+
+IRIS = {"name": "iris", "preprocess": [{"op": "zscore"}]}
+QUICK = {"epochs": 1, "batch_size": 32, "progress": False, "threads": 1}
+
+
+def _one_error_line(res, code: int) -> str:
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def _eval_cli(run: Path, *extra: str) -> dict[str, float]:
+    res = runner.invoke(app, ["eval", str(run), "--threads", "1", *extra])
+    assert res.exit_code == 0, res.output
+    return {k: float(v) for k, v in (ln.split(" ", 1) for ln in res.output.strip().splitlines())}
+
+
+def _summary_test(run: Path) -> dict[str, float]:
+    return json.loads((run / "summary.json").read_text())["test"]
+
+
+def test_eval_equals_the_summary_of_a_cv_fold_and_of_a_normal_run(tmp_path) -> None:
+    # each fold fits zscore on its own rows: refitting on the whole pool scored other inputs
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "cv", "data": IRIS, "model": {"name": "mlp", "width": 16},
+                                   "train": {**QUICK, "epochs": 2}}))
+    res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(tmp_path / "cv"), "--cv", "3"])
+    assert res.exit_code == 0, res.output
+    normal = fit({"name": "mlp", "width": 16}, "iris", run_dir=tmp_path / "r", preprocess=IRIS["preprocess"],
+                 **QUICK).run_dir
+    for run in (tmp_path / "cv" / "fold-1", tmp_path / "cv" / "fold-2", normal):
+        got, want = _eval_cli(run), _summary_test(run)
+        assert got["loss"] == pytest.approx(want["loss"], abs=1e-4), run.name
+        assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-4), run.name
+    assert load(normal).evaluate()["loss"] == pytest.approx(_summary_test(normal)["loss"], abs=1e-5)
+
+
+def test_eval_of_a_run_trained_on_in_memory_data_needs_data(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 60)
+    res = fit({"name": "mlp", "width": 8}, (x, y), run_dir=tmp_path / "r", **QUICK)
+    with pytest.raises(DataError, match="in-memory data") as err:
+        load(res.run_dir).evaluate()
+    assert "\n" not in str(err.value)
+    line = _one_error_line(runner.invoke(app, ["eval", str(res.run_dir)]), 2)
+    assert "in-memory data" in line and "--data" in line
+    assert set(load(res.run_dir).evaluate((x, y))) >= {"loss", "accuracy"}
+    assert "accuracy" in _eval_cli(res.run_dir, "--data", "digits")  # digits: (1, 8, 8) inputs, 10 classes
+
+
+@pytest.mark.parametrize(("data", "metric"), [("iris", "top5"), ("iris", "precision_macro"), ("iris", "mse"),
+                                              ("diabetes", "accuracy")])
+def test_a_metric_validation_never_computes_is_refused_before_training(tmp_path, data, metric) -> None:
+    run = tmp_path / "r"
+    with pytest.raises(ConfigError, match=rf"train.metric='{metric}' is not computed.*use one of: loss, ") as err:
+        fit({"name": "mlp", "width": 8}, data, run_dir=run, metric=metric, **QUICK)
+    assert "\n" not in str(err.value)
+    assert not run.exists()  # refused before the first step: the fresh run dir is taken back
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ({"val_fraction": 0.0}, "needs a validation split"),
+    ({"monitor": "val_top5"}, "use one of: val_loss, val_accuracy"),
+])
+def test_an_early_stopping_monitor_that_never_exists_is_refused_at_start(tmp_path, override, needle) -> None:
+    cfg = {"name": "es", "data": {"name": "iris", "val_fraction": override.get("val_fraction", 0.1)},
+           "model": {"name": "mlp", "width": 8},
+           "train": {**QUICK, "epochs": 3, "early_stopping": {
+               "enabled": True, "monitor": override.get("monitor", "val_loss")}}}
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "r"
+    line = _one_error_line(runner.invoke(app, ["train", str(f), "--run-dir", str(run)]), 2)
+    assert "train.early_stopping.monitor=" in line and needle in line
+    assert not run.exists() or not any(run.iterdir())  # nothing trained, nothing left behind
