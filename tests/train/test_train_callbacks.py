@@ -133,3 +133,12 @@ def test_sigterm_mid_run_stops_it_and_after_the_last_step_is_passed_on(hook, sto
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert heard == ([] if stops else [signal.SIGTERM])
+
+
+def test_a_cv_run_refused_at_its_first_fold_leaves_nothing(tmp_path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: cv\ndata: {name: iris}\nmodel: {name: mlp, width: 16}\n"
+                   "train: {epochs: 1, progress: false, threads: 1, metric: top5}\n")
+    res = CliRunner().invoke(app, ["train", str(cfg), "--run-dir", str(tmp_path / "r"), "--cv", "3"])
+    assert res.exit_code == 2 and "train.metric='top5'" in res.output, res.output
+    assert not (tmp_path / "r").exists()

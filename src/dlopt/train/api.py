@@ -36,7 +36,7 @@ from dlopt.train.schedules import create_schedule
 from dlopt.train.state import State
 from dlopt.train.transfer import init_from, read_init_weights
 
-__all__ = ["FitResult", "fit", "train_run", "recipe_config"]
+__all__ = ["FitResult", "fit", "train_run", "recipe_config", "undo_refused_start"]
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
         if resume and world.is_main:
             _check_resume_config(d, cfg)
         with environment(threads=t.threads, deterministic=t.deterministic), \
-                _undo_refused_start(d, fresh=fresh and not resume and world.is_main, created=created):
+                undo_refused_start(d, fresh=fresh and not resume and world.is_main, created=created):
             seed_everything(t.seed)
             if bundle is None:
                 from dlopt.data import load_data
@@ -169,14 +169,15 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
 
 
 @contextlib.contextmanager
-def _undo_refused_start(d: Path, *, fresh: bool, created: bool) -> Iterator[None]:
+def undo_refused_start(d: Path, *, fresh: bool, created: bool) -> Iterator[None]:
     """A run refused before its first step (bad data, model, transfer: exit 2) takes back the
     files it wrote in a fresh run directory, so the corrected command is not refused as "not
     empty". A run that trained (metrics or checkpoints exist) keeps everything."""
     try:
         yield
     except DloptError as exc:
-        started = (d / rundir.METRICS).exists() or (d / rundir.CHECKPOINTS).exists()
+        # a cv run's folds train in sub-folders: any metrics file below means work was done
+        started = next(d.rglob(rundir.METRICS), None) is not None or (d / rundir.CHECKPOINTS).exists()
         if fresh and exc.exit_code == 2 and not started and d.is_dir():
             for entry in d.iterdir():  # the directory was empty before: all of it is this run's
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

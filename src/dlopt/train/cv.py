@@ -83,11 +83,21 @@ def _bundle_folds(bundle: DataBundle) -> _Folds:
 def cross_validate(cfg: Any, *, run_dir: str | Path, folds: int, callbacks: Sequence[Any] = (),
                    overwrite: bool = False, resume: bool = False, model: Any = None, bundle: Any = None) -> Any:
     """Train ``folds`` models; returns the last fold's FitResult with the CV summary."""
-    from dlopt.train.api import FitResult, train_run
+    from dlopt.train.api import FitResult, undo_refused_start
 
     if resume:
         raise ConfigError("--resume is not supported with train.cv; rerun with --overwrite")
+    created = not Path(run_dir).exists()
+    fresh = overwrite or created or not any(Path(run_dir).iterdir())
     d = rundir.prepare_run_dir(run_dir, overwrite=overwrite, resumable=False)
+    with undo_refused_start(d, fresh=fresh, created=created):
+        return _cross_validate(cfg, d, folds, callbacks=callbacks, model=model, bundle=bundle)
+
+
+def _cross_validate(cfg: Any, d: Path, folds: int, *, callbacks: Sequence[Any], model: Any,
+                    bundle: Any) -> Any:
+    from dlopt.train.api import FitResult, train_run
+
     pool_y, classification, make_fold = _raw_folds(cfg.data) if bundle is None else _bundle_folds(bundle)
     splits = fold_indices(pool_y, folds, seed=cfg.data.seed, stratify=classification)
     fold_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"cv": None})})
