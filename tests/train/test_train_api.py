@@ -16,7 +16,7 @@ from dlopt.errors import ConfigError, DataError, ModelError
 from dlopt.train import fit, load, train_run
 from dlopt.train.callbacks import should_stop
 
-from train_helpers import tiny_config, weights
+from train_helpers import assert_same_weights, tiny_config, weights
 
 SUMMARY_KEYS = {"schema_version", "task", "dataset", "model", "params", "macs", "epochs",
                 "train_seconds", "best_epoch", "val", "test"}
@@ -127,6 +127,16 @@ def test_transfer_new_head_freeze_and_unfreeze(tmp_path) -> None:
     head = [k for k in first if k.endswith("weight")][-1]
     assert first[head].shape[0] == 5 and pre_w[head].shape[0] == 10  # new head for 5 classes
     assert res.summary["data_info"]["num_classes"] == 5
+
+
+def test_init_from_an_ema_run_or_its_checkpoint_reads_the_same_ema_weights(tmp_path) -> None:
+    from dlopt.train.transfer import read_init_weights
+
+    pre = train_run(tiny_config(epochs=1, regularization={"ema_decay": 0.9}), run_dir=tmp_path / "pre")
+    from_run = read_init_weights(pre.run_dir)
+    assert_same_weights(from_run, weights(pre.run_dir))
+    for link in ("last", "best"):
+        assert_same_weights(read_init_weights(pre.run_dir / "checkpoints" / link), from_run)
 
 
 def test_transfer_without_new_head_refuses_a_shape_change(tmp_path) -> None:

@@ -244,6 +244,13 @@ class Checkpoint:
     def meta(self) -> dict[str, Any]:
         return self.manifest.get("meta", {})
 
+    @property
+    def model_weights(self) -> dict[str, torch.Tensor]:
+        """The weights the run evaluated and exports: the EMA copy when the run kept one."""
+        if "ema" in self.tensors:
+            return {k.removeprefix("module."): v for k, v in self.tensors["ema"].items() if k.startswith("module.")}
+        return self.weights
+
 
 def _read_verified(ckpt: Path, name: str, entry: Mapping[str, Any]) -> bytes:
     f = ckpt / name

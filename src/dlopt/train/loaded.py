@@ -152,9 +152,7 @@ def _weights_and_meta(path: Path) -> tuple[Path, dict[str, torch.Tensor], dict[s
     if path.is_dir() and (path / rundir.WEIGHTS).is_file() and not (path / io.MANIFEST).is_file():
         return path, io.load_weights((path / rundir.WEIGHTS).read_bytes(), name=str(path / rundir.WEIGHTS)), None
     ckpt = io.read_checkpoint(path)
-    weights = ckpt.weights
-    if "ema" in ckpt.tensors:  # evaluate what the run evaluated: the EMA weights
-        weights = {k.removeprefix("module."): v for k, v in ckpt.tensors["ema"].items() if k.startswith("module.")}
+    weights = ckpt.model_weights  # evaluate what the run evaluated
     run_dir = ckpt.path.parent.parent if ckpt.path.parent.name == rundir.CHECKPOINTS else ckpt.path
     return run_dir, weights, ckpt.meta
 

@@ -30,8 +30,8 @@ def read_init_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return io.load_weights(p.read_bytes(), name=str(p))
     if (p / io.WEIGHTS).is_file() and not (p / io.MANIFEST).is_file():
         return io.load_weights((p / io.WEIGHTS).read_bytes(), name=str(p / io.WEIGHTS))
-    if p.exists():
-        return io.read_checkpoint(p, weights_only=True).weights
+    if p.exists():  # an EMA run's checkpoint: its EMA weights, as its model.safetensors holds
+        return io.read_checkpoint(p).model_weights
     raise ConfigError(f"train.transfer.init_from={str(path)!r}: no such run, checkpoint or file")
 
 
