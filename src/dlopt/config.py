@@ -28,6 +28,7 @@ __all__ = [
     "DistributedConfig",
     "TrainConfig",
     "RunConfig",
+    "check_run_name",
     "SearchParam",
     "SearchConfig",
     "TuneConfig",
@@ -297,11 +298,16 @@ class RunConfig(Section):
     @field_validator("name")
     @classmethod
     def _one_directory(cls, v: str) -> str:
-        # neither "" nor ".." may turn `--overwrite` onto runs/ itself or a place outside it
-        if not v or v.startswith(".") or any(c in v for c in "/\\\x00"):
-            raise ValueError("a run name is one directory name: not empty, no '/' or '\\', "
-                             "not starting with '.'")
-        return v
+        return check_run_name(v)
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is one directory name (runs/<name>, a study's runs/<study>), else ValueError."""
+    # neither "" nor ".." may turn `--overwrite` onto runs/ itself or a place outside it
+    if not name or name.startswith(".") or any(c in name for c in "/\\\x00"):
+        raise ValueError("a run name is one directory name: not empty, no '/' or '\\', "
+                         "not starting with '.'")
+    return name
 
 
 # ------------------------------------------------------------------------------ load/dump

@@ -268,10 +268,10 @@ def test_sigterm_fails_the_trial_queues_its_retry_and_stops(tmp_path):
     sdir = tmp_path / "s"
     with pytest.raises(Terminated) as stopped:
         tune(cfg, study_dir=sdir, trials=3, objective=terminated_in_trial_1, plots=False)
-    from dlopt.cli import tune as tune_verb
+    from dlopt.tune import RESUME_HINT
     from dlopt.cli._app import _hinted
 
-    line = _hinted(str(stopped.value), tune_verb._RESUME)  # what `dlopt tune` prints
+    line = _hinted(str(stopped.value), RESUME_HINT)  # what `dlopt tune` prints
     assert "stopped by SIGTERM" in line and "--resume" not in line and "retried when the same" in line
     study = optuna.load_study(study_name="cli", storage=JournalStorage(
         JournalFileBackend(str(sdir / "study.log"))))

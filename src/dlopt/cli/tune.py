@@ -8,12 +8,10 @@ from typing import Any, Optional
 import typer
 
 from dlopt.cli._app import command, setup_logging
+from dlopt.tune import RESUME_HINT
 
 
-_RESUME = "the trial is failed and retried when the same dlopt tune command is rerun"
-
-
-@command("tune", resume_hint=_RESUME)
+@command("tune", resume_hint=RESUME_HINT)
 def tune(
     config: Path = typer.Argument(..., help="training config with a search: section"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: config name)"),

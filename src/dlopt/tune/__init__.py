@@ -14,6 +14,10 @@ from dlopt._lazy import lazy_exports
 
 from dlopt.tune._registry import PRUNERS, SAMPLERS
 
+#: how a ``dlopt tune`` stopped by SIGTERM continues, in place of ``dlopt train``'s
+#: "continue with --resume" (the CLI and every worker process say the same)
+RESUME_HINT = "the trial is failed and retried when the same dlopt tune command is rerun"
+
 # public name -> private module that defines it (imported on first use)
 _LAZY = {
     "tune": "dlopt.tune._study",
@@ -30,4 +34,4 @@ _LAZY = {
     "suggest_lr": "dlopt.tune._lr_find",
 }
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, eager=["PRUNERS", "SAMPLERS"])
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, eager=["PRUNERS", "SAMPLERS", "RESUME_HINT"])

@@ -101,9 +101,30 @@ def write_tables(study: optuna.Study, study_dir: Path, base: "RunConfig",
         doc["pareto"] = [_row(t, metrics) for t in front]
     written.append(_atomic(study_dir / "best_params.json", json.dumps(doc, indent=2) + "\n"))
     if front:  # an infeasible trial is never the config to retrain
-        best_cfg = SearchSpace.apply(base, {**best.params, "name": f"{study.study_name}-best"})
+        best_cfg = SearchSpace.apply(_trial_config(study_dir, best.number, base),
+                                     {**best.params, "name": f"{study.study_name}-best",
+                                      # trials train without a progress bar; a retrain may not
+                                      "train.progress": base.train.progress})
         written.append(_atomic(study_dir / "best_config.yaml", dump_config(best_cfg)))
     return written
+
+
+def _trial_config(study_dir: Path, number: int, base: "RunConfig") -> "RunConfig":
+    """The config trial ``number`` trained with: a study resumed with an edited config (other
+    epochs, data) must not hand back a best config the best trial never ran. Custom
+    objectives write no ``config.yaml``: then the current ``base``."""
+    from dlopt.config import load_config
+    from dlopt.errors import DloptError
+
+    path = trial_dir(study_dir, number) / "config.yaml"
+    if not path.is_file():
+        return base
+    try:
+        return load_config(path)
+    except (DloptError, OSError, ValueError) as exc:  # half-written, or an older schema
+        log.warning("trial %d: unreadable %s (%s); best_config.yaml uses the current config",
+                    number, path, exc)
+        return base
 
 
 def _csv(trials: Sequence[FrozenTrial], metrics: Sequence[str]) -> str:

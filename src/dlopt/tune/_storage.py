@@ -40,7 +40,7 @@ from dlopt.registry import Registry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StudyStorage", "open_storage", "retry_once", "HeartbeatThread", "STORAGES",
+__all__ = ["StudyStorage", "open_storage", "claim_folder", "retry_once", "HeartbeatThread", "STORAGES",
            "HEARTBEAT_ATTR", "RETRY_ATTR"]
 
 HEARTBEAT_ATTR = "heartbeat"
@@ -104,8 +104,52 @@ def open_storage(
     try:
         return STORAGES.create(scheme, target=rest, study_name=study_name, interval=interval,
                                grace=grace, workers=workers)
-    except (OSError, ValueError) as exc:  # a path under a file, an unwritable place, a bad port
+    except Exception as exc:
+        if not _unopenable(exc):
+            raise
         raise ConfigError(f"--storage {spec!r}: cannot open it: {first_line(exc)}") from None
+
+
+def _unopenable(exc: Exception) -> bool:
+    """True for the user's storage being unusable (a path under a file, an unwritable place,
+    a bad port, a file that is no database, a directory): a config error, not a dlopt bug."""
+    if isinstance(exc, (OSError, ValueError)):
+        return True
+    import sqlalchemy.exc  # only here: sqlalchemy loads with optuna's RDB storage anyway
+
+    return isinstance(exc, sqlalchemy.exc.SQLAlchemyError)
+
+
+_OWNER_FILE = "storage.txt"
+
+
+def claim_folder(study_dir: Path, store: StudyStorage) -> None:
+    """Record which storage ``study_dir`` belongs to; refuse another one there: its trial
+    numbers start at 0 again and would overwrite this study's trials/NNNN and tables."""
+    mark = study_dir / _OWNER_FILE
+    mine = _identity(store)
+    try:
+        owner = mark.read_text().strip()
+    except FileNotFoundError:
+        owner = ""  # a new folder, or one from a dlopt that recorded nothing: take it
+    if owner and owner != mine:
+        raise ConfigError(f"{study_dir} holds the study of --storage {owner}, not {mine}; "
+                          f"use another --study name (or --study-dir)")
+    if not owner:
+        tmp = mark.with_name(f".{mark.name}.{os.getpid()}.tmp")
+        tmp.write_text(mine + "\n")
+        os.replace(tmp, mark)  # several workers may claim at once: same text, whole file
+
+
+def _identity(store: StudyStorage) -> str:
+    """``store.url`` (password already masked) with a file path made absolute, so the same
+    journal or SQLite file named from another directory is the same storage."""
+    if store.kind == "journal":
+        return f"journal:{Path(store.url[len('journal:'):]).resolve()}"
+    if store.kind == "sqlite":
+        head, sep, path = store.url.partition(":///")
+        return f"{head}{sep}{Path(path).expanduser().resolve()}" if sep else store.url
+    return store.url
 
 
 def _file_of(scheme: str, target: str) -> str:
@@ -406,7 +450,11 @@ def _sqlite(*, target: str, study_name: str, interval: float, grace: float,
     release = _hold_exclusive(
         path.with_name(path.name + ".dlopt-worker"),
         f"--storage {target}: SQLite takes one worker and another dlopt tune uses it; {instead}")
-    storage, hb = _rdb(target, interval, grace)
+    try:
+        storage, hb = _rdb(target, interval, grace)
+    except Exception:
+        release()  # a retry in this process (a fixed path) must find the worker lock free
+        raise
     return StudyStorage(target, "sqlite", storage,
                         _file_lock(path.with_name(path.name + ".dlopt-lock")), hb,
                         _close=[release])

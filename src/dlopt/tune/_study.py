@@ -43,7 +43,8 @@ from dlopt.tune._outputs import keep_best_artifacts, trial_dir, write_plots, wri
 from dlopt.tune._pruning import PruningPolicy, TrialContext, constraint_values
 from dlopt.tune._registry import PRUNERS, SAMPLERS, build
 from dlopt.tune._space import SearchSpace, pruner_name
-from dlopt.tune._storage import HeartbeatThread, StudyStorage, open_storage, retry_once
+from dlopt.tune._storage import (HeartbeatThread, StudyStorage, claim_folder, open_storage,
+                                 retry_once)
 
 if TYPE_CHECKING:
     from dlopt.config import ConstraintSpec, TuneConfig
@@ -114,7 +115,7 @@ def tune(
     ``workers`` > 1 starts that many worker processes in all on the same storage (journal
     or PostgreSQL). ``objective`` replaces the training run (see :mod:`dlopt.tune._objective`).
     """
-    name = study or cfg.search.study or cfg.name
+    name = _study_name(study, cfg)
     sdir = Path(study_dir) if study_dir is not None else Path("runs") / name
     target = trials if trials is not None else cfg.search.trials
     budget = timeout if timeout is not None else cfg.search.timeout
@@ -130,6 +131,7 @@ def tune(
     store = _open(cfg, spec, sdir, name, workers)
     children: list[Any] = []
     try:
+        claim_folder(sdir, store)
         plan = _plan(cfg)
         opt_study = _load_study(store, name, plan, cfg)
         if plan.sampler_name == "grid":
@@ -158,6 +160,20 @@ def tune(
                 p.terminate()
         store.close()
         gc.unfreeze()
+
+
+def _study_name(study: str | None, cfg: "TuneConfig") -> str:
+    """The study's name, checked before anything is created: it names runs/<study> and every
+    trial's run (``<study>-NNNN``), so it follows the run-name rule (no '/', no '..')."""
+    from dlopt.config import check_run_name
+
+    key = "--study" if study else "search.study" if cfg.search.study else "name"
+    name = study or cfg.search.study or cfg.name
+    try:
+        check_run_name(name)
+    except ValueError as exc:
+        raise ConfigError(f"{key} {name!r}: {exc}") from None
+    return name
 
 
 def _open(cfg: "TuneConfig", spec: str | None, sdir: Path, name: str, workers: int) -> StudyStorage:
@@ -313,6 +329,7 @@ class _Worker:
                 })
                 metrics = dict(self.objective(run_cfg, ctx))
                 values = self._values(metrics)
+                self._check_constraint_metrics({**ctx.static, **metrics})
                 state = TrialState.COMPLETE
         except optuna.TrialPruned as exc:
             state, note = TrialState.PRUNED, str(exc)
@@ -349,6 +366,13 @@ class _Worker:
             raise _NoSuchMetric(f"search.objectives: the trial reported no {', '.join(missing)}; "
                                 f"it reports: {', '.join(sorted(metrics)) or 'nothing'}")
         return [float(metrics[m]) for m in self.plan.metrics]
+
+    def _check_constraint_metrics(self, known: Mapping[str, float]) -> None:
+        # a misspelled constraint metric would count as met (0.0: unknown) on every trial
+        missing = sorted({c.metric for c in self.plan.policy.constraints} - set(known))
+        if missing:
+            raise _NoSuchMetric(f"search.constraints: the trial reported no {', '.join(missing)}; "
+                                f"it reports: {', '.join(sorted(known)) or 'nothing'}")
 
     def _finish(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
                 ctx: TrialContext, metrics: Mapping[str, float], note: str, t0: float,
@@ -460,5 +484,14 @@ def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any], verbosity: in
     try:
         tune(parse_config(cfg_data, TuneConfig), **kwargs)
     except DloptError as exc:  # one line, as the CLI would say it, not a traceback
-        log.error("worker process: %s", exc)
+        log.error("worker process: %s", _tune_hinted(str(exc)))
         sys.exit(exc.exit_code)
+
+
+def _tune_hinted(message: str) -> str:
+    """``message`` with ``dlopt tune``'s way to continue in place of ``dlopt train``'s
+    (``dlopt tune`` has no --resume); the CLI does the same for the main process."""
+    from dlopt.train.callbacks.signals import RESUME_HINT as TRAIN_HINT
+    from dlopt.tune import RESUME_HINT
+
+    return message.replace(TRAIN_HINT, RESUME_HINT)

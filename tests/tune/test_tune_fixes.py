@@ -1,0 +1,130 @@
+"""Fixes found in review: best config after an edited resume, constraint metrics nobody
+reports, unusable SQLite files, bad study names, the worker's SIGTERM hint, one storage per
+study folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import optuna
+import pytest
+import yaml
+from test_cli_tune import _write_config, runner
+from tune_helpers import digits_objective, tune_config
+
+from dlopt.cli import app
+from dlopt.errors import ConfigError
+from dlopt.tune import tune
+from dlopt.tune._study import _worker_main
+
+
+def _states(study_dir, name="digits"):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(study_dir / "study.log")))
+    study = optuna.load_study(study_name=name, storage=storage)
+    return [t.state.name for t in study.trials]
+
+
+def test_best_config_is_the_best_trials_own_after_resuming_with_an_edited_config(tmp_path):
+    sdir = tmp_path / "study"
+    first = _write_config(tmp_path / "a.yaml", epochs=2)
+    res = runner.invoke(app, ["tune", str(first), "--study-dir", str(sdir), "--trials", "2"])
+    assert res.exit_code == 0, res.output
+    # the same study resumed with fewer epochs: nothing new runs, the tables are rewritten
+    edited = _write_config(tmp_path / "b.yaml", epochs=1)
+    res = runner.invoke(app, ["tune", str(edited), "--study-dir", str(sdir), "--trials", "2"])
+    assert res.exit_code == 0, res.output
+    best = json.loads((sdir / "best_params.json").read_text())
+    best_cfg = yaml.safe_load((sdir / "best_config.yaml").read_text())
+    trial_cfg = yaml.safe_load((sdir / "trials" / f"{best['trial']:04d}" / "config.yaml").read_text())
+    assert best_cfg["train"]["epochs"] == trial_cfg["train"]["epochs"] == 2
+    assert best_cfg["name"] == "cli-best" and best_cfg["train"]["progress"] is False
+    assert best_cfg["train"]["optim"]["lr"] == pytest.approx(best["params"]["train.optim.lr"])
+
+
+def test_a_constraint_metric_no_trial_reports_ends_the_study_after_one_trial(tmp_path):
+    # a typo of val_accuracy: counted as met on every trial before
+    cfg = tune_config(constraints=[{"metric": "val_acuracy", "min": 0.5}])
+    with pytest.raises(ConfigError) as err:
+        tune(cfg, study_dir=tmp_path, trials=5, objective=digits_objective, plots=False)
+    assert str(err.value) == ("search.constraints: the trial reported no val_acuracy; it reports: "
+                              "epochs, params, val_accuracy")
+    assert _states(tmp_path) == ["FAIL", "WAITING"]
+    # a metric from check_static (before training) is a report too
+    cfg = tune_config(constraints=[{"metric": "params", "max": 1e6}])
+    res = tune(cfg, study_dir=tmp_path / "static", trials=1, objective=digits_objective,
+               plots=False)
+    assert [r.state for r in res.ran] == ["COMPLETE"]
+
+
+@pytest.mark.parametrize("kind", ["not a database", "a directory"])
+def test_an_sqlite_url_on_a_file_that_is_no_database_is_one_line_exit_2(tmp_path, kind):
+    place = tmp_path / "place"
+    if kind == "a directory":
+        place.mkdir()
+    else:
+        place.write_text("hello\n")
+    config = _write_config(tmp_path / "t.yaml")
+    res = runner.invoke(app, ["tune", str(config), "--trials", "1", "--study-dir",
+                              str(tmp_path / "s"), "--storage", f"sqlite:///{place}"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith(f"error: --storage 'sqlite:///{place}': cannot open it: (sqlite3.")
+
+
+@pytest.mark.parametrize("args", [["--study", "../../escape"], ["--study", "bad/name"],
+                                  ["--set", "search.study=bad/name"]])
+def test_a_study_name_that_is_no_directory_name_is_refused_before_anything(tmp_path,
+                                                                            monkeypatch, args):
+    config = _write_config(tmp_path / "t.yaml")
+    work = tmp_path / "work" / "here"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)  # the default study folder is runs/<study> under the cwd
+    res = runner.invoke(app, ["tune", str(config), "--trials", "3", *args])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    key = "--study" if args[0] == "--study" else "search.study"
+    assert res.output.startswith(f"error: {key} '") and "one directory name" in res.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "t.yaml", "work"]
+
+
+def _terminated_objective(cfg, ctx):
+    """Stands in for a training run stopped by SIGTERM (its real message and exception)."""
+    from dlopt.train import Terminated
+    from dlopt.train.callbacks.signals import RESUME_HINT as TRAIN_HINT
+
+    raise Terminated(f"stopped by SIGTERM at step 3; checkpoint saved; {TRAIN_HINT}")
+
+
+def test_a_worker_process_stopped_by_sigterm_gives_tunes_hint(tmp_path, caplog):
+    from dlopt.tune import RESUME_HINT
+
+    cfg = tune_config()
+    kwargs = dict(study_dir=str(tmp_path), trials=1, plots=False,
+                  objective=_terminated_objective)
+    with caplog.at_level(logging.ERROR, logger="dlopt.tune._study"), \
+            pytest.raises(SystemExit) as stop:
+        _worker_main(cfg.model_dump(mode="json"), kwargs, optuna.logging.WARNING)
+    assert stop.value.code == 143
+    [line] = [r.getMessage() for r in caplog.records if r.name == "dlopt.tune._study"]
+    assert line.endswith(RESUME_HINT) and "--resume" not in line
+
+
+def test_another_storage_on_a_study_folder_is_refused(tmp_path):
+    cfg = tune_config()
+    tune(cfg, study_dir=tmp_path, trials=1, objective=digits_objective, plots=False)
+    before = (tmp_path / "trials.csv").read_text()
+    with pytest.raises(ConfigError) as err:
+        tune(cfg, study_dir=tmp_path, storage="memory", trials=1, objective=digits_objective,
+             plots=False)
+    assert "use another --study name" in str(err.value) and "memory" in str(err.value)
+    assert (tmp_path / "trials.csv").read_text() == before
+    # the same journal named from elsewhere is the same storage
+    tune(cfg, study_dir=tmp_path, storage=f"journal:{tmp_path}/../{tmp_path.name}/study.log",
+         trials=2, objective=digits_objective, plots=False)
+    assert _states(tmp_path) == ["COMPLETE", "COMPLETE"]
+    # memory studies may share a folder: each is gone when its process ends
+    for _ in range(2):
+        res = tune(cfg, study_dir=tmp_path / "mem", storage="memory", trials=1,
+                   objective=digits_objective, plots=False)
+        assert [r.state for r in res.ran] == ["COMPLETE"]
