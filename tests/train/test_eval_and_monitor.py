@@ -15,19 +15,12 @@ from dlopt.cli import app
 from dlopt.errors import ConfigError, DataError
 from dlopt.train import fit, load
 
+from train_helpers import one_error_line
+
 runner = CliRunner()
 
 IRIS = {"name": "iris", "preprocess": [{"op": "zscore"}]}
 QUICK = {"epochs": 1, "batch_size": 32, "progress": False, "threads": 1}
-
-
-def _one_error_line(res, code: int) -> str:
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, res.output
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def _eval_cli(run: Path, *extra: str) -> dict[str, float]:
@@ -63,7 +56,7 @@ def test_eval_of_a_run_trained_on_in_memory_data_needs_data(tmp_path) -> None:
     with pytest.raises(DataError, match="in-memory data") as err:
         load(res.run_dir).evaluate()
     assert "\n" not in str(err.value)
-    line = _one_error_line(runner.invoke(app, ["eval", str(res.run_dir)]), 2)
+    line = one_error_line(runner.invoke(app, ["eval", str(res.run_dir)]), 2)
     assert "in-memory data" in line and "--data" in line
     assert set(load(res.run_dir).evaluate((x, y))) >= {"loss", "accuracy"}
     assert "accuracy" in _eval_cli(res.run_dir, "--data", "digits")  # digits: (1, 8, 8) inputs, 10 classes
@@ -91,6 +84,6 @@ def test_an_early_stopping_monitor_that_never_exists_is_refused_at_start(tmp_pat
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "r"
-    line = _one_error_line(runner.invoke(app, ["train", str(f), "--run-dir", str(run)]), 2)
+    line = one_error_line(runner.invoke(app, ["train", str(f), "--run-dir", str(run)]), 2)
     assert "train.early_stopping.monitor=" in line and needle in line
     assert not run.exists() or not any(run.iterdir())  # nothing trained, nothing left behind

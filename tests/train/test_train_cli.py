@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dlopt.cli import app
 
-from train_helpers import DATA, MODEL
+from train_helpers import DATA, MODEL, one_error_line
 
 runner = CliRunner()
 
@@ -26,15 +26,6 @@ def _write(tmp_path: Path, cfg: dict, name: str = "c.yaml") -> Path:
     f = tmp_path / name
     f.write_text(yaml.safe_dump(cfg))
     return f
-
-
-def _one_error_line(res, code: int) -> str:
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, res.output
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +84,15 @@ def test_predict_npy_csv_and_image_apply_the_saved_preprocessing(trained, tmp_pa
 
 def test_predict_bad_input_file_is_one_line(trained, tmp_path) -> None:
     (tmp_path / "x.txt").write_text("1,2,3")
-    assert "input file type" in _one_error_line(runner.invoke(app, ["predict", str(trained), str(tmp_path / "x.txt")]), 2)
+    assert "input file type" in one_error_line(runner.invoke(app, ["predict", str(trained), str(tmp_path / "x.txt")]), 2)
     np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
-    assert "does not match the raw sample shape" in _one_error_line(
+    assert "does not match the raw sample shape" in one_error_line(
         runner.invoke(app, ["predict", str(trained), str(tmp_path / "bad.npy")]), 2)
 
 
 def test_a_non_empty_run_dir_needs_resume_or_overwrite(trained, tmp_path) -> None:
     cfg = _write(tmp_path, TINY)
-    line = _one_error_line(runner.invoke(app, ["train", str(cfg), "--run-dir", str(trained)]), 2)
+    line = one_error_line(runner.invoke(app, ["train", str(cfg), "--run-dir", str(trained)]), 2)
     assert "--resume" in line and "--overwrite" in line
 
 
@@ -110,7 +101,7 @@ def test_compress_verbs_do_not_suggest_a_resume_they_lack(trained, tmp_path) -> 
     out.mkdir()
     (out / "kept.txt").write_text("a user's file")
     res = runner.invoke(app, ["prune", str(trained), "--out", str(out), "--target", "macs=0.5"])
-    line = _one_error_line(res, 2)
+    line = one_error_line(res, 2)
     assert "is not empty; pass --overwrite to start over" in line and "--resume" not in line
 
 
@@ -137,7 +128,7 @@ def test_resume_continues_a_copy_for_more_epochs(trained, tmp_path) -> None:
 def test_bad_config_is_one_line_exit_2(override, words, tmp_path) -> None:
     res = runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(tmp_path / "r"),
                               "--set", override])
-    line = _one_error_line(res, 2)
+    line = one_error_line(res, 2)
     for w in words:
         assert w in line, line
     assert not (tmp_path / "r").exists()  # refused before anything was written
@@ -156,7 +147,7 @@ def test_a_run_refused_at_its_start_leaves_nothing_in_the_way(override, words, t
     for run in (tmp_path / "r", tmp_path / "empty"):
         res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--set", override])
         if words:
-            line = _one_error_line(res, 2)
+            line = one_error_line(res, 2)
             assert all(w in line for w in words), line
             assert not run.exists() if run.name == "r" else not any(run.iterdir())
         else:
@@ -171,11 +162,11 @@ def test_a_refused_start_keeps_a_run_directory_that_was_not_empty(tmp_path) -> N
     before = sorted(p.name for p in run.iterdir())
     res = runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(run), "--overwrite",
                               "--set", "train.transfer.init_from=nope"])
-    _one_error_line(res, 2)
+    one_error_line(res, 2)
     assert before and not any(run.iterdir())  # --overwrite cleared the old run, as asked
     res = runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(run), "--resume",
                               "--set", "train.transfer.init_from=nope"])
-    assert "nothing to resume" in _one_error_line(res, 2)
+    assert "nothing to resume" in one_error_line(res, 2)
 
 
 def test_unavailable_device_is_one_line_exit_2(tmp_path) -> None:
@@ -185,7 +176,7 @@ def test_unavailable_device_is_one_line_exit_2(tmp_path) -> None:
         pytest.skip("this machine has CUDA")
     res = runner.invoke(app, ["train", str(_write(tmp_path, TINY)), "--run-dir", str(tmp_path / "r"),
                               "--device", "cuda"])
-    assert "device='cuda' is not available" in _one_error_line(res, 2)
+    assert "device='cuda' is not available" in one_error_line(res, 2)
 
 
 def test_nan_loss_is_a_clear_training_error_exit_1(tmp_path) -> None:
@@ -195,14 +186,14 @@ def test_nan_loss_is_a_clear_training_error_exit_1(tmp_path) -> None:
            "train": {"epochs": 3, "batch_size": 32, "progress": False, "threads": 1,
                      "optim": {"name": "sgd", "lr": 1.0e4}, "loss": {"name": "mse"}}}
     run = tmp_path / "r"
-    line = _one_error_line(runner.invoke(app, ["train", str(_write(tmp_path, cfg)), "--run-dir", str(run)]), 1)
+    line = one_error_line(runner.invoke(app, ["train", str(_write(tmp_path, cfg)), "--run-dir", str(run)]), 1)
     assert "non-finite" in line and "at step" in line
     summary = run / "summary.json"
     assert not summary.exists()
 
 
 def test_eval_of_a_missing_run_is_one_line(tmp_path) -> None:
-    assert "not found" in _one_error_line(runner.invoke(app, ["eval", str(tmp_path / "nope")]), 2)
+    assert "not found" in one_error_line(runner.invoke(app, ["eval", str(tmp_path / "nope")]), 2)
 
 
 def test_evaluate_labels_out_of_range_is_one_line(trained) -> None:
@@ -216,5 +207,5 @@ def test_evaluate_labels_out_of_range_is_one_line(trained) -> None:
 
 
 def test_eval_on_a_dataset_of_another_shape_is_one_line(trained) -> None:
-    line = _one_error_line(runner.invoke(app, ["eval", str(trained), "--data", "digits"]), 2)
+    line = one_error_line(runner.invoke(app, ["eval", str(trained), "--data", "digits"]), 2)
     assert "digits" in line or "shape" in line

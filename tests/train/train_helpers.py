@@ -64,3 +64,13 @@ class Recorder:
         if name.startswith("on_"):
             return lambda state: self.events.append(name[3:])
         raise AttributeError(name)
+
+
+def one_error_line(res: Any, code: int) -> str:
+    """The single ``error: ...`` line of a CLI result with exit ``code`` (no traceback)."""
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("error: ")
+    return lines[0]
