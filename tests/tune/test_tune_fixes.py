@@ -128,3 +128,31 @@ def test_another_storage_on_a_study_folder_is_refused(tmp_path):
         res = tune(cfg, study_dir=tmp_path / "mem", storage="memory", trials=1,
                    objective=digits_objective, plots=False)
         assert [r.state for r in res.ran] == ["COMPLETE"]
+
+
+def test_workers_claiming_a_study_folder_at_once_all_succeed(tmp_path):
+    """Threads of one process (and processes) claim a new folder together: each writes its own
+    temp file, so none finds another's renamed away (a CI run hit FileNotFoundError)."""
+    import threading
+
+    from dlopt.tune._storage import claim_folder, open_storage
+
+    for k in range(10):
+        folder = tmp_path / f"s{k}"
+        folder.mkdir()
+        store = open_storage(None, study_dir=folder, study_name="s", interval=1.0, grace=4.0, workers=1)
+        errors: list[Exception] = []
+
+        def claim() -> None:
+            try:
+                claim_folder(folder, store)
+            except Exception as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claim) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        store.close()
+        assert not errors and (folder / "storage.txt").read_text().startswith("journal:")

@@ -25,6 +25,7 @@ import os
 import re
 import threading
 import time
+import uuid
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -136,9 +137,11 @@ def claim_folder(study_dir: Path, store: StudyStorage) -> None:
         raise ConfigError(f"{study_dir} holds the study of --storage {owner}, not {mine}; "
                           f"use another --study name (or --study-dir)")
     if not owner:
-        tmp = mark.with_name(f".{mark.name}.{os.getpid()}.tmp")
+        # several workers (processes or threads) may claim at once: a temp file each, the
+        # same text, whole-file replaces
+        tmp = mark.with_name(f".{mark.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(mine + "\n")
-        os.replace(tmp, mark)  # several workers may claim at once: same text, whole file
+        os.replace(tmp, mark)
 
 
 def _identity(store: StudyStorage) -> str:
