@@ -11,7 +11,7 @@ import time
 import optuna
 import pytest
 import yaml
-from tune_helpers import digits_objective, shared_objective, tune_config
+from tune_helpers import digits_objective, errors_in_threads, shared_objective, tune_config
 
 from dlopt.errors import ConfigError, RunError
 from dlopt.tune import tune
@@ -221,19 +221,8 @@ def test_sqlite_stale_trial_found_by_optuna_heartbeat(tmp_path):
 
 def test_two_workers_share_a_journal_exactly_n(tmp_path):
     cfg = tune_config(sampler={"name": "random", "seed": 0}, heartbeat=1.0, grace=8.0)
-    errors = []
-
-    def work():
-        try:
-            tune(cfg, study_dir=tmp_path, trials=16, objective=digits_objective, plots=False)
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_in_threads(
+        lambda: tune(cfg, study_dir=tmp_path, trials=16, objective=digits_objective, plots=False), 2)
     assert not errors
     study, states = _states(tmp_path)
     assert sum(s in DONE for s in states) == 16 and len(states) == 16

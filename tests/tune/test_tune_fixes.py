@@ -11,7 +11,7 @@ import optuna
 import pytest
 import yaml
 from test_cli_tune import _write_config, runner
-from tune_helpers import digits_objective, tune_config
+from tune_helpers import digits_objective, errors_in_threads, tune_config
 
 from dlopt.cli import app
 from dlopt.errors import ConfigError
@@ -133,26 +133,12 @@ def test_another_storage_on_a_study_folder_is_refused(tmp_path):
 def test_workers_claiming_a_study_folder_at_once_all_succeed(tmp_path):
     """Threads of one process (and processes) claim a new folder together: each writes its own
     temp file, so none finds another's renamed away (a CI run hit FileNotFoundError)."""
-    import threading
-
     from dlopt.tune._storage import claim_folder, open_storage
 
     for k in range(10):
         folder = tmp_path / f"s{k}"
         folder.mkdir()
         store = open_storage(None, study_dir=folder, study_name="s", interval=1.0, grace=4.0, workers=1)
-        errors: list[Exception] = []
-
-        def claim() -> None:
-            try:
-                claim_folder(folder, store)
-            except Exception as exc:  # surfaced below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=claim) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = errors_in_threads(lambda: claim_folder(folder, store), 8)
         store.close()
         assert not errors and (folder / "storage.txt").read_text().startswith("journal:")

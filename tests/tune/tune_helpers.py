@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -68,3 +69,21 @@ def tune_config(space: dict | None = None, **search: Any) -> TuneConfig:
     search = {"space": space, "heartbeat": 0.2, "grace": 1.0, **search}
     return parse_config({"name": "digits", "train": {"epochs": 3}, "search": search},
                         TuneConfig)
+
+
+def errors_in_threads(fn: Callable[[], Any], n: int) -> list[Exception]:
+    """Run ``fn`` in ``n`` threads at once; the exceptions they raised (none: [])."""
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except Exception as exc:  # surfaced to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
