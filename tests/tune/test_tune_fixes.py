@@ -142,3 +142,24 @@ def test_workers_claiming_a_study_folder_at_once_all_succeed(tmp_path):
         errors = errors_in_threads(lambda: claim_folder(folder, store), 8)
         store.close()
         assert not errors and (folder / "storage.txt").read_text().startswith("journal:")
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({"type": "int", "low": 16, "high": 128, "step": 16, "grid": 3}, [16, 80, 128]),
+    ({"type": "int", "low": 16, "high": 120, "step": 16, "grid": 3}, [16, 64, 112]),
+    ({"type": "float", "low": 0.01, "high": 0.1, "step": 0.03, "grid": 3}, [0.01, 0.07, 0.1]),
+])
+def test_a_grid_count_on_a_stepped_axis_stays_on_the_step(spec, expected):
+    from dlopt.config import SearchParam
+    from dlopt.tune._space import Axis
+
+    assert Axis("train.batch_size", SearchParam(**spec)).grid_values() == pytest.approx(expected)
+
+
+def test_a_grid_list_off_the_step_is_one_line():
+    from dlopt.config import SearchParam
+    from dlopt.tune._space import Axis
+
+    axis = Axis("train.batch_size", SearchParam(type="int", low=16, high=128, step=16, grid=[16, 72]))
+    with pytest.raises(ConfigError, match=r"grid value 72 is not low \+ k \* step"):
+        axis.grid_values()

@@ -76,11 +76,12 @@ class Axis:
         """The values the grid sampler visits on this axis."""
         s = self.spec
         if isinstance(s.grid, list):
-            return list(s.grid)
+            return self._on_step(list(s.grid))
         if s.type == "categorical":
             return list(s.choices or [])
         if isinstance(s.grid, int):
-            return _spaced(s.low, s.high, s.grid, log=s.log, integer=s.type == "int")
+            points = _spaced(s.low, s.high, s.grid, log=s.log, integer=s.type == "int")
+            return _snapped(points, s.low, s.high, s.step) if s.step else points
         if s.type == "int":
             values = list(range(int(s.low), int(s.high) + 1, int(s.step or 1)))
             if len(values) > _MAX_GRID_AXIS:
@@ -96,6 +97,16 @@ class Axis:
         n = int(math.floor((s.high - s.low) / s.step + 1e-9)) + 1
         return [round(s.low + i * s.step, 12) for i in range(n)]
 
+    def _on_step(self, values: list[Any]) -> list[Any]:
+        """Grid values an axis with a ``step`` can hold (optuna stores them under that step)."""
+        s = self.spec
+        if s.step and s.type != "categorical":
+            off = [v for v in values if abs((v - s.low) / s.step - round((v - s.low) / s.step)) > 1e-9]
+            if off:
+                raise ConfigError(f"{self.key}: grid value {off[0]!r} is not low + k * step "
+                                  f"(low={s.low}, step={s.step}); allowed: values on that step")
+        return values
+
     def candidates(self) -> list[Any]:
         """Values that must all be valid config values (bounds, choices, grid points)."""
         s = self.spec
@@ -109,6 +120,19 @@ class Axis:
         if isinstance(s.grid, list):
             values += s.grid
         return values
+
+
+def _snapped(points: list[Any], low: float, high: float, step: float) -> list[Any]:
+    """Evenly spaced points moved to the axis's step (16..128 step 16 by 3: 16, 64 or 80, 128,
+    not 72), duplicates dropped, order kept."""
+    out: list[Any] = []
+    top = math.floor((high - low) / step + 1e-9)  # the last step inside the range
+    for p in points:
+        v = low + min(round((p - low) / step), top) * step
+        v = type(p)(round(v, 12)) if isinstance(p, float) else int(round(v))
+        if v not in out:
+            out.append(v)
+    return out
 
 
 def _spaced(low: float, high: float, n: int, *, log: bool, integer: bool) -> list[Any]:
