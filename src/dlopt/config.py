@@ -585,10 +585,12 @@ def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     schema: type[BaseModel] = RunConfig,
+    ignore: tuple[str, ...] = (),
 ) -> Any:
-    """Read YAML (or start empty), apply ``--set`` overrides, validate."""
-    data = _read_yaml(path) if path is not None else {}
-    return parse_config(apply_overrides(data, overrides), schema)
+    """Read YAML (or start empty), apply ``--set`` overrides, drop the top-level sections in
+    ``ignore`` (e.g. ``search`` for a verb that trains once), validate."""
+    data = apply_overrides(_read_yaml(path) if path is not None else {}, overrides)
+    return parse_config({k: v for k, v in data.items() if k not in ignore}, schema)
 
 
 def config_to_dict(cfg: BaseModel) -> dict[str, Any]:

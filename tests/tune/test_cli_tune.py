@@ -179,8 +179,10 @@ def test_memory_does_not_grow_across_trials(tmp_path):
 def test_lr_find_cli(tmp_path):
     config = _write_config(tmp_path / "t.yaml")
     out = tmp_path / "lr"
+    # lr-find ignores the search: section, a broken one included (low > high here)
     res = runner.invoke(app, ["lr-find", str(config), "--run-dir", str(out), "--steps", "40",
-                              "--min-lr", "1e-5", "--max-lr", "10"])
+                              "--min-lr", "1e-5", "--max-lr", "10",
+                              "--set", "search.space.train.optim.lr.low=1"])
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "lr_find.json").read_text())
     # Adam on a small MLP: the suggestion sits on the falling slope, below the minimum

@@ -89,10 +89,10 @@ def lr_find(
 ) -> None:
     """Learning-rate range test: ramp the lr up, smooth the loss, suggest a rate, save a plot."""
     setup_logging(verbose)
-    from dlopt.config import RunConfig, TuneConfig, load_config
+    from dlopt.config import load_config
     from dlopt.tune import lr_find as run_lr_find
 
-    cfg = load_config(config, overrides, schema=TuneConfig if _has_search(config) else RunConfig)
+    cfg = load_config(config, overrides, ignore=("search",))  # a bad search: section is not lr-find's
     out = run_dir or Path("runs") / f"{cfg.name}-lr-find"
     res = run_lr_find(cfg, run_dir=out, min_lr=min_lr, max_lr=max_lr, steps=steps)
     end = "diverged" if res.diverged else "reached --max-lr"
@@ -100,13 +100,3 @@ def lr_find(
                f"at lr {res.min_loss_lr:.2e}")
     typer.echo(f"suggested lr: {res.suggestion:.2e}")
     typer.echo(f"plot: {res.plot}")
-
-
-def _has_search(path: Path) -> bool:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False  # load_config reports the problem
-    return isinstance(data, dict) and "search" in data
