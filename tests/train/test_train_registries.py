@@ -151,6 +151,18 @@ def test_label_smoothing_in_nll_equals_cross_entropy_smoothing() -> None:
     assert torch.allclose(ours, F.cross_entropy(LOGITS, LABELS, label_smoothing=0.1))
 
 
+@pytest.mark.parametrize("name, option, key", [
+    ("hinge", {"label_smoothing": 0.1}, "label_smoothing"), ("mse", {"label_smoothing": 0.1}, "label_smoothing"),
+    ("bce", {"weight": torch.ones(4)}, "class_weights"), ("huber", {"weight": torch.ones(4)}, "class_weights"),
+])
+def test_a_loss_setting_the_loss_does_not_apply_is_refused(name, option, key) -> None:
+    from dlopt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"train.loss.{key}: loss '{name}' does not apply it; allowed with: "):
+        create_loss(name, task="classification", **option)
+    create_loss("cross_entropy", task="classification", **option)  # it applies both
+
+
 def test_regression_loss_takes_flat_targets() -> None:
     out, y = torch.randn(5, 1), torch.randn(5)
     assert torch.allclose(create_loss("auto", task="regression")(out, y), F.mse_loss(out[:, 0], y))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from dlopt.errors import ConfigError
 from dlopt.registry import Registry
 
 __all__ = ["LOSSES", "create_loss", "default_loss", "balanced_class_weights"]
@@ -59,7 +60,7 @@ def _one_hot_targets(out: Any, y: Any, smoothing: float) -> Any:
 
 
 @LOSSES.register("bce", task="classification")
-def bce(*, label_smoothing: float = 0.0, weight: Any = None, **_: Any) -> LossFn:
+def bce(*, label_smoothing: float = 0.0, **_: Any) -> LossFn:
     """Binary cross-entropy with logits, one sigmoid per output (one-hot class targets;
     a single output unit reads class 1 as the positive)."""
     import torch.nn.functional as F
@@ -130,6 +131,13 @@ def balanced_class_weights(y: Any, num_classes: int) -> Any:
 
 def create_loss(name: str, *, task: str, label_smoothing: float = 0.0, weight: Any = None,
                 huber_delta: float = 1.0) -> LossFn:
-    """Loss ``name`` (``auto`` picks by task)."""
+    """Loss ``name`` (``auto`` picks by task). A setting the loss does not use (a factory
+    declares the options it applies) is a ConfigError, not silently dropped."""
     entry = LOSSES.get(default_loss(task) if name == "auto" else name)
+    for option, key, used in (("label_smoothing", "label_smoothing", label_smoothing > 0),
+                              ("weight", "class_weights", weight is not None)):
+        if used and option not in entry.params():
+            takers = [e.name for e in LOSSES if option in e.params()]
+            raise ConfigError(f"train.loss.{key}: loss {entry.name!r} does not apply it; "
+                              f"allowed with: {', '.join(takers)}")
     return entry.factory(label_smoothing=label_smoothing, weight=weight, huber_delta=huber_delta)
