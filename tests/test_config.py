@@ -64,6 +64,7 @@ def test_the_bad_override_line_gives_an_example_that_works():
         ("model.name=nope", "nope"),
         ("train=3", "train"),
         ("novalue", "bad override"),
+        ("train.schedule.milestones=[-1, 0]", "train.schedule.milestones.0=-1: Input should be greater than 0"),
         ("train.optim.lr=inf", "train.optim.lr='inf': Input should be a finite number"),
         ("train.loss.label_smoothing=nan", "Input should be a finite number"),
     ],

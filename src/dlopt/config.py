@@ -7,7 +7,7 @@ registries so a bad name fails before anything runs, with one line that lists va
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -163,7 +163,7 @@ class ScheduleConfig(Section):
     warmup_epochs: float = Field(0.0, ge=0.0)
     step_size: int = Field(1, gt=0, description="epochs between decays (step)")
     gamma: float = Field(0.1, gt=0.0, le=1.0)
-    milestones: list[int] = Field(default_factory=list)
+    milestones: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list, description="epochs (>= 1) to decay at")
     power: float = Field(1.0, gt=0.0)
     min_lr: float = Field(0.0, ge=0.0)
     pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="one-cycle: fraction rising")
