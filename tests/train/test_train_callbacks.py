@@ -81,6 +81,9 @@ def test_cli_cv_prints_mean_and_std(tmp_path) -> None:
     assert run_line.startswith("run: ") and "best epoch" not in run_line  # no best epoch across folds
     assert all((tmp_path / "r" / f"fold-{k}" / "summary.json").is_file() for k in (1, 2, 3))
     _check_each_fold_fitted_its_own_preprocessing(tmp_path / "r", 3)
+    res = CliRunner().invoke(app, ["eval", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "is a cross-validation run; load one of its folds: " in res.output
+    assert str(tmp_path / "r" / "fold-1") in res.output
 
 
 def _check_each_fold_fitted_its_own_preprocessing(run: Path, folds: int) -> None:

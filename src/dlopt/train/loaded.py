@@ -162,6 +162,10 @@ def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"run or checkpoint not found: {p}")
+    folds = sorted(p.glob("fold-*/")) if p.is_dir() and not (p / rundir.WEIGHTS).exists() else []
+    if folds:  # a cross-validation run keeps one model per fold, none of its own
+        raise ConfigError(f"{p} is a cross-validation run; load one of its folds: "
+                          f"{', '.join(str(f) for f in folds[:3])}{', ...' if len(folds) > 3 else ''}")
     run_dir, weights, meta = _weights_and_meta(p)
     cfg = _read_config(run_dir, meta)
     info = _read_info(run_dir, meta)
