@@ -163,3 +163,26 @@ def test_a_grid_list_off_the_step_is_one_line():
     axis = Axis("train.batch_size", SearchParam(type="int", low=16, high=128, step=16, grid=[16, 72]))
     with pytest.raises(ConfigError, match=r"grid value 72 is not low \+ k \* step"):
         axis.grid_values()
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"log": False}, "log=False"),
+    ({"type": "categorical", "choices": [0.01, 0.1], "log": False}, "CategoricalDistribution"),
+])
+def test_a_resumed_study_whose_axis_changed_kind_is_one_line_before_any_trial(tmp_path, change, words):
+    lr = {"type": "float", "low": 1e-4, "high": 1.0, "log": True}
+    space = {"train.optim.lr": lr}
+    tune(tune_config(space), study_dir=tmp_path, trials=2, objective=digits_objective, plots=False)
+    changed = {k: v for k, v in {**lr, **change}.items() if not (k in ("low", "high") and "choices" in change)}
+    with pytest.raises(ConfigError, match=rf"search.space.train.optim.lr: study 'digits' drew it as .*asks .*{words}") as err:
+        tune(tune_config({"train.optim.lr": changed}), study_dir=tmp_path, trials=4,
+             objective=digits_objective, plots=False)
+    assert "\n" not in str(err.value)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    trials = optuna.load_study(study_name="digits", storage=JournalStorage(
+        JournalFileBackend(str(tmp_path / "study.log")))).trials
+    assert len(trials) == 2  # no trial was started, none failed
+    # the same axis (bounds changed only) resumes as before
+    tune(tune_config({"train.optim.lr": {**lr, "high": 0.5}}), study_dir=tmp_path, trials=3,
+         objective=digits_objective, plots=False)

@@ -72,6 +72,17 @@ class Axis:
                                      log=s.log)
         return trial.suggest_float(self.path, s.low, s.high, step=s.step, log=s.log)
 
+    def distribution(self) -> Any:
+        """The optuna distribution :meth:`suggest` records for this axis."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        s = self.spec
+        if s.type == "categorical":
+            return CategoricalDistribution(s.choices)
+        if s.type == "int":
+            return IntDistribution(int(s.low), int(s.high), step=int(s.step or 1), log=s.log)
+        return FloatDistribution(s.low, s.high, step=s.step, log=s.log)
+
     def grid_values(self) -> list[Any]:
         """The values the grid sampler visits on this axis."""
         s = self.spec

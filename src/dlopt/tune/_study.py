@@ -210,6 +210,8 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
             )
         if study.directions != [optuna.study.StudyDirection[d.upper()] for d in plan.directions]:
             raise ConfigError(f"study {name!r} exists with other directions; use another --study")
+        if plan.sampler_name != "grid":  # the grid records its points and checks them itself
+            _check_axes_fit(study, name, plan.space)
         grid = _grid_sampler(study, name, plan, cfg) if plan.sampler_name == "grid" else None
         # workers started so far: offsets the sampler seed so a resumed study or a second
         # worker does not replay the first one's random draws
@@ -223,6 +225,24 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
     study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
                     else build(PRUNERS, plan.pruner_name, **s.pruner.options))
     return study
+
+
+def _check_axes_fit(study: optuna.Study, name: str, space: SearchSpace) -> None:
+    """An axis whose kind, log scale or choices changed since the study's trials drew it would
+    fail every new trial in optuna's storage: one line now instead."""
+    from optuna.distributions import check_distribution_compatibility
+
+    recorded: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False):
+        recorded.update(t.distributions)
+    for axis in space.axes:
+        if axis.path in recorded:
+            try:
+                check_distribution_compatibility(recorded[axis.path], axis.distribution())
+            except ValueError:
+                raise ConfigError(f"{axis.key}: study {name!r} drew it as {recorded[axis.path]}, this "
+                                  f"config asks {axis.distribution()}; keep its type, log and choices, "
+                                  f"or use another --study") from None
 
 
 def _grid_sampler(study: optuna.Study, name: str, plan: _Plan, cfg: "TuneConfig") -> Any:
