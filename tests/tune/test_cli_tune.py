@@ -271,9 +271,9 @@ def test_sigterm_fails_the_trial_queues_its_retry_and_stops(tmp_path):
     with pytest.raises(Terminated) as stopped:
         tune(cfg, study_dir=sdir, trials=3, objective=terminated_in_trial_1, plots=False)
     from dlopt.tune import RESUME_HINT
-    from dlopt.cli._app import _hinted
+    from dlopt.train.callbacks.signals import with_resume_hint
 
-    line = _hinted(str(stopped.value), RESUME_HINT)  # what `dlopt tune` prints
+    line = with_resume_hint(str(stopped.value), RESUME_HINT)  # what `dlopt tune` prints
     assert "stopped by SIGTERM" in line and "--resume" not in line and "retried when the same" in line
     study = optuna.load_study(study_name="cli", storage=JournalStorage(
         JournalFileBackend(str(sdir / "study.log"))))

@@ -89,11 +89,11 @@ def command(name: str | None = None, *, resume_hint: str | None = None, **kw: An
 
 
 def _hinted(message: str, resume_hint: str | None) -> str:
-    if resume_hint is None:
+    if resume_hint is None:  # most verbs: no torch import on the error path
         return message
-    from dlopt.train.callbacks.signals import RESUME_HINT
+    from dlopt.train.callbacks.signals import with_resume_hint
 
-    return message.replace(RESUME_HINT, resume_hint)
+    return with_resume_hint(message, resume_hint)
 
 
 def writable_file(path: Path, option: str) -> Path:

@@ -504,14 +504,9 @@ def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any], verbosity: in
     try:
         tune(parse_config(cfg_data, TuneConfig), **kwargs)
     except DloptError as exc:  # one line, as the CLI would say it, not a traceback
-        log.error("worker process: %s", _tune_hinted(str(exc)))
+        from dlopt.train.callbacks.signals import with_resume_hint
+        from dlopt.tune import RESUME_HINT
+
+        # dlopt tune has no --resume: the worker says tune's way on, as the CLI does
+        log.error("worker process: %s", with_resume_hint(str(exc), RESUME_HINT))
         sys.exit(exc.exit_code)
-
-
-def _tune_hinted(message: str) -> str:
-    """``message`` with ``dlopt tune``'s way to continue in place of ``dlopt train``'s
-    (``dlopt tune`` has no --resume); the CLI does the same for the main process."""
-    from dlopt.train.callbacks.signals import RESUME_HINT as TRAIN_HINT
-    from dlopt.tune import RESUME_HINT
-
-    return message.replace(TRAIN_HINT, RESUME_HINT)

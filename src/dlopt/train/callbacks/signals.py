@@ -17,7 +17,7 @@ from typing import Any
 
 from dlopt.errors import RunError
 
-__all__ = ["RESUME_HINT", "GracefulTermination", "Terminated"]
+__all__ = ["RESUME_HINT", "GracefulTermination", "Terminated", "with_resume_hint"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 #: how a stopped ``dlopt train`` continues; other verbs put their own way in its place
 #: (``dlopt.cli._app.command(resume_hint=...)``: the text survives a stage's re-wrapping)
 RESUME_HINT = "continue with --resume"
+
+
+def with_resume_hint(message: str, hint: str | None) -> str:
+    """``message`` with ``hint`` (a verb's own way on) in place of :data:`RESUME_HINT`."""
+    return message if hint is None else message.replace(RESUME_HINT, hint)
 
 
 class Terminated(RunError):
