@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
 
 from dlopt.errors import ConfigError
 
@@ -25,16 +24,6 @@ log = logging.getLogger(__name__)
 
 # 10 %: the training engine's default val_fraction, so a carved split is sized like a usual one
 GUARD_FRACTION = 0.1
-
-
-def _subset(split: Any, index: Any) -> Any:
-    """The rows of ``split`` at ``index`` (held uint8 pixels stay uint8)."""
-    from dlopt.data import Split
-
-    idx = torch.as_tensor(index, dtype=torch.long)
-    if split.pixels is not None:
-        return Split.scaled(split.pixels.index_select(0, idx), split.y[idx], split.divisor)
-    return Split(split.x.index_select(0, idx), split.y[idx])
 
 
 def with_guard_split(bundle: Any, *, seed: int) -> tuple[Any, dict[str, Any]]:
@@ -55,6 +44,6 @@ def with_guard_split(bundle: Any, *, seed: int) -> tuple[Any, dict[str, Any]]:
                       "from fine-tuning and calibration (the source trained on them), never on test"}
     log.warning("no validation split in the source run: the guard judges on %d held-out training rows "
                 "(%g of train, seed %d), not on test", n, GUARD_FRACTION, seed)
-    carved = dataclasses.replace(bundle, train=_subset(bundle.train, np.sort(rest)),
-                                 val=_subset(bundle.train, np.sort(guard)))
+    carved = dataclasses.replace(bundle, train=bundle.train.subset(np.sort(rest)),
+                                 val=bundle.train.subset(np.sort(guard)))
     return carved, record

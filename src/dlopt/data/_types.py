@@ -76,6 +76,13 @@ class Split:
         # uint8 / a float32 0-dim tensor: float32 in one pass, bit for bit numpy's x / divisor
         return picked if self.pixels is None else torch.div(picked, self._divisor_t)
 
+    def subset(self, index: Any) -> "Split":
+        """The samples at ``index`` (held uint8 pixels stay held)."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        if self.pixels is not None:
+            return Split.scaled(self.pixels.index_select(0, idx), self.y[idx], self.divisor)  # type: ignore[arg-type]
+        return Split(self.x.index_select(0, idx), self.y[idx])
+
     def value_range(self) -> tuple[float, float]:
         """The smallest and largest input value (held pixels: read as uint8, then divided)."""
         if len(self) == 0:

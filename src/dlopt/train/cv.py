@@ -72,9 +72,7 @@ def _bundle_folds(bundle: DataBundle) -> _Folds:
     pool = Split(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]))
 
     def make(tr: np.ndarray, va: np.ndarray) -> DataBundle:
-        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
-        return DataBundle(info=bundle.info, train=Split(pool.x[tr_t], pool.y[tr_t]),
-                          val=Split(pool.x[va_t], pool.y[va_t]), test=bundle.test,
+        return DataBundle(info=bundle.info, train=pool.subset(tr), val=pool.subset(va), test=bundle.test,
                           preprocessor=bundle.preprocessor)
 
     return pool.y.numpy(), bundle.info.task == "classification", make
