@@ -41,6 +41,8 @@ def image_8bit(im: Any) -> Any:
     from PIL import Image
 
     mode = im.mode
+    if mode in ("L", "RGB"):  # the common case (every request to the server): no copy
+        return im
     if mode == "F" or mode.startswith("I"):
         return Image.fromarray(_wide_to_uint8(np.asarray(im), mode))
     if mode in ("1", "L", "LA", "La"):
