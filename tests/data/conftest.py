@@ -12,10 +12,16 @@ import pytest
 from dlopt.data._idx import IDX_FILES
 
 
+# IDX type bytes of the dtypes tests write besides uint8 (the MNIST type, the default)
+_IDX_TYPES = {np.dtype(np.int16): 0x0B, np.dtype(np.float32): 0x0D}
+
+
 def write_idx(path: Path, arr: np.ndarray, *, compress: bool = True) -> Path:
-    """An IDX file of uint8 ``arr`` (the MNIST layout)."""
-    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    data = header + np.ascontiguousarray(arr, dtype=np.uint8).tobytes()
+    """An IDX file of ``arr`` (int16 and float32 as they are, anything else as uint8)."""
+    code = _IDX_TYPES.get(arr.dtype, 0x08)
+    dtype = arr.dtype.newbyteorder(">") if code != 0x08 else np.dtype(np.uint8)
+    header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    data = header + np.ascontiguousarray(arr, dtype=dtype).tobytes()
     path.write_bytes(gzip.compress(data) if compress else data)
     return path
 

@@ -42,6 +42,11 @@ def _categories(preprocessor: Any) -> dict[int, list[str]]:
     return preprocessor.categories if preprocessor is not None else {}
 
 
+def _columns(preprocessor: Any) -> list[str] | None:
+    """The run's CSV feature names (None when not saved): a CSV header is matched to them."""
+    return getattr(preprocessor, "feature_names", None) or None
+
+
 @command("train")
 def train(
     config: Path = typer.Argument(..., help="run config (YAML), e.g. examples/mnist-fast.yaml"),
@@ -143,11 +148,13 @@ def predict(
         from dlopt.deploy import OnnxModel
 
         onnx_model = OnnxModel.load(run, threads=threads)
-        x = read_raw_input(input, onnx_model.metadata.raw_shape, categories=_categories(onnx_model.preprocessor))
+        x = read_raw_input(input, onnx_model.metadata.raw_shape, categories=_categories(onnx_model.preprocessor),
+                           columns=_columns(onnx_model.preprocessor))
         (pred, proba), names = onnx_model.predict_raw(x), onnx_model.metadata.class_names
     else:
         loaded = load(run, device=device)
-        x = read_raw_input(input, loaded.info.input_shape, categories=_categories(loaded.preprocessor))
+        x = read_raw_input(input, loaded.info.input_shape, categories=_categories(loaded.preprocessor),
+                           columns=_columns(loaded.preprocessor))
         (pred, proba), names = loaded.predict(x), loaded.info.class_names
     for i, p in enumerate(pred):
         if proba is None:

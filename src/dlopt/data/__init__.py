@@ -35,6 +35,7 @@ _LAZY = {
     "MISSING_TOKENS": "dlopt.data._values",
     "cell_number": "dlopt.data._values",
     "image_8bit": "dlopt.data._values",
+    "channels_first": "dlopt.data._values",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(

@@ -17,6 +17,7 @@ import numpy as np
 from dlopt.data._idx import IDX_FILES, read_idx_set
 from dlopt.data._raw import RawData
 from dlopt.data._registry import DATASETS, resolve_data_dir
+from dlopt.data._values import as_uint8, pixel_divisor, pixel_range
 from dlopt.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,16 @@ def _stamp(directory: Path) -> tuple[tuple[int, int], ...]:
 
 def idx_raw(directory: Path, *, source: str, checksums: dict[str, str] | None = None,
             class_names: list[str] | None = None, num_classes: int | None = None) -> RawData:
-    """RawData for an IDX set folder (uint8 images, scaled by 255 in preprocessing)."""
+    """RawData for an IDX set folder. Images are pixels, scaled as the npz reader scales them:
+    uint8 (the MNIST type) by 255, other integers by their range, floats taken as they are."""
     key = tuple(sorted((checksums or {}).items()))
     xtr, ytr, xte, yte = _cached_idx_set(str(directory), key, _stamp(directory))
+    scale = pixel_divisor(pixel_range(xtr, xte), f"IDX set {directory}")
+    if scale == 255.0:
+        xtr, xte = as_uint8(xtr), as_uint8(xte)
     return RawData(
         x=xtr, y=ytr, x_test=xte, y_test=yte, task="classification", kind="image",
-        source=source, class_names=list(class_names or []), scale=255.0, num_classes=num_classes,
+        source=source, class_names=list(class_names or []), scale=scale, num_classes=num_classes,
     )
 
 

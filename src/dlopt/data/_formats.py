@@ -18,7 +18,9 @@ import numpy as np
 from dlopt.data._builtin import idx_raw
 from dlopt.data._raw import RawData
 from dlopt.data._registry import FORMATS
-from dlopt.data._values import cell_number, image_8bit
+from dlopt.data._values import (
+    IMAGE_CHANNELS, as_uint8, cell_number, image_8bit, infinite_cell, is_8bit, pixel_divisor, pixel_range,
+)
 from dlopt.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,7 @@ def read_npz(*, path: str) -> RawData:
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"npz file {p} must hold both x_test and y_test, or neither")
     names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else []
-    x, kind, scale = _npz_inputs(arrays["x"], p, "x")
-    x_test = _npz_inputs(arrays["x_test"], p, "x_test")[0] if "x_test" in arrays else None
+    (x, x_test), kind, scale = _npz_inputs(arrays["x"], arrays.get("x_test"), p)
     y, y_test = _npz_labels(arrays, p)
     task = "regression" if np.issubdtype(y.dtype, np.floating) and not names else "classification"
     if y.dtype.kind in "US":  # string labels: class ids are their sorted order
@@ -105,21 +106,43 @@ def _label_kind(y: np.ndarray) -> str:
     return "string" if y.dtype.kind in "US" else "float" if y.dtype.kind == "f" else "integer"
 
 
-def _npz_inputs(x: np.ndarray, p: Path, key: str) -> tuple[np.ndarray, str, float]:
-    """Shape ``x`` as images (N,C,H,W), sequences (N,C,L) or a table (N,F)."""
-    if x.dtype.kind not in "biuf":
-        raise DataError(f"npz file {p}: array {key!r} has dtype {x.dtype}, expected numbers")
-    if x.ndim == 1:
-        return x[:, None], "tabular", 0.0
-    if x.ndim == 2:
-        return x, "tabular", 0.0
-    if x.ndim == 3 and x.dtype == np.uint8:  # (N, H, W) grayscale images
-        return x[:, None], "image", 255.0
-    if x.ndim == 3:
-        return x, "sequence", 0.0
-    if x.ndim == 4:
-        return x, "image", 255.0 if x.dtype == np.uint8 else 0.0
-    raise DataError(f"npz file {p}: array {key!r} has {x.ndim} dimensions, expected 1 to 4")
+def _npz_inputs(x: np.ndarray, x_test: np.ndarray | None, p: Path,
+                ) -> tuple[tuple[np.ndarray, np.ndarray | None], str, float]:
+    """``x`` and ``x_test`` shaped alike as images (N,C,H,W), sequences (N,C,L) or a table
+    (N,F), with the divisor of their pixels; ``x`` decides the layout for both."""
+    pair = {"x": x, "x_test": x_test}
+    for key, a in pair.items():
+        if a is not None and a.dtype.kind not in "biuf":
+            raise DataError(f"npz file {p}: array {key!r} has dtype {a.dtype}, expected numbers")
+        if a is not None and not 1 <= a.ndim <= 4:
+            raise DataError(f"npz file {p}: array {key!r} has {a.ndim} dimensions, expected 1 to 4")
+    if x.ndim <= 2:
+        x, x_test = (a if a is None or a.ndim != 1 else a[:, None] for a in (x, x_test))
+        return (x, x_test), "tabular", 0.0
+    pixels = pixel_range(x, x_test)
+    if x.ndim == 3 and not _gray_images(x, pixels):
+        return (x, x_test), "sequence", 0.0
+    if x.ndim == 3:  # 8-bit integers (N, H, W): grayscale images, as IDX files hold them
+        pair = {k: (a if a is None or a.ndim != 3 else a[:, None]) for k, a in pair.items()}
+    elif _channels_last(x.shape):
+        log.info("npz file %s: x of shape %s read as channels-last images (N, H, W, C)", p, x.shape)
+        pair = {k: (a if a is None or a.ndim != 4 else a.transpose(0, 3, 1, 2)) for k, a in pair.items()}
+    scale = pixel_divisor(pixels, f"npz file {p}")
+    x, x_test = (as_uint8(a) if scale == 255.0 else a for a in pair.values())
+    return (x, x_test), "image", scale  # type: ignore[return-value]
+
+
+def _gray_images(x: np.ndarray, pixels: tuple[int, int] | None) -> bool:
+    """(N, H, W) integers as grayscale images: uint8, or wider integers within 0..255 that are
+    not binary. Floats, integers beyond 8 bits (int16 audio) and 0/1 arrays (one-hot or binary
+    sequences) stay sequences."""
+    return x.dtype == np.uint8 or (is_8bit(pixels) and pixels is not None and pixels[1] > 1)
+
+
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    """(N, H, W, C): the last axis is a channel count (1, 3, 4) and the second is too long to be
+    one. Both plausible, e.g. (N, 3, 8, 3), reads as channels-first (N, C, H, W)."""
+    return shape[3] in IMAGE_CHANNELS and shape[1] > max(IMAGE_CHANNELS)
 
 
 # -------------------------------------------------------------------------------------- csv
@@ -129,7 +152,7 @@ def read_csv(*, path: str, target: str | None = None) -> RawData:
     columns an empty cell or a token of ``dlopt.data.MISSING_TOKENS`` (NA, N/A, NaN, null, ?, ...)
     is a missing value (NaN)."""
     p = _existing(path)
-    header, rows = _csv_rows(p)
+    header, rows, lines = _csv_rows(p)
     if target is None:
         raise DataError(f"csv file {p}: set data.target to the target column, one of: {', '.join(header)}")
     if target not in header:
@@ -139,8 +162,8 @@ def read_csv(*, path: str, target: str | None = None) -> RawData:
     if not features:
         raise DataError(f"csv file {p}: no feature columns besides target {target!r}")
     cols = list(zip(*rows))
-    y, task, names = _csv_target(cols[t], p, target)
-    columns = [_csv_column(cols[i], p, header[i]) for i in range(len(header)) if i != t]
+    y, task, names = _csv_target(cols[t], p, target, lines)
+    columns = [_csv_column(cols[i], p, header[i], lines) for i in range(len(header)) if i != t]
     numeric = all(c.dtype != object for c in columns)
     x = np.stack(columns, axis=1) if numeric else np.stack([c.astype(object) for c in columns], axis=1)
     return RawData(
@@ -149,7 +172,8 @@ def read_csv(*, path: str, target: str | None = None) -> RawData:
     )
 
 
-def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
+def _csv_rows(p: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the data rows and the line each row ends on (a quoted cell may span lines)."""
     try:
         # utf-8-sig: Excel starts its CSV files with a byte-order mark, not part of the first name
         with open(p, newline="", encoding="utf-8-sig") as f:
@@ -158,7 +182,7 @@ def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
             if header is None:
                 raise DataError(f"empty dataset: csv file {p} has no header row")
             header = _unique_names([h.strip() for h in header], p)
-            rows = []
+            rows, lines = [], []
             for row in reader:
                 if not row:
                     continue
@@ -167,17 +191,28 @@ def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
                         f"csv file {p} line {reader.line_num}: {len(row)} fields, header has {len(header)}"
                     )
                 rows.append(row)
+                lines.append(reader.line_num)
     except UnicodeDecodeError as exc:
         raise DataError(f"csv file {p} is not UTF-8 text: byte {exc.start}") from None
     except csv.Error as exc:
         raise DataError(f"malformed csv file {p}: {exc}") from None
     if not rows:
         raise DataError(f"empty dataset: csv file {p} has no data rows")
-    return header, rows
+    return header, rows, lines
 
 
 def _unique_names(header: list[str], p: Path) -> list[str]:
-    """Columns are found by name: a repeated one would leave a copy of the target among the features."""
+    """Columns are found by name: a repeated one would leave a copy of the target among the
+    features. A nameless column is refused too: pandas writes its row index as one, a feature
+    that ranks rows (a file sorted by class leaks its labels through it)."""
+    seps = [sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]]
+    if seps:  # one column can hold no target and a feature: the file is not comma-separated
+        raise DataError(f"csv file {p}: the header is one column {header[0]!r}; fields must be separated "
+                        f"by commas (this file seems to use {seps[0]!r})")
+    if "" in header:
+        raise DataError(f"csv file {p}: column {header.index('') + 1} has no name; each column needs one "
+                        "(a nameless first column is pandas' row index: write the file with "
+                        "to_csv(index=False))")
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise DataError(f"csv file {p}: duplicate column name(s) {', '.join(map(repr, repeated))}; "
@@ -185,13 +220,13 @@ def _unique_names(header: list[str], p: Path) -> list[str]:
     return header
 
 
-def _csv_column(values: tuple[str, ...], p: Path, name: str) -> np.ndarray:
+def _csv_column(values: tuple[str, ...], p: Path, name: str, lines: list[int]) -> np.ndarray:
     """float64 when every cell is a number or a missing-value token (-> NaN), else the strings.
     Numbers with a few text cells are refused: label_encode would code them in string order."""
     floats = [cell_number(v) for v in values]
     text = [v.strip() for v, f in zip(values, floats) if f is None]
     if not text:
-        return np.asarray(floats, dtype=np.float64)
+        return _finite_column(floats, values, p, name, lines)
     if sum(1 for f in floats if f is not None and not math.isnan(f)) > len(text):
         raise DataError(f"csv file {p}: column {name!r} holds numbers but {len(text)} cell(s) are text, "
                         f"e.g. {text[0]!r}; allowed: numbers, and for a missing value an empty cell "
@@ -200,7 +235,8 @@ def _csv_column(values: tuple[str, ...], p: Path, name: str) -> np.ndarray:
     return np.asarray([v.strip() for v in values], dtype=object)
 
 
-def _csv_target(values: tuple[str, ...], p: Path, name: str) -> tuple[np.ndarray, str, list[str]]:
+def _csv_target(values: tuple[str, ...], p: Path, name: str,
+                lines: list[int]) -> tuple[np.ndarray, str, list[str]]:
     """Numeric non-integer (or many-valued) targets are regression; the rest are classes."""
     empty = sum(1 for v in values if v.strip() == "")
     if empty:
@@ -210,7 +246,7 @@ def _csv_target(values: tuple[str, ...], p: Path, name: str) -> tuple[np.ndarray
         labels = [v.strip() for v in values]
         order = sorted(set(labels))
     else:
-        col = _target_numbers(floats, values, p, name)
+        col = _target_numbers(_finite_column(floats, values, p, name, lines), values, p, name)
         if not _integer_classes(col, p, name):
             return col.astype(np.float32), "regression", []
         labels = [str(int(v)) for v in col]
@@ -219,12 +255,22 @@ def _csv_target(values: tuple[str, ...], p: Path, name: str) -> tuple[np.ndarray
     return np.array([lookup[v] for v in labels], dtype=np.int64), "classification", order
 
 
-def _target_numbers(floats: list[float], values: tuple[str, ...], p: Path, name: str) -> np.ndarray:
-    """A numeric target column; a missing-value token there leaves a row without a target."""
+def _finite_column(floats: list[float], values: tuple[str, ...], p: Path, name: str,
+                   lines: list[int]) -> np.ndarray:
+    """A numeric column as float64; ``inf`` or an overflowing number is refused at its line."""
     col = np.asarray(floats, dtype=np.float64)
+    infinite = np.flatnonzero(np.isinf(col))
+    if infinite.size:
+        i = int(infinite[0])
+        raise infinite_cell(values[i], f"csv file {p} line {lines[i]}, column {name!r}")
+    return col
+
+
+def _target_numbers(col: np.ndarray, values: tuple[str, ...], p: Path, name: str) -> np.ndarray:
+    """A numeric target column; a missing-value token there leaves a row without a target."""
     missing = int(np.isnan(col).sum())
     if missing:
-        first = next(v.strip() for v, f in zip(values, floats) if math.isnan(f))
+        first = next(v.strip() for v, f in zip(values, col) if math.isnan(f))
         raise DataError(f"csv file {p}: target column {name!r} has {missing} missing values "
                         f"(e.g. {first!r}); every row needs a target")
     return col
@@ -262,7 +308,7 @@ def read_imagefolder(*, path: str, bad_samples: str = "fail") -> RawData:
         raise DataError(f"empty dataset: no image files under {root}")
     decoded = [(f, label, *_decode(f)) for f, label in files]
     bad = [(f, why) for f, _, arr, why in decoded if arr is None]
-    good = [(f, label, arr) for f, label, arr, _ in decoded if arr is not None]
+    good = _gray_as_rgb([(f, label, arr) for f, label, arr, _ in decoded if arr is not None], root)
     # Samples must share one shape; resizing would silently change the data, so report them.
     shape = Counter(arr.shape for _, _, arr in good).most_common(1)[0][0] if good else None
     bad += [(f, f"shape {_shape(arr.shape)} differs from the common {_shape(shape)}")
@@ -281,6 +327,17 @@ def read_imagefolder(*, path: str, bad_samples: str = "fail") -> RawData:
         task="classification", kind="image", source=str(root), class_names=classes, scale=255.0,
         num_classes=len(classes), skipped=len(bad),
     )
+
+
+def _gray_as_rgb(good: list[tuple[Path, int, np.ndarray]], root: Path) -> list[tuple[Path, int, np.ndarray]]:
+    """Gray images in a set with colour ones become RGB, as torchvision's ImageFolder reads them
+    (and as predict converts a gray file for a colour model): photo sets often hold a few gray
+    JPEGs, which are no bad files."""
+    gray = sum(1 for _, _, arr in good if arr.shape[0] == 1)
+    if gray in (0, len(good)):  # image_8bit gives 1 (gray) or 3 channels
+        return good
+    log.info("%d gray image(s) under %s read as RGB: the set holds colour images", gray, root)
+    return [(f, label, np.repeat(arr, 3, axis=0) if arr.shape[0] == 1 else arr) for f, label, arr in good]
 
 
 def _class_files(folder: Path) -> list[Path]:

@@ -121,7 +121,7 @@ def preprocess_splits(rs: RawSplits, *, train: tuple[np.ndarray, np.ndarray] | N
     raw, num_classes = rs.raw, rs.num_classes
     if train is None:
         train, val = rs.train, rs.val
-    pre = Preprocessor.build(rs.steps, scale=raw.scale)
+    pre = Preprocessor.build(rs.steps, scale=raw.scale, feature_names=raw.feature_names)
     train_s, val_split, test = _make_splits(pre, train, val, rs.test, raw)
     info = DatasetInfo(
         name=rs.name, task=raw.task, input_shape=train_s.input_shape,
@@ -319,7 +319,8 @@ def _labels(y: np.ndarray, task: str) -> torch.Tensor:
 def _to_split(x: np.ndarray, y: np.ndarray, task: str, source: str) -> Split:
     if not _all_finite(x):
         raise DataError(f"non-finite inputs in {source} after preprocessing")
-    return Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), _labels(y, task))
+    # a float set with no preprocessing is the reader's array itself (an IDX set's read-only cache)
+    return Split(_shared_tensor(x.astype(np.float32, copy=False)), _labels(y, task))
 
 
 def _all_finite(x: np.ndarray) -> bool:

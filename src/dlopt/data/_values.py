@@ -11,7 +11,11 @@ import numpy as np
 
 from dlopt.errors import DataError
 
-__all__ = ["MISSING_TOKENS", "cell_number", "image_8bit"]
+__all__ = ["IMAGE_CHANNELS", "MISSING_TOKENS", "as_uint8", "cell_number", "channels_first", "image_8bit",
+           "infinite_cell", "is_8bit", "pixel_divisor", "pixel_range"]
+
+#: Channel counts of an image sample (gray, RGB, RGBA): what a channels-last array may end with.
+IMAGE_CHANNELS = (1, 3, 4)
 
 #: Cells read as a missing value (NaN) in a numeric column, compared after stripping spaces,
 #: case-sensitive: pandas' default ``na_values`` plus ``?``, the UCI repository's marker
@@ -23,14 +27,76 @@ MISSING_TOKENS = frozenset({
 
 
 def cell_number(v: str) -> float | None:
-    """A CSV cell as a float: NaN for a missing-value token, None for text."""
+    """A CSV cell as a float: NaN for a missing-value token, None for text. Python's ``float``
+    also reads ``1_000`` and non-ASCII digits; pandas does not, and a code like ``10_3`` is no
+    number 103, so those cells are text."""
     s = v.strip()
     if s in MISSING_TOKENS:
         return math.nan
+    if "_" in s or not s.isascii():
+        return None
     try:
         return float(s)
     except ValueError:
         return None
+
+
+def infinite_cell(cell: str, where: str) -> DataError:
+    """The error for a cell of a numeric column that reads as an infinite number (``inf``,
+    ``-Infinity``, ``1e999``): no scaler or model can take one, and the fault is found here,
+    at its row, not later as "non-finite inputs" in the whole set."""
+    return DataError(f"{where}: {cell.strip()!r} is not a finite number; allowed: finite numbers, or for a "
+                     "missing value an empty cell or a missing-value token (NA, N/A, NaN, null, ?, ...)")
+
+
+def channels_first(x: np.ndarray, sample_shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` with channels-last image samples ``(..., H, W, C)`` moved to the ``(C, H, W)`` of
+    ``sample_shape`` (a run trained on channels-last arrays takes its inputs in that layout too);
+    anything else as it is, for the shape checks that follow."""
+    if len(sample_shape) != 3 or sample_shape[0] not in IMAGE_CHANNELS or x.ndim < 3:
+        return x
+    c, h, w = sample_shape
+    if tuple(x.shape[-3:]) == (h, w, c) and (h, w, c) != (c, h, w):
+        return np.moveaxis(x, -1, -3)
+    return x
+
+
+def pixel_range(x: np.ndarray, *more: np.ndarray | None) -> tuple[int, int] | None:
+    """Bounds (min, max) of the integer image arrays ``x`` and ``more``; None when ``x`` holds
+    no integers (float images are taken as they are, booleans are no pixels). uint8 arrays are
+    not scanned: their dtype is their range (MNIST is read on every load)."""
+    if x.dtype.kind not in "iu":
+        return None
+    filled = [a for a in (x, *more) if a is not None and a.dtype.kind in "iu" and a.size]
+    if not filled:
+        return None
+    if all(a.dtype == np.uint8 for a in filled):
+        return 0, 255
+    return min(int(a.min()) for a in filled), max(int(a.max()) for a in filled)
+
+
+def is_8bit(pixels: tuple[int, int] | None) -> bool:
+    """Integer values all within 0..255: 8-bit pixels, whatever the dtype."""
+    return pixels is not None and pixels[0] >= 0 and pixels[1] <= 255
+
+
+def pixel_divisor(pixels: tuple[int, int] | None, where: str) -> float:
+    """The divisor that maps integer images to [0, 1] as image files are read (:func:`image_8bit`):
+    0..255 by 255, else 0..65535 by 65535; 0 (no scaling) for float images."""
+    if pixels is None:
+        return 0.0
+    if is_8bit(pixels):
+        return 255.0
+    lo, hi = pixels
+    if lo >= 0 and hi <= 65535:
+        return 65535.0
+    raise DataError(f"{where}: integer images hold values {lo}..{hi}; allowed: 8-bit (0..255) or "
+                    "16-bit (0..65535) pixels, or a float array, which is taken as it is")
+
+
+def as_uint8(a: np.ndarray | None) -> np.ndarray | None:
+    """8-bit integer pixels as uint8, the images' fast path (no copy when they already are)."""
+    return a if a is None or a.dtype.kind not in "iu" else a.astype(np.uint8, copy=False)
 
 
 def image_8bit(im: Any) -> Any:

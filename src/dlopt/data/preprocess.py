@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from dlopt.data._values import channels_first
 from dlopt.errors import ConfigError, DataError
 from dlopt.registry import Registry
 
@@ -294,15 +295,20 @@ _ALL_OPS.update({e.name: e.factory for e in PREPROCESS_OPS})
 class Preprocessor:
     """A fitted chain of ops mapping raw inputs to float32 model inputs."""
 
-    def __init__(self, ops: Iterable[_Op] = (), *, raw_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(self, ops: Iterable[_Op] = (), *, raw_shape: tuple[int, ...] | None = None,
+                 feature_names: Iterable[str] = ()) -> None:
         self.ops = list(ops)
         self.raw_shape = raw_shape  # per-sample shape of the raw inputs seen at fit
+        # the raw table's column names (CSV header), [] when unknown: prediction matches a CSV header to them
+        self.feature_names = [str(n) for n in feature_names]
         self.fitted = False
 
     @classmethod
-    def build(cls, steps: Iterable[Any] = (), *, scale: float = 0.0) -> "Preprocessor":
+    def build(cls, steps: Iterable[Any] = (), *, scale: float = 0.0,
+              feature_names: Iterable[str] = ()) -> "Preprocessor":
         """Unfitted chain from ``PreprocessStep``s or dicts ({"op": "pca", "n_components": 8});
-        ``scale`` > 0 divides raw values (images) before the user ops."""
+        ``scale`` > 0 divides raw values (images) before the user ops; ``feature_names`` names
+        the raw table's columns."""
         parsed = [_step_dict(s) for s in steps]
         first = sorted((s for s in parsed if s["op"] in _FIRST), key=lambda s: _FIRST.index(s["op"]))
         rest = [s for s in parsed if s["op"] not in _FIRST]
@@ -310,7 +316,7 @@ class Preprocessor:
         if scale:
             ops.append(_Scale(factor=float(scale)))
         ops += [_make_op(s) for s in rest]
-        return cls(ops)
+        return cls(ops, feature_names=feature_names)
 
     @property
     def op_names(self) -> list[str]:
@@ -354,7 +360,8 @@ class Preprocessor:
         """Raw inputs (as read from the dataset) -> float32 model inputs.
 
         ``x_raw`` is a batch ``(N, *raw_shape)``; a flat ``(N, prod)`` batch or one sample
-        without the batch axis is reshaped to that layout (e.g. MNIST as (28, 28) or (N, 784)).
+        without the batch axis is reshaped to that layout (e.g. MNIST as (28, 28) or (N, 784)),
+        channels-last images ``(N, H, W, C)`` are transposed to it.
         """
         out = self._as_batch(np.asarray(x_raw))
         for op in self.ops:
@@ -367,6 +374,9 @@ class Preprocessor:
         shape = self.raw_shape
         if shape is None or x.shape[1:] == shape:
             return x
+        x = channels_first(x, shape)  # channels-last images, as a run on (N, H, W, C) arrays takes them
+        if x.shape[1:] == shape:
+            return x
         n = int(np.prod(shape))
         if x.ndim >= 2 and int(np.prod(x.shape[1:])) == n:
             return x.reshape(len(x), *shape)
@@ -376,14 +386,15 @@ class Preprocessor:
 
     # ---- state: JSON + arrays, never pickle
     def state_dict(self) -> dict[str, Any]:
-        """``{"version", "raw_shape", "ops": [JSON per op], "arrays": {name: ndarray}}``."""
+        """``{"version", "raw_shape", "feature_names", "ops": [JSON per op], "arrays": {name: ndarray}}``."""
         ops, arrays = [], {}
         for i, op in enumerate(self.ops):
             meta, arrs = op.state()
             ops.append(meta)
             arrays.update({f"{i}.{k}": v for k, v in arrs.items()})
         raw_shape = list(self.raw_shape) if self.raw_shape is not None else None
-        return {"version": _FORMAT_VERSION, "raw_shape": raw_shape, "ops": ops, "arrays": arrays}
+        return {"version": _FORMAT_VERSION, "raw_shape": raw_shape, "feature_names": self.feature_names,
+                "ops": ops, "arrays": arrays}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "Preprocessor":
@@ -396,7 +407,8 @@ class Preprocessor:
             mine = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
             ops.append(_ALL_OPS[meta["op"]].from_state(meta, mine))
         shape = state.get("raw_shape")
-        pre = cls(ops, raw_shape=tuple(shape) if shape is not None else None)
+        pre = cls(ops, raw_shape=tuple(shape) if shape is not None else None,
+                  feature_names=state.get("feature_names") or ())
         pre.fitted = True
         return pre
 

@@ -77,9 +77,13 @@ def _shape_text(spec: InputSpec) -> str:
 
 
 def check_batch(x: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Shape, batch size, dtype and finiteness checks; returns a float32 ``(N, *raw_shape)``."""
+    """Shape, batch size, dtype and finiteness checks; returns a float32 ``(N, *raw_shape)``
+    (channels-last images ``(N, H, W, C)`` transposed to it)."""
     if x.dtype.kind not in "iuf":
         raise ApiError(422, "bad_dtype", f"inputs have dtype {x.dtype}; allowed: numbers (int or float)")
+    from dlopt.data import channels_first
+
+    x = channels_first(x, spec.raw_shape)  # (N, H, W, C) images, as training read such arrays
     if x.shape == spec.raw_shape:  # one sample without the batch axis
         x = x[None]
     if x.shape[1:] != spec.raw_shape:

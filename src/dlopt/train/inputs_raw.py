@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dlopt.data import cell_number, image_8bit
+from dlopt.data import cell_number, channels_first, image_8bit
 from dlopt.errors import DataError
 from dlopt.registry import Registry
 
@@ -54,32 +54,80 @@ def _read_npy(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(arr, np.ndarray):  # np.load opens any zip (.npz, torch.save files) as an archive
         arr.close()
         raise DataError(f"cannot read {path} as a .npy array: it is a zip archive (.npz?), not one array")
-    return arr
+    return channels_first(arr, input_shape)  # (N, H, W, C) images, as the npz reader takes them
 
 
 def _read_csv(path: Path, input_shape: tuple[int, ...], *,
-              categories: Mapping[int, Sequence[str]] | None = None) -> np.ndarray:
+              categories: Mapping[int, Sequence[str]] | None = None,
+              columns: Sequence[str] | None = None) -> np.ndarray:
     """Rows read as training read its CSV: cells stripped, a missing-value token is NaN.
-    ``categories`` ({column: training values} of the text columns, None: not known) tells a
-    header line from data and which columns keep their text."""
-    try:
-        # utf-8-sig: a byte-order mark (Excel) is no part of the first cell
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [[v.strip() for v in r] for r in csv.reader(f) if r]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read CSV {path}: {exc}") from None
+    ``categories`` ({column: training values} of the text columns, None: not known) tells
+    which columns keep their text. ``columns`` (the training CSV's feature names, None: not
+    known) tells a header line exactly: one naming them all is dropped and its columns are
+    taken by name (the target's, or any other, left out); without names a line none of whose
+    cells could be data is a header."""
+    lines, rows = _csv_lines(path)
+    ragged = next((i for i, r in enumerate(rows) if len(r) != len(rows[0])), None)
+    if ragged is not None:
+        raise DataError(f"CSV {path} line {lines[ragged]}: {len(rows[ragged])} fields, "
+                        f"line {lines[0]} has {len(rows[0])}")
+    names, rows, lines = _without_header(rows, lines, path, categories, columns)
+    if not rows:
+        raise DataError(f"CSV {path} has no data rows")
+    if categories is None:
+        return _guessed_table(rows)
+    return _typed_table(rows, categories, _Where(path, lines, names))
+
+
+def _without_header(rows: list[list[str]], lines: list[int], path: Path,
+                    categories: Mapping[int, Sequence[str]] | None, columns: Sequence[str] | None,
+                    ) -> tuple[list[str], list[list[str]], list[int]]:
+    """``(names, rows, lines)`` past a header line: names are the run's columns when a header
+    named them (its columns then taken by name), else []."""
+    if rows and columns and set(columns) <= set(rows[0]):
+        return list(columns), _by_name(rows, columns, path), lines[1:]
     if rows and _is_header(rows[0], categories):
+        if columns:
+            raise DataError(f"CSV {path} line {lines[0]} looks like a header but does not name the run's "
+                            f"columns ({', '.join(columns)}); name them all, or leave the header out")
         all_text = bool(categories) and len(categories) >= len(rows[0])
         log.log(logging.WARNING if all_text else logging.INFO,
                 "CSV %s: first row taken as a header (no value of it could be data): %s", path, ", ".join(rows[0]))
-        rows = rows[1:]
-    if not rows:
-        raise DataError(f"CSV {path} has no data rows")
-    if len({len(r) for r in rows}) != 1:
-        raise DataError(f"CSV {path}: rows have different numbers of columns")
-    if categories is None:
-        return _guessed_table(rows)
-    return _typed_table(rows, categories, path)
+        return [], rows[1:], lines[1:]
+    return [], rows, lines
+
+
+def _csv_lines(path: Path) -> tuple[list[int], list[list[str]]]:
+    """The non-empty rows, cells stripped, and the line each ends on."""
+    try:
+        # utf-8-sig: a byte-order mark (Excel) is no part of the first cell
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            read = [(reader.line_num, [v.strip() for v in r]) for r in reader if r]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read CSV {path}: {exc}") from None
+    return [n for n, _ in read], [r for _, r in read]
+
+
+def _by_name(rows: list[list[str]], columns: Sequence[str], path: Path) -> list[list[str]]:
+    """The data rows under a header, their cells picked in the run's column order."""
+    header = rows[0]
+    extra = [h for h in header if h not in columns]
+    if extra:
+        log.info("CSV %s: column(s) %s are not features of the run; left out", path, ", ".join(extra))
+    picks = [header.index(name) for name in columns]
+    return [[r[i] for i in picks] for r in rows[1:]]
+
+
+class _Where:
+    """Where a cell is, for error lines: the file line, and the column by name when a header named it."""
+
+    def __init__(self, path: Path, lines: list[int], names: list[str]) -> None:
+        self.path, self.lines, self.names = path, lines, names
+
+    def cell(self, r: int, c: int) -> str:
+        col = repr(self.names[c]) if self.names else str(c + 1)
+        return f"CSV {self.path} line {self.lines[r]}, column {col}"
 
 
 def _is_header(cells: list[str], categories: Mapping[int, Sequence[str]] | None) -> bool:
@@ -104,7 +152,7 @@ def _guessed_table(rows: list[list[str]]) -> np.ndarray:
     return np.array(rows, dtype=object)
 
 
-def _typed_table(rows: list[list[str]], categories: Mapping[int, Sequence[str]], path: Path) -> np.ndarray:
+def _typed_table(rows: list[list[str]], categories: Mapping[int, Sequence[str]], where: _Where) -> np.ndarray:
     """Text columns keep their strings (label_encode compares them as training saw them, "1" not
     "1.0"); the other columns must hold numbers or missing-value tokens."""
     table = np.array(rows, dtype=object)
@@ -114,8 +162,8 @@ def _typed_table(rows: list[list[str]], categories: Mapping[int, Sequence[str]],
         for r, v in enumerate(table[:, c]):
             f = cell_number(v)
             if f is None:
-                raise DataError(f"CSV {path}: column {c + 1} holds {v!r}, not a number; the run takes "
-                                "numbers there (a missing value: empty, NA, N/A, NaN, null or ?)")
+                raise DataError(f"{where.cell(r, c)} holds {v!r}, not a number; the run takes numbers there "
+                                "(a missing value: empty, NA, N/A, NaN, null or ?)")
             table[r, c] = f
     return table.astype(np.float64) if not categories else table
 
@@ -127,15 +175,19 @@ READERS.register(".csv")(_read_csv)
 
 
 def read_raw_input(path: str | Path, input_shape: tuple[int, ...], *,
-                   categories: Mapping[int, Sequence[str]] | None = None) -> np.ndarray:
+                   categories: Mapping[int, Sequence[str]] | None = None,
+                   columns: Sequence[str] | None = None) -> np.ndarray:
     """Raw inputs in ``path`` by its suffix (image, .npy, .csv). ``categories`` is the run's
-    ``Preprocessor.categories`` (``{}`` for a run without one): it lets a CSV reader tell a
-    header line from data; None guesses (a first line without numbers is a header)."""
+    ``Preprocessor.categories`` (``{}`` for a run without one): it tells a CSV reader which
+    columns hold text; None guesses. ``columns``, the run's ``Preprocessor.feature_names``,
+    lets it tell a header line from data exactly and take a header's columns by name.
+    Channels-last images in a .npy, ``(N, H, W, C)``, come back as ``(N, C, H, W)``."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"input file not found: {p}")
     entry = READERS.get(p.suffix.lower())
-    extra = {"categories": categories} if "categories" in entry.params() else {}
+    wanted = {"categories": categories, "columns": columns}
+    extra = {k: v for k, v in wanted.items() if k in entry.params()}
     return _checked(entry.factory(p, tuple(input_shape), **extra), p)
 
 
