@@ -155,6 +155,24 @@ class OptimConfig(Section):
         _named("train.optim.name", OPTIMIZERS, v)
         return v
 
+    @field_validator("betas")
+    @classmethod
+    def _betas_below_one(cls, v: tuple[float, float]) -> tuple[float, float]:
+        # torch refuses them only when the optimizer is built: a traceback after loading the data
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"each beta must be in [0, 1); got {list(v)}")
+        return v
+
+    @field_validator("layer_lr")
+    @classmethod
+    def _positive_multipliers(cls, v: dict[str, float]) -> dict[str, float]:
+        # a multiplier <= 0 makes those layers' lr <= 0: they would climb the loss or never move
+        bad = next((k for k, s in v.items() if not s > 0), None)
+        if bad is not None:
+            raise ValueError(f"the multiplier of {bad!r} is {v[bad]}; it must be > 0 "
+                             f"(train.transfer.freeze keeps layers fixed)")
+        return v
+
 
 class ScheduleConfig(Section):
     """Learning-rate schedule by name (``dlopt.train.schedules``), optional linear warm-up."""
@@ -236,6 +254,14 @@ class TransferConfig(Section):
     freeze_until: str | None = Field(None, description="freeze every parameter before this layer")
     unfreeze_at_epoch: int | None = Field(None, ge=0)
     new_head: bool = Field(True, description="replace the head when the class count differs")
+
+    @model_validator(mode="after")
+    def _unfreeze_needs_frozen(self) -> "TransferConfig":
+        # with nothing frozen the unfreezing was dropped without a word
+        if self.unfreeze_at_epoch is not None and not (self.freeze or self.freeze_until):
+            raise ValueError(f"unfreeze_at_epoch={self.unfreeze_at_epoch} has nothing to unfreeze; "
+                             f"set freeze or freeze_until too")
+        return self
 
 
 class DistributedConfig(Section):

@@ -87,3 +87,47 @@ def test_an_early_stopping_monitor_that_never_exists_is_refused_at_start(tmp_pat
     line = one_error_line(runner.invoke(app, ["train", str(f), "--run-dir", str(run)]), 2)
     assert "train.early_stopping.monitor=" in line and needle in line
     assert not run.exists() or not any(run.iterdir())  # nothing trained, nothing left behind
+
+
+def test_eval_and_validation_score_the_class_weighted_loss_that_was_trained(tmp_path) -> None:
+    # breast-cancer is imbalanced (~37 % / 63 %): a balanced loss is far from the plain one
+    data = {"name": "breast-cancer", "preprocess": [{"op": "zscore"}]}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "cw", "data": data, "model": {"name": "mlp", "width": 16},
+                                   "train": {**QUICK, "epochs": 2, "loss": {"class_weights": "balanced"}}}))
+    run = tmp_path / "r"
+    assert runner.invoke(app, ["train", str(cfg), "--run-dir", str(run)]).exit_code == 0
+    assert _eval_cli(run)["loss"] == pytest.approx(_summary_test(run)["loss"], abs=1e-5)
+    from dlopt.config import load_config
+    from dlopt.data import load_data
+
+    bundle = load_data(load_config(cfg).data)
+    last = load(run / "checkpoints" / "last")  # the weights the last epoch validated
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert last.evaluate(bundle.val)["loss"] == pytest.approx(history[-1]["val_loss"], abs=1e-5)
+    counts = np.bincount(bundle.train.y.numpy())  # the weights come from the training labels
+    assert last.class_weights == pytest.approx(len(bundle.train) / (2 * counts), rel=1e-6)
+    last.class_weights = None  # the unweighted loss eval used to report is a different number
+    assert abs(last.evaluate(bundle.val)["loss"] - history[-1]["val_loss"]) > 1e-3
+
+
+def test_balanced_class_weights_on_regression_are_refused_not_dropped(tmp_path) -> None:
+    run = tmp_path / "r"
+    with pytest.raises(ConfigError, match="class_weights='balanced' weighs classes.*regression") as err:
+        fit({"name": "mlp", "width": 8}, "diabetes", run_dir=run, class_weights="balanced", **QUICK)
+    assert "\n" not in str(err.value)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(("monitor", "mode", "want"), [("val_accuracy", "min", "max"), ("val_loss", "max", "min")])
+def test_an_early_stopping_mode_against_its_monitor_is_refused(tmp_path, monitor, mode, want) -> None:
+    # mode min on accuracy counted every rising epoch as "no improvement" and stopped the run
+    run = tmp_path / "r"
+    with pytest.raises(ConfigError, match=rf"mode='{mode}' does not fit monitor '{monitor}'.*use mode: {want}") as err:
+        fit({"name": "mlp", "width": 8}, "iris", run_dir=run, early_stopping={"enabled": True, "monitor": monitor,
+                                                                               "mode": mode}, **QUICK)
+    assert "\n" not in str(err.value)
+    assert not run.exists()
+    ok = fit({"name": "mlp", "width": 8}, "iris", run_dir=tmp_path / "ok",
+             early_stopping={"enabled": True, "monitor": monitor, "mode": want}, **QUICK)
+    assert ok.summary["epochs"] == 1

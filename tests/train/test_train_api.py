@@ -187,3 +187,37 @@ def test_threads_and_determinism_are_restored_after_fit(tmp_path) -> None:
     before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     fit(_mlp(), _blobs(), run_dir=tmp_path / "r", deterministic=True, **QUICK)
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
+def test_transfer_refuses_a_body_of_another_shape_instead_of_training_it_fresh(tmp_path) -> None:
+    # width 0.5 -> 1.0: only one bias matched, so the "fine-tuned" run trained from scratch
+    pre = train_run(tiny_config(epochs=1), run_dir=tmp_path / "pre")
+    cfg = tiny_config(epochs=1, model={"name": "lenet5", "width": 1.0}, transfer={"init_from": str(pre.run_dir)})
+    with pytest.raises(ConfigError, match=r"features.0.0.weight has shape \(3, 1, \d, \d\) there but \(6, 1, \d, \d\) "
+                                          r"here; only the head \(classifier.5\) may differ") as err:
+        train_run(cfg, run_dir=tmp_path / "ft")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "ft").exists()  # refused before training: nothing left behind
+
+
+class _EvalBatchSizes(nn.Module):
+    """An MLP that records the batch sizes it sees in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net, self.sizes = _mlp(), []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            self.sizes.append(x.shape[0])
+        return self.net(x)
+
+
+def test_every_evaluation_keeps_to_eval_batch_size(tmp_path) -> None:
+    # the final test pass used 4096 and load().evaluate() 1024, whatever the run set
+    model = _EvalBatchSizes()
+    res = fit(model, _blobs(), run_dir=tmp_path / "r", eval_batch_size=7, **QUICK)
+    assert res.summary["n_test"] > 7 and max(model.sizes) == 7
+    model.sizes.clear()
+    load(res.run_dir, model=model).evaluate(_blobs(40))
+    assert max(model.sizes) == 7

@@ -186,3 +186,33 @@ def test_kill_between_best_and_last_swaps_resumes_exactly(tmp_path, monkeypatch)
     resumed = train_run(cfg, run_dir=tmp_path / "resumed", resume=True)
     assert resumed.summary["best_epoch"] == 2
     assert_same_weights(weights(full.run_dir), weights(resumed.run_dir))
+
+
+class _ScriptedLoss:
+    """Sets ``val_loss`` per step before Checkpointing reads it, so which epoch is best is known."""
+
+    order = 900
+
+    def __init__(self, by_step: dict[int, float]) -> None:
+        self.by_step = by_step
+
+    def on_epoch_end(self, state) -> None:
+        state.metrics["val_loss"] = state.history[-1]["val_loss"] = self.by_step[state.step]
+
+
+def test_a_raised_budget_forgets_the_best_of_the_cut_it_continues(tmp_path) -> None:
+    """Cut at step 9, that early close scored best; the run resumed to 12 never made that
+    close, so its best is epoch 1 (step 6) as for the run trained to 12 at once."""
+    from train_helpers import weights
+
+    losses = {6: 1.0, 9: 0.5, 12: 2.0}
+    cfg = tiny_config(metric="loss", max_steps=12)
+    full = train_run(cfg, run_dir=tmp_path / "full", callbacks=[_ScriptedLoss(losses)])
+    cut = train_run(tiny_config(metric="loss", max_steps=9), run_dir=tmp_path / "cut",
+                    callbacks=[_ScriptedLoss(losses)])
+    assert cut.summary["best_epoch"] == 2
+    raised = train_run(cfg, run_dir=tmp_path / "cut", callbacks=[_ScriptedLoss(losses)], resume=True)
+    assert full.summary["best_epoch"] == raised.summary["best_epoch"] == 1
+    assert read_checkpoint(tmp_path / "cut" / "checkpoints" / "best").manifest["step"] == 6
+    assert_same_weights(weights(full.run_dir), weights(raised.run_dir))
+    assert not (tmp_path / "cut" / "checkpoints" / "open").exists()  # gone once the run went past it

@@ -116,6 +116,53 @@ def test_resume_continues_a_copy_for_more_epochs(trained, tmp_path) -> None:
     assert [json.loads(r)["epoch"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
+def _rows(run: Path) -> list[tuple[int, int, float]]:
+    return [(r["epoch"], r["step"], r["val_loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.parametrize("budget", ["train.max_steps=6", "train.max_steps=null"])
+def test_a_raised_step_budget_on_resume_continues_the_cut_epoch_exactly(tmp_path, budget) -> None:
+    """max_steps=3 cuts the only epoch (6 steps) short; resuming with a higher budget used to
+    end at once (the cut epoch counted as done). It must train on as one uninterrupted run."""
+    from train_helpers import assert_same_weights, weights
+
+    cfg = _write(tmp_path, {**TINY, "train": {**TINY["train"], "deterministic": True}})
+    run, full = tmp_path / "run", tmp_path / "full"
+    assert runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--set", "train.max_steps=3"]).exit_code == 0
+    cut = json.loads((run / "summary.json").read_text())
+    again = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume", "--set", "train.max_steps=3"])
+    assert again.exit_code == 0, again.output  # the same budget: the same finished run
+    same = json.loads((run / "summary.json").read_text())
+    assert {**same, "train_seconds": 0} == {**cut, "train_seconds": 0}
+    res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume", "--set", budget])
+    assert res.exit_code == 0, res.output
+    assert runner.invoke(app, ["train", str(cfg), "--run-dir", str(full), "--set", budget]).exit_code == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert (cut["steps"], summary["steps"]) == (3, 6)
+    assert _rows(run) == _rows(full) and len(_rows(run)) == 1
+    assert_same_weights(weights(run), weights(full))
+    assert summary["test"] == json.loads((full / "summary.json").read_text())["test"]
+    assert (run / "config.yaml").read_text() == (full / "config.yaml").read_text()  # it re-runs the run
+
+
+def test_a_raised_budget_on_an_early_stopped_run_is_refused_and_the_run_kept(tmp_path) -> None:
+    # min_delta 1.0: no epoch improves on the first, so patience 1 stops after epoch 2 of 4
+    es = {"enabled": True, "patience": 1, "min_delta": 1.0}
+    cfg = _write(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 4, "max_steps": 20,
+                                                    "early_stopping": es}})
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(cfg), "--run-dir", str(run)]).exit_code == 0
+    before = {f: (run / f).read_bytes() for f in ("summary.json", "metrics.jsonl", "model.safetensors")}
+    assert json.loads(before["summary.json"])["stop_reason"].startswith("early stopping")
+    for raise_ in ("train.epochs=6", "train.max_steps=30", "train.max_steps=null"):
+        line = one_error_line(runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume",
+                                                  "--set", raise_]), 2)
+        assert "early stopping ended it at epoch 2" in line and "transfer.init_from" in line, raise_
+    assert {f: (run / f).read_bytes() for f in before} == before
+    same = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume"])  # e.g. a pipeline rerun
+    assert same.exit_code == 0, same.output
+
+
 @pytest.mark.parametrize("override, words", [
     ("train.optim.name=adamx", ["train.optim.name", "adamx", "adam", "nadam", "radam"]),
     ("train.schedule.name=cosinus", ["train.schedule.name", "cosinus", "cosine", "one-cycle"]),
@@ -123,6 +170,9 @@ def test_resume_continues_a_copy_for_more_epochs(trained, tmp_path) -> None:
     ("train.loss.name=focal", ["train.loss.name", "focal", "cross_entropy"]),
     ("train.precision=fp8", ["train.precision", "fp8", "bf16"]),
     ("train.epochs=0", ["train.epochs", "0"]),
+    ("train.optim.betas=[1.0,0.999]", ["train.optim.betas", "must be in [0, 1)"]),  # was torch's traceback
+    ("train.optim.layer_lr={features.*: -1}", ["train.optim.layer_lr", "'features.*'", "must be > 0"]),
+    ("train.transfer.unfreeze_at_epoch=1", ["train.transfer", "nothing to unfreeze"]),  # was a no-op
     ("data.name=imagenet", ["imagenet", "mnist"]),
 ])
 def test_bad_config_is_one_line_exit_2(override, words, tmp_path) -> None:

@@ -108,6 +108,32 @@ def test_setting_trains_and_resumes_bitwise(name: str, tmp_path) -> None:
         assert len(list((resumed.run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 2
 
 
+def _budget(cfg: Any, max_steps: int) -> Any:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": max_steps})})
+
+
+def _per_step_schedule(cfg: Any) -> bool:
+    from dlopt.train.schedules import SCHEDULES
+
+    return SCHEDULES.get(cfg.train.schedule.name).info["interval"] == "step"
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_setting_cut_by_max_steps_goes_on_exactly_when_the_budget_is_raised(name: str, tmp_path) -> None:
+    """max_steps ending a run inside epoch 2 then ``--resume`` with a raised max_steps must end
+    as the run with that budget from the start (per-step schedules excepted: their curve
+    depends on the budget, so the two runs differ before the cut)."""
+    cfg, callbacks = _config(TABLE[name])
+    if _per_step_schedule(cfg):
+        pytest.skip("a per-step schedule is recomputed over the new budget")
+    full = train_run(_budget(cfg, 12), run_dir=tmp_path / "full", callbacks=callbacks())
+    train_run(_budget(cfg, 9 // cfg.train.regularization.grad_accum), run_dir=tmp_path / "cut", callbacks=callbacks())
+    raised = train_run(_budget(cfg, 12), run_dir=tmp_path / "cut", callbacks=callbacks(), resume=True)
+    assert_same_weights(weights(full.run_dir), weights(raised.run_dir))
+    assert _history(full.history) == _history(raised.history)
+    assert full.summary["test"] == raised.summary["test"]
+
+
 def test_auto_precision_on_cpu_is_bf16_only_with_native_bf16() -> None:
     """``auto`` must not pick oneDNN's emulated bf16 (plain AVX-512): measured slower than fp32."""
     import torch

@@ -28,7 +28,7 @@ from dlopt.train.device import environment, retain_host_memory, seed_everything,
 from dlopt.train.events import Hooks
 from dlopt.train.inputs import bundle_from, check_labels
 from dlopt.train.loop import run
-from dlopt.train.losses import balanced_class_weights, create_loss
+from dlopt.train.losses import class_weights, create_loss
 from dlopt.train.metrics import (best_mode, compute_metrics, confusion_matrix, default_metrics, evaluate_model,
                                  predict_outputs, scores_from_outputs)
 from dlopt.train.optim import create_optimizer
@@ -160,9 +160,9 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
                 from dlopt.data import load_data
 
                 bundle = load_data(cfg.data)
-            if not resume and world.is_main:
-                dump_config(cfg, d / rundir.CONFIG)
-                if bundle.preprocessor is not None:
+            if world.is_main:  # on resume too: a raised budget is the run's now, and config.yaml re-runs it
+                io.atomic_write(d / rundir.CONFIG, dump_config(cfg))
+                if not resume and bundle.preprocessor is not None:
                     bundle.preprocessor.save(d)
             return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume,
                                device=device, world=world)
@@ -197,6 +197,19 @@ def _check_resume_config(d: Path, cfg: RunConfig) -> None:
     if diff is not None and diff[0] not in _RESUMABLE_CHANGES:
         key, old, new = diff
         raise ConfigError(f"cannot resume {d} with a changed config: {key} was {old!r}, now {new!r}")
+    _check_raise_after_early_stop(d, (saved or {}).get("train", {}), cfg.train)
+
+
+def _check_raise_after_early_stop(d: Path, old: dict[str, Any], t: Any) -> None:
+    """Early stopping's decision is restored with the run: a raised budget would train nothing."""
+    more_steps = old.get("max_steps") is not None and (t.max_steps is None or t.max_steps > old["max_steps"])
+    if not (t.epochs > old.get("epochs", t.epochs) or more_steps) or not (d / rundir.SUMMARY).is_file():
+        return
+    summary = rundir.read_json(d / rundir.SUMMARY)
+    if str(summary.get("stop_reason") or "").startswith("early stopping"):
+        raise ConfigError(f"cannot resume {d} with a larger budget: early stopping ended it at epoch "
+                          f"{summary.get('epochs')} and its decision stands; train a new run from its weights "
+                          f"(--run-dir NEW --set train.transfer.init_from={d}) or start over with --overwrite")
 
 
 def _first_diff(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
@@ -294,6 +307,10 @@ def _check_early_stopping(es: Any, task: str, has_val: bool) -> None:
     if es.monitor not in names:
         raise ConfigError(f"train.early_stopping.monitor={es.monitor!r} is not computed for {task}; "
                           f"use one of: {', '.join(names)}")
+    want = best_mode(es.monitor)  # the wrong way round, it stops a run while it improves
+    if es.mode != want:
+        raise ConfigError(f"train.early_stopping.mode={es.mode!r} does not fit monitor {es.monitor!r} "
+                          f"({'higher' if want == 'max' else 'lower'} is better); use mode: {want}")
 
 
 def _has_val(bundle: Any) -> bool:
@@ -324,9 +341,8 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
     loader = make_loader(bundle.train, batch_size=world.local_batch(t.batch_size, dcfg.batch), shuffle=True,
                          seed=t.seed, device=device, loader=cfg.data.loader, rank=world.rank,
                          world_size=world.world_size)
-    weight = None
-    if t.loss.class_weights == "balanced" and info.task == "classification":
-        weight = balanced_class_weights(bundle.train.y, out).to(device)
+    weight = class_weights(t.loss.class_weights, task=info.task, y=bundle.train.y, num_classes=out)
+    weight = None if weight is None else weight.to(device)
     loss_fn = create_loss(t.loss.name, task=info.task, label_smoothing=t.loss.label_smoothing,
                           weight=weight, huber_delta=t.loss.huber_delta)
     o = t.optim
@@ -350,6 +366,8 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
                            input_ndim=len(info.input_shape) + 1)
     meta = {"config": config_to_dict(cfg), "info": _info_dict(info), "model": model_name,
             "custom_model": model is not None}
+    if weight is not None:  # eval must score the loss that was trained: keep the training labels' weights
+        meta["class_weights"] = weight.tolist()
     ckpt = cb.Checkpointing(d / rundir.CHECKPOINTS, every_steps=t.checkpoint.every_steps,
                             keep_best=t.checkpoint.keep_best, monitor=monitor, mode=mode, meta=meta,
                             resume_from=d / rundir.CHECKPOINTS / "last" if resume else None,
@@ -429,7 +447,7 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
     final.eval()
     io.atomic_write(d / rundir.WEIGHTS, io.weights_bytes(final))
     task = bundle.info.task
-    outputs, targets = predict_outputs(final, bundle.test.batches(4096, state.device),
+    outputs, targets = predict_outputs(final, bundle.test.batches(cfg.train.eval_batch_size, state.device),
                                        forward_context=state.forward_context)
     test = compute_metrics(outputs, targets, task=task, loss_fn=state.loss_fn,
                            names=_summary_metrics(task, bundle.info.out_features))
@@ -460,6 +478,8 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
         "n_test": len(bundle.test),
         "data_info": _info_dict(bundle.info),
     }
+    if "class_weights" in ckpt.meta:
+        summary["class_weights"] = ckpt.meta["class_weights"]
     if task == "classification":
         summary["confusion_matrix"] = confusion_matrix(
             targets.cpu().numpy(), scores_from_outputs(outputs, task).cpu().numpy())

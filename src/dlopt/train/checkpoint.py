@@ -10,6 +10,8 @@ Layout of ``<run>/checkpoints/``::
         manifest.json         written last: step, epoch, sha256 + size of every file, meta
     last -> step-00000120-3fa2c1   symlinks, swapped atomically with os.replace
     best -> step-00000100-9b07de
+    open -> step-00000117-c0ffee   a run that ``max_steps`` ended mid-epoch: the state before that
+    open-best -> ...               epoch was closed, and ``best`` then (a raised budget resumes there)
 
 A checkpoint is written into ``.tmp-<random>/`` (each file fsynced, the manifest last, the
 directory fsynced), renamed to its final name, and only then is ``last`` repointed by
@@ -43,7 +45,8 @@ from dlopt.errors import DloptError, NonFiniteError, RunError, first_line
 __all__ = [
     "CheckpointError", "Checkpoint", "atomic_write", "fsync_dir", "write_checkpoint",
     "point", "cleanup", "read_checkpoint", "state_bytes", "resolve_checkpoint", "weights_bytes", "load_weights",
-    "rng_state", "set_rng_state", "assert_finite", "MANIFEST", "WEIGHTS", "STATE",
+    "rng_state", "set_rng_state", "assert_finite", "link_step", "MANIFEST", "WEIGHTS", "STATE", "OPEN",
+    "OPEN_BEST",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
 FORMAT = 1
+OPEN, OPEN_BEST = "open", "open-best"
+LINKS = ("last", "best", OPEN, OPEN_BEST)
 
 
 class CheckpointError(DloptError):
@@ -206,7 +211,13 @@ def point(root: str | os.PathLike, link: str, target: Path) -> None:
     fsync_dir(root)
 
 
-def cleanup(root: str | os.PathLike, links: tuple[str, ...] = ("last", "best")) -> None:
+def link_step(root: str | os.PathLike, link: str) -> int | None:
+    """The step of the checkpoint ``root/link`` points to (from its name), or None."""
+    path = Path(root) / link
+    return int(os.readlink(path).split("-")[1]) if path.is_symlink() else None
+
+
+def cleanup(root: str | os.PathLike, links: tuple[str, ...] = LINKS) -> None:
     """Remove checkpoint directories no link points to, and leftovers of interrupted saves."""
     root = Path(root)
     keep = {os.readlink(root / n) for n in links if (root / n).is_symlink()}

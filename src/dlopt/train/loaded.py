@@ -9,6 +9,7 @@ EMA weights when the run used EMA). The architecture is rebuilt from ``config.ya
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from dlopt.train.metrics import compute_metrics, predict_outputs, scores_from_ou
 
 __all__ = ["LoadedModel", "load", "evaluate", "predict"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class LoadedModel:
@@ -41,6 +44,7 @@ class LoadedModel:
     preprocessor: Any
     run_dir: Path | None
     device: torch.device
+    class_weights: list[float] | None = None  # the balanced loss weights of the training labels
 
     def prepare(self, x_raw: Any) -> torch.Tensor:
         """Raw inputs -> model inputs ``(N, *input_shape)`` via the saved preprocessing."""
@@ -68,23 +72,32 @@ class LoadedModel:
             return scores, None
         return scores.argmax(1), scores
 
-    def evaluate(self, data: Any = None, *, batch_size: int = 1024) -> dict[str, float]:
+    def evaluate(self, data: Any = None, *, batch_size: int | None = None) -> dict[str, float]:
         """Metrics on ``data``: None -> this run's raw test split through the saved
         preprocessing (= the summary's test metrics; refused for a run fit on in-memory data,
         whose config names no dataset it saw); a dataset name -> that set's
         test split; ``(x_raw, y)`` -> raw arrays (the saved preprocessing is applied); a
-        ``Split`` -> already preprocessed tensors."""
+        ``Split`` -> already preprocessed tensors. ``batch_size`` defaults to the run's
+        ``train.eval_batch_size``."""
         split = self._split(data)
         if split.input_shape != tuple(self.info.input_shape):
             what = f"dataset {data!r}" if isinstance(data, str) else "evaluation data"
             raise DataError(f"{what} has inputs of shape {split.input_shape}; "
                             f"the model takes {tuple(self.info.input_shape)}")
         check_labels(split, self.info.out_features, task=self.info.task, what="evaluation")
-        outputs, targets = predict_outputs(self.model, split.batches(batch_size, self.device))
-        loss = create_loss(self.config.train.loss.name, task=self.info.task,
-                           label_smoothing=self.config.train.loss.label_smoothing,
-                           huber_delta=self.config.train.loss.huber_delta)
-        return compute_metrics(outputs, targets, task=self.info.task, loss_fn=loss)
+        batches = split.batches(batch_size or self.config.train.eval_batch_size, self.device)
+        outputs, targets = predict_outputs(self.model, batches)
+        return compute_metrics(outputs, targets, task=self.info.task, loss_fn=self._loss())
+
+    def _loss(self) -> Any:
+        """The loss training minimised and reported (class weights from its training labels)."""
+        c = self.config.train.loss
+        weight = None if self.class_weights is None else torch.tensor(self.class_weights, device=self.device)
+        if weight is None and c.class_weights == "balanced" and self.info.task == "classification":
+            log.warning("%s saved no class weights (trained before they were kept); the loss is unweighted",
+                        self.run_dir)
+        return create_loss(c.name, task=self.info.task, label_smoothing=c.label_smoothing,
+                           huber_delta=c.huber_delta, weight=weight)
 
     def _split(self, data: Any) -> Split:
         if isinstance(data, Split):
@@ -189,12 +202,18 @@ def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu
         from dlopt.data import Preprocessor
 
         pre = Preprocessor.load(run_dir)
-    return LoadedModel(model=model, config=cfg, info=info, preprocessor=pre, run_dir=run_dir, device=dev)
+    weights_of_loss = (meta or {}).get("class_weights") or _summary_value(run_dir, "class_weights")
+    return LoadedModel(model=model, config=cfg, info=info, preprocessor=pre, run_dir=run_dir, device=dev,
+                       class_weights=weights_of_loss)
+
+
+def _summary_value(run_dir: Path, key: str) -> Any:
+    f = run_dir / rundir.SUMMARY
+    return json.loads(f.read_text()).get(key) if f.is_file() else None
 
 
 def _summary_flag(run_dir: Path, key: str) -> bool:
-    f = run_dir / rundir.SUMMARY
-    return bool(json.loads(f.read_text()).get(key)) if f.is_file() else False
+    return bool(_summary_value(run_dir, key))
 
 
 def evaluate(path: str | Path, data: Any = None, *, device: str = "cpu") -> dict[str, float]:

@@ -29,6 +29,10 @@ def run(state: State, hooks: Hooks) -> State:
         while state.epoch < state.epochs and not state.stop and not state.done:
             train_epoch(state, hooks)
             end_epoch(state, hooks)
+        if state.batch_in_epoch:
+            # resumed inside an epoch the budget already ends: close it, as the first run did
+            hooks.fire(Event.EPOCH_START, state)
+            end_epoch(state, hooks)
         hooks.fire(Event.FIT_END, state)
     finally:
         hooks.fire(Event.CLOSE, state)

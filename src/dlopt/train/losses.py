@@ -16,7 +16,7 @@ from typing import Any, Callable
 from dlopt.errors import ConfigError
 from dlopt.registry import Registry
 
-__all__ = ["LOSSES", "create_loss", "default_loss", "balanced_class_weights"]
+__all__ = ["LOSSES", "create_loss", "default_loss", "balanced_class_weights", "class_weights"]
 
 LossFn = Callable[[Any, Any], Any]
 
@@ -127,6 +127,17 @@ def balanced_class_weights(y: Any, num_classes: int) -> Any:
     counts = torch.bincount(y.reshape(-1).cpu(), minlength=num_classes).double()
     w = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), 0.0)
     return w.float()
+
+
+def class_weights(mode: str, *, task: str, y: Any, num_classes: int) -> Any:
+    """The loss weights ``train.loss.class_weights`` asks for (None for ``none``), from the
+    training labels ``y``. Regression has no classes: ``balanced`` there is a ConfigError."""
+    if mode == "none":
+        return None
+    if task != "classification":
+        raise ConfigError(f"train.loss.class_weights={mode!r} weighs classes, but this data is {task}; "
+                          f"use class_weights: none")
+    return balanced_class_weights(y, num_classes)
 
 
 def create_loss(name: str, *, task: str, label_smoothing: float = 0.0, weight: Any = None,

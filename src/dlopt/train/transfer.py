@@ -2,7 +2,7 @@
 
 Parameters whose names and shapes match are copied. A head whose shape differs (another
 class count) keeps its fresh initialization when ``new_head`` is on; otherwise the mismatch
-is an error. Freezing and unfreezing live in ``techniques/freeze.py``; discriminative
+is an error, as is any other layer of another shape. Freezing and unfreezing live in ``techniques/freeze.py``; discriminative
 learning rates in the optimizer's ``layer_lr``.
 """
 
@@ -35,14 +35,32 @@ def read_init_weights(path: str | Path) -> dict[str, torch.Tensor]:
     raise ConfigError(f"train.transfer.init_from={str(path)!r}: no such run, checkpoint or file")
 
 
+def _head(module: nn.Module) -> str:
+    """The output layer's name prefix: the module of the last parameter (every zoo model);
+    "" when the model is a single layer (all of it is the head)."""
+    last = [n for n, _ in module.named_parameters()][-1:]
+    return last[0].rsplit(".", 1)[0] + "." if last and "." in last[0] else ""
+
+
+def _shape_change(k: str, there: torch.Tensor, here: torch.Tensor) -> str:
+    return f"train.transfer.init_from: {k} has shape {tuple(there.shape)} there but {tuple(here.shape)} here"
+
+
 def init_from(module: nn.Module, weights: dict[str, torch.Tensor], *, new_head: bool = True) -> list[str]:
-    """Copy matching ``weights`` into ``module``; returns the names left freshly initialized."""
+    """Copy matching ``weights`` into ``module``; returns the names left freshly initialized.
+    Only the head may differ in shape (``new_head``): another width or input shape elsewhere
+    would leave most layers fresh while the run claims to fine-tune."""
     own = module.state_dict()
-    mismatched = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    mismatched = [k for k, v in own.items() if k in weights and weights[k].shape != v.shape]
+    head = _head(module)
+    body = [k for k in mismatched if not k.startswith(head)]
+    if body:
+        raise ConfigError(f"{_shape_change(body[0], weights[body[0]], own[body[0]])}; only the head "
+                          f"({head.rstrip('.')}) may differ: use the source's model and options (width, input shape)")
     if mismatched and not new_head:
         k = mismatched[0]
-        raise ConfigError(f"train.transfer.init_from: {k} has shape {tuple(weights[k].shape)} there but "
-                          f"{tuple(own[k].shape)} here; set train.transfer.new_head=true to re-initialize it")
+        raise ConfigError(f"{_shape_change(k, weights[k], own[k])}; set train.transfer.new_head=true to "
+                          f"re-initialize it")
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not usable:
         raise ConfigError("train.transfer.init_from: no parameter name/shape matches this model")

@@ -6,12 +6,19 @@ the loader position, the loop counters and history, and the ``state_dict()`` of 
 handler that has one (schedule, EMA, fp16 scaler, mixup RNG, early stopping, this callback's
 best score, ...). Saving is only due at optimizer-step boundaries; deciding costs an integer
 compare per batch (no sync unless a save is due).
+
+``max_steps`` ending a run inside an epoch: the loop closes that epoch early (evaluation,
+history row, maybe ``best``), which an uninterrupted longer run would not do. So the state
+before the close is saved first and linked as ``open`` (with ``open-best``, the ``best`` of
+that moment); ``--resume`` starts there, so a raised budget continues the same epoch exactly
+and an unchanged one closes it again with the same result.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -112,14 +119,26 @@ class Checkpointing:
 
     def on_fit_start(self, state: Any) -> None:
         if self.resume_from is not None:
-            ckpt = io.read_checkpoint(self.resume_from, map_location=state.device)
+            reopen = self._reopens()
+            ckpt = io.read_checkpoint(self.root / io.OPEN if reopen else self.resume_from, map_location=state.device)
             restore(state, ckpt)
+            if reopen and self.write:  # the early close never happened for this run: nor did its ``best``
+                self._copy_link(io.OPEN_BEST, "best")
             log.info("resumed from %s at epoch %d, step %d", ckpt.path, state.epoch, state.step)
 
+    def _reopens(self) -> bool:
+        """Whether ``open`` holds the state ``last`` was closed from (resume there)."""
+        open_step = io.link_step(self.root, io.OPEN)
+        return (Path(self.resume_from) == self.root / "last" and open_step is not None
+                and open_step >= (io.link_step(self.root, "last") or 0))
+
     def on_batch_end(self, state: Any) -> None:
+        if state.accumulating:
+            return
         every = self.every_steps
-        if every and state.step % every == 0 and state.step != self._saved_step and not state.accumulating:
-            self.save(state)
+        cut = state.done and state.batch_in_epoch < state.steps_per_epoch  # max_steps ends mid-epoch
+        if ((every and state.step % every == 0) or cut) and state.step != self._saved_step:
+            self.save(state, open_epoch=cut)
 
     def on_epoch_end(self, state: Any) -> None:
         self.save(state, best=self._update_best(state))
@@ -135,8 +154,9 @@ class Checkpointing:
             self.best, self.best_epoch = float(value), state.epoch
         return better
 
-    def save(self, state: Any, *, best: bool = False) -> Path:
-        """Write a checkpoint of ``state`` now and point ``last`` (and ``best``) at it."""
+    def save(self, state: Any, *, best: bool = False, open_epoch: bool = False) -> Path:
+        """Write a checkpoint of ``state`` now and point ``last`` (and ``best``) at it;
+        ``open_epoch``: also as ``open`` (see the module docstring)."""
         guard = state.extra.get("nonfinite_guard")
         if guard is not None:
             guard.flush()  # a pending bad step must raise before anything is written
@@ -146,15 +166,32 @@ class Checkpointing:
             return self.root / "last"
         path = io.write_checkpoint(self.root, checkpoint_files(state), step=state.step,
                                    epoch=state.epoch, meta=self.meta)
+        if open_epoch:
+            self._point_open(path)
         # ``best`` before ``last``: ``last`` holds this callback's best score, so a kill between
         # the two swaps must leave ``last`` behind (the resumed run redoes this save), never a
         # ``last`` that names this epoch best while ``best`` still points at an older one.
         if best:
             io.point(self.root, "best", path)
         io.point(self.root, "last", path)
+        # the run went past ``open``: drop it only now, as an ``open`` older than ``last`` is ignored
+        if io.link_step(self.root, io.OPEN) not in (None, state.step):
+            for link in (io.OPEN, io.OPEN_BEST):
+                (self.root / link).unlink(missing_ok=True)
         io.cleanup(self.root)
         self._saved_step, self._saved_epoch = state.step, state.epoch
         return path
+
+    def _point_open(self, path: Path) -> None:
+        self._copy_link("best", io.OPEN_BEST)  # first: ``open`` is only followed together with it
+        io.point(self.root, io.OPEN, path)
+
+    def _copy_link(self, src: str, dst: str) -> None:
+        """Point ``dst`` where ``src`` points; no ``src``: no ``dst``."""
+        if (self.root / src).is_symlink():
+            io.point(self.root, dst, self.root / os.readlink(self.root / src))
+        else:
+            (self.root / dst).unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
