@@ -400,11 +400,47 @@ class SearchParam(Section):
     grid: list[Any] | int | None = None
     when: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, v: Any) -> Any:
+        # the generic message cannot list an axis's keys (axes sit under dotted dict keys)
+        if isinstance(v, dict):
+            unknown = sorted(str(k) for k in v if k not in cls.model_fields)
+            if unknown:
+                raise ValueError(f"unknown key {unknown[0]!r}; allowed: "
+                                 f"{', '.join(sorted(cls.model_fields))}")
+        return v
+
+    @field_validator("low", "high", "step", "grid", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: Any) -> Any:
+        # YAML's true would pass as 1 (grid: true = a one-point grid)
+        if isinstance(v, bool):
+            raise ValueError("need a number, got a boolean")
+        return v
+
+    @model_validator(mode="after")
+    def _keys_of_its_kind(self) -> "SearchParam":
+        # a key of the other kind of axis would be ignored without a word (log: false is a no-op)
+        if self.type == "categorical":
+            used = [k for k in ("low", "high", "step") if getattr(self, k) is not None]
+            used += ["log"] if self.log else []
+        else:
+            used = ["choices"] if self.choices is not None else []
+        if used:
+            takes = "choices, grid, when" if self.type == "categorical" else \
+                "low, high, log, step, grid, when"
+            raise ValueError(f"a {self.type} axis takes no {used[0]!r}; it takes {takes}")
+        return self
+
     @model_validator(mode="after")
     def _check_range(self) -> "SearchParam":
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("categorical needs a non-empty 'choices' list")
+            if isinstance(self.grid, int):
+                raise ValueError(f"grid={self.grid}: a count is for float and int axes; a "
+                                 "categorical grid lists some of its choices")
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"{self.type} needs 'low' and 'high'")
@@ -427,7 +463,7 @@ class SamplerConfig(Section):
     """Optuna sampler by name (``dlopt.tune.SAMPLERS``) and its keyword options."""
 
     name: str = "tpe"
-    seed: int | None = 0
+    seed: int | None = Field(0, ge=0, lt=2**32, description="numpy's seed range")
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")

@@ -279,9 +279,77 @@ def test_sigterm_fails_the_trial_queues_its_retry_and_stops(tmp_path):
         JournalFileBackend(str(sdir / "study.log"))))
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "WAITING"]
     assert "stopped by SIGTERM" in study.trials[1].user_attrs["error"]
+    assert [r["state"] for r in _csv_rows(sdir)] == ["COMPLETE", "FAIL", "WAITING"]  # refreshed
     res = tune(cfg, study_dir=sdir, trials=3, plots=False)  # the rerun takes the retry first
     assert [(r.number, r.retry_of) for r in res.ran] == [(2, 1), (3, None)]
     assert res.ran[0].params == study.trials[1].params
+
+
+def _csv_rows(study_dir: Path) -> list[dict[str, str]]:
+    import csv
+
+    return list(csv.DictReader((study_dir / "trials.csv").open()))
+
+
+def _ctrl_c(config: Path, sdir: Path, trials: list[int], *extra: str) -> tuple[int, str]:
+    """Start `dlopt tune`, wait until each of ``trials`` has trained an epoch, then press
+    Ctrl-C: SIGINT to the whole process group, as a terminal sends it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "dlopt", "tune", str(config), "--study-dir",
+                             str(sdir), *extra], env=env, text=True, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and not all(
+            (sdir / "trials" / f"{n:04d}" / "metrics.jsonl").exists() for n in trials):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    return proc.returncode, out
+
+
+def test_ctrl_c_refreshes_the_tables_with_the_failed_trial_and_its_retry(tmp_path):
+    config = _write_config(tmp_path / "t.yaml", epochs=500)  # still training when interrupted
+    code, out = _ctrl_c(config, tmp_path / "s", [0], "--trials", "2")
+    assert code == 130 and out.strip().splitlines()[-1] == "error: interrupted", out
+    # before, trials.csv waited for the next run: here it did not exist at all
+    failed, retry = _csv_rows(tmp_path / "s")
+    assert (failed["state"], failed["note"]) == ("FAIL", "interrupted")
+    assert (retry["state"], retry["retry_of"]) == ("WAITING", "0")
+
+
+def test_ctrl_c_with_worker_processes_is_one_line_and_every_trial_is_in_the_tables(tmp_path):
+    config = _write_config(tmp_path / "t.yaml", epochs=500)
+    code, out = _ctrl_c(config, tmp_path / "s", [0, 1], "--trials", "4", "--workers", "2")
+    # the worker process printed a KeyboardInterrupt traceback before
+    assert code == 130 and "Traceback" not in out, out
+    assert out.strip().splitlines() == ["error: interrupted"], out
+    rows = _csv_rows(tmp_path / "s")
+    assert sorted(r["state"] for r in rows) == ["FAIL", "FAIL", "WAITING", "WAITING"]
+    assert sorted(r["retry_of"] for r in rows if r["state"] == "WAITING") == ["0", "1"]
+
+
+def test_optunas_warnings_reach_the_terminal_once_each_in_dlopts_format(tmp_path):
+    # CMA-ES warns on every trial that it ignores the constraints and draws the categorical
+    # axis at random; sigma0 is deprecated (said at validation and again at the study's start)
+    space = {"train.optim.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+             "train.optim.name": ["adam", "sgd"]}
+    config = _write_config(tmp_path / "t.yaml", space=space, constraints=[
+        {"metric": "params", "max": 1e7}], sampler={"name": "cmaes", "seed": 0, "options": {
+            "n_startup_trials": 1, "sigma0": 0.5}})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    res = subprocess.run([sys.executable, "-m", "dlopt", "tune", str(config), "--trials", "3",
+                          "--study-dir", str(tmp_path / "s")], env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert res.returncode == 0, res.stdout
+    lines = res.stdout.splitlines()
+    raw = [ln for ln in lines if ln.startswith("[W ") or "Warning:" in ln or "optuna_warn(" in ln]
+    assert not raw, res.stdout
+    notes = [ln for ln in lines if ln.startswith("WARNING ")]
+    assert len(notes) == 3, res.stdout
+    assert notes[0] == ("WARNING dlopt.tune._study: search.sampler cmaes models the float and int "
+                        "axes every trial has; drawn at random instead: train.optim.name")
+    assert notes[1].startswith("WARNING dlopt.tune._study: search.constraints: cmaes does not")
+    assert notes[2].startswith("WARNING dlopt.tune._warnings: optuna: `sigma0` has been deprecated")
 
 
 def test_sigterm_after_a_trials_last_step_completes_it_then_stops_the_worker(tmp_path):

@@ -57,3 +57,20 @@ def test_bad_settings_are_refused_before_the_test_runs(tmp_path, kwargs, message
     kwargs = {k: v.format(file=tmp_path / "afile") if isinstance(v, str) else v for k, v in kwargs.items()}
     with pytest.raises(ConfigError, match=message):  # refused before any data is loaded
         lr_find(RunConfig(), **kwargs)
+
+
+def test_min_loss_lr_is_never_the_step_that_diverged():
+    # 11 MNIST images in one batch: adam drives the loss to ~0, then one step blows it up; the
+    # spike filter drops that step's loss and the average still falls there (found by a scan)
+    from dlopt.config import RunConfig, parse_config
+    from dlopt.tune import lr_find
+
+    cfg = parse_config({"name": "tiny", "data": {"name": "mnist", "subset": 12, "test_subset": 100},
+                        "model": {"name": "mlp"},
+                        "train": {"seed": 0, "optim": {"name": "adam"}, "batch_size": 12,
+                                  "threads": 1, "progress": False}}, RunConfig)
+    res = lr_find(cfg, steps=50, min_lr=1e-4, max_lr=10.0)
+    assert res.diverged and res.losses[-1] > 4 * min(res.losses)  # stopped by the blow-up
+    before = res.smoothed[:-1]
+    assert res.min_loss_lr == res.lrs[before.index(min(before))]
+    assert res.min_loss_lr < res.lrs[-1]

@@ -47,6 +47,40 @@ def _cfg(space, **search):
      "search.space.train.optim.lr: grid=[]: need a non-empty list of values or a count >= 1"),
     ({"train.batch_size": {"type": "float", "low": 16, "high": 64}},  # fractions for an int key
      "search.space.train.batch_size: train.batch_size=40.5: Input should be a valid integer"),
+    # choices Python takes for one value: optuna stores a choice by index, the later never drawn
+    ({"train.seed": [1, 1.0, True]}, "search.space.train.seed.choices: 1.0 is equal to 1 in Python"),
+    ({"train.seed": [0, False]}, "search.space.train.seed.choices: false is equal to 0 in Python"),
+    ({"train.seed": [3, 3]}, "search.space.train.seed.choices: 3 is listed twice; list each value once"),
+    ({"train.optim.lr": {**LR, "grid": [0.01, 0.01]}}, "train.optim.lr.grid: 0.01 is listed twice"),
+    # a condition naming a value its axis never draws
+    ({"train.optim.name": ["adam", "momentum"],
+      "train.optim.momentum": {"type": "float", "low": 0.8, "high": 0.9,
+                               "when": {"train.optim.name": "sgd"}}},
+     "search.space.train.optim.momentum.when: train.optim.name never takes 'sgd'; its axis "
+     "draws 'adam', 'momentum'"),
+    ({"train.batch_size": {"type": "int", "low": 16, "high": 64, "step": 16},
+      "train.optim.lr": {**LR, "when": {"train.batch_size": [32, 40]}}},
+     "train.batch_size never takes 40; its axis draws int values in [16, 64] on step 16"),
+    # keys an axis does not have, or has only for the other kind of axis
+    ({"train.optim.lr": {**LR, "lgo": True}},
+     "search.space.train.optim.lr: unknown key 'lgo'; allowed: choices, grid, high, log, low, "
+     "step, type, when"),
+    ({"train.optim.lr": {**LR, "choices": [0.01]}},
+     "search.space.train.optim.lr: a float axis takes no 'choices'; it takes low, high, log"),
+    ({"train.optim.name": {"type": "categorical", "choices": ["adam"], "low": 1}},
+     "a categorical axis takes no 'low'; it takes choices, grid, when"),
+    # YAML's true passed as 1: a one-point grid, a step of 1
+    ({"train.optim.lr": {**LR, "grid": True}},
+     "search.space.train.optim.lr.grid=True: need a number, got a boolean"),
+    ({"train.optim.lr": {**LR, "step": True}}, "train.optim.lr.step=True: need a number"),
+    ({"train.epochs": {"type": "int", "low": 0, "high": 3, "grid": [True, 2]}},
+     "search.space.train.epochs.grid: true is not a number in [0, 3]"),
+    ({"train.optim.name": {"type": "categorical", "choices": ["adam", "sgd"], "grid": 2}},
+     "grid=2: a count is for float and int axes; a categorical grid lists some of its choices"),
+    # optuna fails every trial the grid sampler gives a value outside the choices
+    ({"train.optim.name": {"type": "categorical", "choices": ["adam", "sgd"],
+                           "grid": ["adam", "rmsprop"]}},
+     "search.space.train.optim.name.grid: 'rmsprop' is not one of its choices; allowed: 'adam', 'sgd'"),
 ])
 def test_bad_space_is_one_clear_line(space, message):
     with pytest.raises(ConfigError) as err:
@@ -79,6 +113,26 @@ def test_bad_space_is_one_clear_line(space, message):
      "search.sampler.options.n_ei_candidates: 0 is too small; allowed: >= 1"),
     ({"sampler": {"name": "qmc", "options": {"scramble": "yes"}}}, "allowed: bool"),
     ({"sampler": {"name": "cmaes", "options": {"popsize": 0}}}, "popsize: 0 is too small"),
+    # optuna clamps it to 1e-10: every CMA-ES trial would sit on the mean
+    ({"sampler": {"name": "cmaes", "options": {"sigma0": -1.0}}},
+     "search.sampler.options.sigma0: -1.0 is too small; allowed: > 0"),
+    ({"sampler": {"name": "cmaes", "options": {"sigma0": 0}}}, "sigma0: 0 is too small; allowed: > 0"),
+    ({"sampler": "grid", "space": {
+        "train.optim.lr": {**LR, "grid": [0.01, 0.1]},
+        "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.9, "grid": [0.5, 0.9],
+                                 "when": {"train.optim.lr": 0.05}}}},  # inside lr's bounds
+     "search.space.train.optim.momentum.when: the grid sampler never gives train.optim.lr 0.05; "
+     "its grid: 0.01, 0.1"),
+    ({"sampler": {"name": "random", "seed": -1}},
+     "search.sampler.seed=-1: Input should be greater than or equal to 0"),
+    # a start CMA-ES cannot use fails every trial after the start-up ones
+    ({"sampler": {"name": "cmaes", "options": {"x0": {"train.optim.lr": 5.0}}}},
+     "search.sampler.options.x0.train.optim.lr: 5.0 is not a number in [0.0001, 0.1]"),
+    ({"sampler": {"name": "cmaes", "options": {"x0": {"train.optim.lrr": 0.01}}}},
+     "search.sampler.options.x0: 'train.optim.lrr' is not an axis CMA-ES models; allowed: "
+     "train.optim.lr"),
+    ({"sampler": {"name": "cmaes", "options": {"x0": {}}}},
+     "search.sampler.options.x0: no start value for train.optim.lr; give one for each of"),
     ({"pruner": {"name": "hyperband", "options": {"min_resource": 0}}},
      "search.pruner.options.min_resource: 0 is too small; allowed: >= 1"),
     ({"pruner": {"name": "hyperband", "options": {"reduction_factor": 1}}}, ">= 2"),
@@ -87,7 +141,7 @@ def test_bad_space_is_one_clear_line(space, message):
 ])
 def test_bad_search_settings(search, message):
     with pytest.raises(ConfigError, match=None) as err:
-        _cfg({"train.optim.lr": LR}, **search)
+        _cfg(**{"space": {"train.optim.lr": LR}, **search})
     assert message in str(err.value)
 
 
@@ -96,6 +150,7 @@ def test_bad_search_settings(search, message):
                                             "multivariate": False}}},
     {"sampler": {"name": "cmaes", "options": {"popsize": 4, "n_startup_trials": 2,
                                               "restart_strategy": None}}},
+    {"sampler": {"name": "cmaes", "options": {"x0": {"train.optim.lr": 0.01}, "sigma0": 0.1}}},
     {"sampler": {"name": "qmc", "options": {"qmc_type": "halton"}}},
     {"pruner": {"name": "asha", "options": {"min_resource": "auto", "reduction_factor": 2}}},
     {"pruner": {"name": "hyperband", "options": {"max_resource": 9}}},
@@ -111,6 +166,12 @@ def test_good_option_values_pass(search):
      "error: search.space.train.optim.lr: log=true needs low > 0, got low=0"),
     ({"type": "float", "low": -1.0, "high": 1.0, "log": True},
      "error: search.space.train.optim.lr: log=true needs low > 0, got low=-1"),
+    ({"type": "float", "low": 0.1, "high": 1.0, "lgo": True},
+     "error: search.space.train.optim.lr: unknown key 'lgo'; allowed: choices, grid, high, log, "
+     "low, step, type, when"),
+    ({"type": "categorical", "choices": [1, 1.0, True]},
+     "error: search.space.train.optim.lr.choices: 1.0 is equal to 1 in Python (1 == 1.0 == true, "
+     "0 == 0.0 == false); list each value once"),
 ])
 def test_cli_bad_range_exit_2_one_line(tmp_path, axis, line):
     path = tmp_path / "t.yaml"

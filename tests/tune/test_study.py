@@ -359,6 +359,40 @@ def test_multi_objective_pareto_rule_prunes_dominated(tmp_path):
     assert pruned and all("dominated by trial" in r.note and 1 < r.epochs < 5 for r in pruned)
 
 
+def test_trials_csv_gives_a_pruned_multi_objective_trial_its_measured_values(tmp_path):
+    import csv
+
+    space = {"train.optim.lr": {"type": "float", "low": 1e-5, "high": 1.0, "log": True},
+             "model.width": {"type": "categorical", "choices": [1.0, 2.0]}}
+    cfg = tune_config(space, objectives=[{"metric": "val_accuracy"}, {"metric": "params"}],
+                      constraints=[{"metric": "params", "max": 150000}],
+                      sampler={"name": "random", "seed": 0},
+                      pruner={"name": "pareto",
+                              "options": {"n_startup_trials": 2, "n_warmup_steps": 1}})
+    cfg.train.epochs = 4
+    tune(cfg, study_dir=tmp_path, trials=14, objective=digits_objective, plots=False)
+    rows = {int(r["number"]): r for r in csv.DictReader((tmp_path / "trials.csv").open())}
+    study, _ = _states(tmp_path)
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    trained = [t for t in pruned if t.user_attrs["epochs"] > 0]
+    assert trained and len(trained) < len(pruned)  # stopped while training, and before it
+    for t in pruned:
+        row = rows[t.number]
+        # optuna keeps no values for these: the csv has what was measured before the stop
+        assert float(row["params"]) == round(61706 * t.params["model.width"] ** 2)
+        curve = t.user_attrs.get("curve")
+        last = curve[str(t.user_attrs["epochs"])] if curve else None  # what the pruner saw
+        assert (float(row["val_accuracy"]) if row["val_accuracy"] else None) == last
+
+
+def test_a_study_with_the_largest_sampler_seed_resumes(tmp_path):
+    # each start offsets the seed by one: 2**32 - 1 + 1 was refused by numpy on the resume
+    cfg = tune_config(sampler={"name": "random", "seed": 2**32 - 1})
+    tune(cfg, study_dir=tmp_path, trials=1, objective=digits_objective, plots=False)
+    res = tune(cfg, study_dir=tmp_path, trials=2, objective=digits_objective, plots=False)
+    assert [r.state for r in res.ran] == ["COMPLETE"]
+
+
 def test_existing_study_with_other_objectives_refused(tmp_path):
     tune(tune_config(), study_dir=tmp_path, trials=1, objective=digits_objective, plots=False)
     cfg = tune_config(objectives=[{"metric": "val_loss"}])

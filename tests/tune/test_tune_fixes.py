@@ -104,7 +104,7 @@ def test_a_worker_process_stopped_by_sigterm_gives_tunes_hint(tmp_path, caplog):
                   objective=_terminated_objective)
     with caplog.at_level(logging.ERROR, logger="dlopt.tune._study"), \
             pytest.raises(SystemExit) as stop:
-        _worker_main(cfg.model_dump(mode="json"), kwargs, optuna.logging.WARNING)
+        _worker_main(cfg.model_dump(mode="json"), kwargs, (optuna.logging.WARNING, False))
     assert stop.value.code == 143
     [line] = [r.getMessage() for r in caplog.records if r.name == "dlopt.tune._study"]
     assert line.endswith(RESUME_HINT) and "--resume" not in line
@@ -124,10 +124,30 @@ def test_another_storage_on_a_study_folder_is_refused(tmp_path):
          trials=2, objective=digits_objective, plots=False)
     assert _states(tmp_path) == ["COMPLETE", "COMPLETE"]
     # memory studies may share a folder: each is gone when its process ends
-    for _ in range(2):
-        res = tune(cfg, study_dir=tmp_path / "mem", storage="memory", trials=1,
+    for name in ("one", "two"):
+        res = tune(cfg, study=name, study_dir=tmp_path / "mem", storage="memory", trials=1,
                    objective=digits_objective, plots=False)
         assert [r.state for r in res.ran] == ["COMPLETE"]
+
+
+def test_another_study_in_the_same_study_folder_is_refused(tmp_path):
+    # both in the folder's journal: the second study's trial 0 overwrote trials/0000 and the
+    # tables of the first
+    cfg = tune_config()
+    tune(cfg, study_dir=tmp_path, trials=1, objective=digits_objective, plots=False)
+    before = (tmp_path / "trials" / "0000" / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError) as err:
+        tune(cfg, study="other", study_dir=tmp_path, trials=1, objective=digits_objective,
+             plots=False)
+    assert str(err.value) == (f"{tmp_path} holds study 'digits', not 'other'; use another "
+                              f"--study-dir (or --study digits)")
+    assert (tmp_path / "trials" / "0000" / "model.safetensors").read_bytes() == before
+    assert json.loads((tmp_path / "best_params.json").read_text())["study"] == "digits"
+    res = runner.invoke(app, ["tune", str(_write_config(tmp_path / "t.yaml")), "--study-dir",
+                              str(tmp_path), "--trials", "1"])  # the study named by the config
+    assert res.exit_code == 2 and res.output == (f"error: {tmp_path} holds study 'digits', not "
+                                                 f"'cli'; use another --study-dir (or --study "
+                                                 f"digits)\n"), res.output
 
 
 def test_workers_claiming_a_study_folder_at_once_all_succeed(tmp_path):
@@ -139,7 +159,7 @@ def test_workers_claiming_a_study_folder_at_once_all_succeed(tmp_path):
         folder = tmp_path / f"s{k}"
         folder.mkdir()
         store = open_storage(None, study_dir=folder, study_name="s", interval=1.0, grace=4.0, workers=1)
-        errors = errors_in_threads(lambda: claim_folder(folder, store), 8)
+        errors = errors_in_threads(lambda: claim_folder(folder, store, "s"), 8)
         store.close()
         assert not errors and (folder / "storage.txt").read_text().startswith("journal:")
 

@@ -35,6 +35,9 @@ def tune(
     from dlopt.tune import tune as run_tune
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    # optuna's own handler prints "[W date] ..." lines: dlopt's log format instead
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
     cfg = load_config(config, overrides, schema=TuneConfig)
     result = run_tune(cfg, study=study, study_dir=study_dir, storage=storage, trials=trials,
                       timeout=timeout, workers=workers, on_trial=_print_trial)

@@ -101,10 +101,11 @@ def lr_find(
             Path(run_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"--run-dir {run_dir}: cannot create it: {exc.strerror or exc}") from None
-    lrs, losses, diverged = _ramp(cfg, min_lr=min_lr, max_lr=max_lr, steps=steps,
-                                  diverge=diverge)
+    lrs, losses, diverged, before = _ramp(cfg, min_lr=min_lr, max_lr=max_lr, steps=steps,
+                                          diverge=diverge)
     suggestion, smoothed = suggest_lr(lrs, losses)
-    best = min(range(len(smoothed)), key=smoothed.__getitem__)
+    # the spike filter and the average's lag can leave the blow-up step lowest: never report it
+    best = min(range(before), key=smoothed.__getitem__)
     result = LRFindResult(lrs, losses, smoothed, suggestion, float(lrs[best]), diverged)
     if run_dir is not None:
         result.run_dir = Path(run_dir)  # made before the test
@@ -115,8 +116,9 @@ def lr_find(
 
 
 def _ramp(cfg: "RunConfig", *, min_lr: float, max_lr: float, steps: int,
-          diverge: float) -> tuple[list[float], list[float], bool]:
-    """Train with an exponentially growing lr; stop when the loss diverges."""
+          diverge: float) -> tuple[list[float], list[float], bool, int]:
+    """Train with an exponentially growing lr; stop when the loss diverges. Returns the curve,
+    whether it diverged and how many of its steps came before the one that diverged."""
     model, batches, loss_fn, optimizer = _parts(cfg, lr=min_lr)
     gamma = (max_lr / min_lr) ** (1 / (steps - 1))
     lrs: list[float] = []
@@ -130,8 +132,8 @@ def _ramp(cfg: "RunConfig", *, min_lr: float, max_lr: float, steps: int,
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         value = float(loss.detach())  # one sync per step is fine for ~100 steps
-        if not math.isfinite(value):
-            return lrs, losses, True
+        if not math.isfinite(value):  # this step is not in the curve
+            return lrs, losses, True, len(lrs)
         loss.backward()
         optimizer.step()
         lrs.append(lr)
@@ -140,8 +142,8 @@ def _ramp(cfg: "RunConfig", *, min_lr: float, max_lr: float, steps: int,
         smooth = avg / (1 - 0.9 ** (step + 1))
         best = min(best, smooth)
         if step >= 5 and smooth > diverge * best:
-            return lrs, losses, True
-    return lrs, losses, False
+            return lrs, losses, True, len(lrs) - 1
+    return lrs, losses, False, len(lrs)
 
 
 def _parts(cfg: "RunConfig", *, lr: float) -> tuple[Any, Iterator[Any], Any, Any]:

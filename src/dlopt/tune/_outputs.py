@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ranked_trials", "write_tables", "write_plots", "keep_best_artifacts", "trial_dir"]
+__all__ = ["ranked_trials", "measured_values", "write_tables", "write_plots",
+           "keep_best_artifacts", "trial_dir"]
 
 # files every trial keeps; everything else (weights, checkpoints) only for the best k
 _LIGHT_FILES = {"summary.json", "metrics.jsonl", "config.yaml"}
@@ -66,6 +67,24 @@ def ranked_trials(study: optuna.Study, directions: Sequence[Direction]) -> tuple
     front.sort(key=key)
     rest = sorted((t for t in done if t not in front), key=key)
     return front + rest, front[:1] if len(directions) == 1 else front
+
+
+def measured_values(t: FrozenTrial, metrics: Sequence[str]) -> list[float | None]:
+    """The trial's objective values (None where unknown). optuna keeps none for a pruned trial
+    of several objectives (and for one pruned before its first epoch): then what was measured
+    before it stopped, the watched metric's last per-epoch value (what the pruner saw), the
+    architecture metrics and the epochs trained."""
+    if t.values:
+        return list(t.values)
+    if t.state != TrialState.PRUNED:
+        return [None] * len(metrics)
+    a = t.user_attrs
+    known = {**a.get("static", {}), "epochs": a.get("epochs")}
+    curve = a.get("curve") or {}
+    watched = next((m for m in metrics if m.startswith("val_")), None)
+    if curve and watched is not None:
+        known[watched] = curve[max(curve, key=int)]
+    return [known.get(m) for m in metrics]
 
 
 def _row(t: FrozenTrial, metrics: Sequence[str]) -> dict[str, Any]:
@@ -137,10 +156,10 @@ def _csv(trials: Sequence[FrozenTrial], metrics: Sequence[str]) -> str:
     w = csv.writer(buf)
     w.writerow(head)
     for t in trials:
-        values = list(t.values) if t.values else [None] * len(metrics)
         a = t.user_attrs
         w.writerow([
-            t.number, t.state.name, *values, *[t.params.get(p) for p in params],
+            t.number, t.state.name, *measured_values(t, metrics),
+            *[t.params.get(p) for p in params],
             a.get("epochs"), a.get("seconds"), a.get("retry_of"), a.get("error") or a.get("note"),
             t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
             t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,

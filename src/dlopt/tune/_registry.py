@@ -21,7 +21,8 @@ from dlopt.registry import Registry
 __all__ = ["SAMPLERS", "PRUNERS", "build", "check_options", "optuna_class"]
 
 #: Info keys: ``cls`` (dotted optuna class), ``multi_objective`` (supports several objectives),
-#: ``needs_grid`` (every axis must be discrete), ``minimum`` (option -> lowest value allowed).
+#: ``needs_grid`` (every axis must be discrete), ``minimum`` (option -> lowest value allowed),
+#: ``above`` (option -> a bound the value must exceed).
 SAMPLERS: Registry = Registry("sampler", error=ConfigError)
 #: Info keys: ``cls`` (dotted class), ``multi_objective`` (the pruner handles several objectives),
 #: ``minimum``.
@@ -57,6 +58,9 @@ def check_options(registry: Registry, name: str, options: dict[str, Any], *, key
         low = entry.info.get("minimum", {}).get(opt)
         if low is not None and _is_number(value) and value < low:
             raise ConfigError(f"{where}: {value!r} is too small; allowed: >= {low}")
+        above = entry.info.get("above", {}).get(opt)
+        if above is not None and _is_number(value) and value <= above:
+            raise ConfigError(f"{where}: {value!r} is too small; allowed: > {above}")
 
 
 def build(registry: Registry, name: str, **options: Any) -> Any:
@@ -143,8 +147,10 @@ def _tpe(*, seed: int | None = None, **options: Any) -> Any:
 
 
 @SAMPLERS.register("cmaes", cls="optuna.samplers.CmaEsSampler", multi_objective=False,
-                   minimum={"popsize": 1})
+                   minimum={"popsize": 1}, above={"sigma0": 0})
 def _cmaes(*, seed: int | None = None, **options: Any) -> Any:
+    # optuna would warn on every trial; the study names the axes CMA-ES leaves out once
+    options.setdefault("warn_independent_sampling", False)
     return _make("optuna.samplers.CmaEsSampler", seed=seed, **options)
 
 

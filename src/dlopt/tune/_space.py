@@ -8,6 +8,7 @@ parameter name, so dashboards and ``trials.csv`` show the key users wrote.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -112,7 +113,7 @@ class Axis:
         """Grid values an axis with a ``step`` can hold (optuna stores them under that step)."""
         s = self.spec
         if s.step and s.type != "categorical":
-            off = [v for v in values if abs((v - s.low) / s.step - round((v - s.low) / s.step)) > 1e-9]
+            off = [v for v in values if not _on_step(v, s.low, s.step)]
             if off:
                 raise ConfigError(f"{self.key}: grid value {off[0]!r} is not low + k * step "
                                   f"(low={s.low}, step={s.step}); allowed: values on that step")
@@ -131,6 +132,11 @@ class Axis:
         if isinstance(s.grid, list):
             values += s.grid
         return values
+
+
+def _on_step(value: float, low: float, step: float) -> bool:
+    """Whether ``value`` is ``low + k * step`` (to float rounding)."""
+    return abs((value - low) / step - round((value - low) / step)) <= 1e-9
 
 
 def _snapped(points: list[Any], low: float, high: float, step: float) -> list[Any]:
@@ -250,8 +256,10 @@ def check_search(cfg: "TuneConfig") -> None:
     for axis in space.axes:
         _check_axis(axis, base, search.space)
     check_options(SAMPLERS, search.sampler.name, search.sampler.options, key="search.sampler")
+    if search.sampler.name == "cmaes" and search.sampler.options.get("x0") is not None:
+        _check_x0(space, search.sampler.options["x0"])
     if SAMPLERS.get(search.sampler.name).info.get("needs_grid"):
-        space.grid()  # raises for axes without discrete values
+        _check_grid_conditions(space, space.grid(), base)  # grid() raises for continuous axes
     for i, obj in enumerate(search.objectives):
         check_metric(obj.metric, key=f"search.objectives[{i}].metric")
         resolve_direction(obj.metric, obj.direction, key=f"search.objectives[{i}]")
@@ -278,10 +286,13 @@ def check_search(cfg: "TuneConfig") -> None:
                           "asha, hyperband or none")
     check_options(PRUNERS, pruner, search.pruner.options, key="search.pruner")
     # values optuna refuses when built (qmc_type, min_resource, ...): now, not after the study
-    # is created in the storage
-    build(PRUNERS, pruner, **search.pruner.options)
-    if not SAMPLERS.get(search.sampler.name).info.get("needs_grid"):
-        build(SAMPLERS, search.sampler.name, seed=search.sampler.seed, **search.sampler.options)
+    # is created in the storage; its warnings (a deprecated option) come once, from the study
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build(PRUNERS, pruner, **search.pruner.options)
+        if not SAMPLERS.get(search.sampler.name).info.get("needs_grid"):
+            build(SAMPLERS, search.sampler.name, seed=search.sampler.seed,
+                  **search.sampler.options)
 
 
 def pruner_name(name: str, *, multi: bool) -> str:
@@ -301,25 +312,125 @@ def _check_axis(axis: Axis, base: dict[str, Any], space: Mapping[str, Any]) -> N
             raise ConfigError(
                 f"{axis.key}: choice {v!r} is not a string, number, boolean or null"
             )
-    if isinstance(s.grid, list) and s.type != "categorical":
-        for v in s.grid:
-            if not isinstance(v, (int, float)) or not s.low <= v <= s.high:
-                raise ConfigError(f"{axis.key}.grid: {v!r} is outside [{s.low:g}, {s.high:g}]")
+    _check_distinct(f"{axis.key}.choices", s.choices or [])
+    if isinstance(s.grid, list):
+        _check_grid_list(axis)
     context = dict(base)
     for dep, want in s.when.items():
-        if dep not in space:
+        wanted = want if isinstance(want, list) and want else [want]
+        if dep in space:
+            _check_reachable(axis, dep, space[dep], wanted, base)
+        else:
             try:
                 get_path(base, dep)
             except KeyError:
                 raise ConfigError(
                     f"{axis.key}.when: unknown key {dep!r}; use a config key or a search axis"
                 ) from None
-        wanted = want if isinstance(want, list) and want else [want]
         for w in wanted[1:]:  # each listed value must be one the key can take (a typo never matches)
             _check_value(axis, _with(base, dep, w), axis.candidates()[0], what=f"{axis.key}.when")
         context = _with(context, dep, wanted[0])
     for value in axis.candidates():
         _check_value(axis, context, value)
+
+
+def _check_grid_list(axis: Axis) -> None:
+    """Grid values: each once, and each one the axis can hold (optuna fails every trial that
+    draws another)."""
+    s, key = axis.spec, f"{axis.key}.grid"
+    _check_distinct(key, s.grid)
+    for v in s.grid:
+        if s.type == "categorical" and v not in s.choices:
+            raise ConfigError(f"{key}: {_yaml(v)} is not one of its choices; allowed: {_draws(s)}")
+        if s.type != "categorical" and not _number_in(v, s):
+            raise ConfigError(f"{key}: {_yaml(v)} is not a number in [{s.low:g}, {s.high:g}]")
+
+
+def _number_in(value: Any, spec: "SearchParam") -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) \
+        and spec.low <= value <= spec.high
+
+
+def _check_x0(space: SearchSpace, x0: Any) -> None:
+    """CMA-ES starts at ``x0``: it needs a value inside the bounds of every axis CMA-ES models
+    (float and int axes every trial has), else optuna fails every trial after the start-up."""
+    key = "search.sampler.options.x0"
+    modelled = {a.path: a.spec for a in space.axes
+                if a.spec.type != "categorical" and not a.spec.when and a.spec.low < a.spec.high}
+    names = ", ".join(modelled) or "none"
+    if not isinstance(x0, Mapping):
+        raise ConfigError(f"{key}: need a mapping axis -> start value for {names}")
+    for path, value in x0.items():
+        if path not in modelled:
+            raise ConfigError(f"{key}: {path!r} is not an axis CMA-ES models; allowed: {names}")
+        spec = modelled[path]
+        if not _number_in(value, spec):
+            raise ConfigError(f"{key}.{path}: {_yaml(value)} is not a number in "
+                              f"[{spec.low:g}, {spec.high:g}]")
+    missing = [p for p in modelled if p not in x0]
+    if missing:
+        raise ConfigError(f"{key}: no start value for {', '.join(missing)}; give one for each "
+                          f"of {names}")
+
+
+def _check_distinct(key: str, values: list[Any]) -> None:
+    """Python (so optuna, which stores a choice by its index) takes 1, 1.0 and true for one
+    value: the later entry could never be drawn."""
+    for i, v in enumerate(values):
+        same = next((u for u in values[:i] if u == v), _MISSING)
+        if same is not _MISSING:
+            what = "listed twice" if repr(same) == repr(v) else \
+                f"equal to {_yaml(same)} in Python (1 == 1.0 == true, 0 == 0.0 == false)"
+            raise ConfigError(f"{key}: {_yaml(v)} is {what}; list each value once")
+
+
+def _yaml(value: Any) -> str:
+    """A choice as the YAML file spells it (true, null), so the message matches the file."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _check_reachable(axis: Axis, dep: str, spec: "SearchParam", wanted: list[Any],
+                     base: Mapping[str, Any]) -> None:
+    """Each value a condition lists must be one the axis it reads can draw (or, for a
+    conditional axis that is switched off, the config's own value): else it never matches."""
+    own = [get_path(base, dep, None)] if spec.when else []
+    for w in wanted:
+        if w not in own and not _can_draw(spec, w):
+            raise ConfigError(f"{axis.key}.when: {dep} never takes {_yaml(w)}; its axis "
+                              f"draws {_draws(spec)}")
+
+
+def _check_grid_conditions(space: SearchSpace, grid: Mapping[str, list[Any]],
+                           base: Mapping[str, Any]) -> None:
+    """The grid sampler draws only grid values: a condition on another value never holds."""
+    specs = {a.path: a.spec for a in space.axes}
+    for axis in space.axes:
+        for dep, want in axis.spec.when.items():
+            if dep not in grid:
+                continue
+            own = [get_path(base, dep, None)] if specs[dep].when else []
+            for w in want if isinstance(want, list) and want else [want]:
+                if w not in own and w not in grid[dep]:
+                    raise ConfigError(f"{axis.key}.when: the grid sampler never gives {dep} "
+                                      f"{_yaml(w)}; its grid: {', '.join(map(_yaml, grid[dep]))}")
+
+
+def _draws(spec: "SearchParam") -> str:
+    if spec.type == "categorical":
+        return ", ".join(_yaml(c) for c in spec.choices or [])
+    step = f" on step {spec.step:g}" if spec.step else ""
+    return f"{spec.type} values in [{spec.low:g}, {spec.high:g}]{step}"
+
+
+def _can_draw(spec: "SearchParam", value: Any) -> bool:
+    if spec.type == "categorical":
+        return value in (spec.choices or [])
+    if not _number_in(value, spec):
+        return False
+    step = spec.step or (1 if spec.type == "int" else None)
+    return step is None or _on_step(value, spec.low, step)
 
 
 def _with(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

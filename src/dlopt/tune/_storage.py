@@ -122,25 +122,33 @@ def _unopenable(exc: Exception) -> bool:
 
 
 _OWNER_FILE = "storage.txt"
+_STUDY_LINE = "study: "
 
 
-def claim_folder(study_dir: Path, store: StudyStorage) -> None:
-    """Record which storage ``study_dir`` belongs to; refuse another one there: its trial
-    numbers start at 0 again and would overwrite this study's trials/NNNN and tables."""
+def claim_folder(study_dir: Path, store: StudyStorage, study: str) -> None:
+    """Record which storage and study ``study_dir`` belongs to; refuse another one there: its
+    trial numbers start at 0 again and would overwrite this study's trials/NNNN and tables.
+    (Memory studies may share a folder: each is gone when its process ends.)"""
     mark = study_dir / _OWNER_FILE
     mine = _identity(store)
     try:
-        owner = mark.read_text().strip()
+        lines = mark.read_text().splitlines()
     except FileNotFoundError:
-        owner = ""  # a new folder, or one from a dlopt that recorded nothing: take it
+        lines = []  # a new folder
+    owner = lines[0].strip() if lines else ""
+    # a dlopt before this one recorded no study: the first study to come takes the folder
+    named = next((ln[len(_STUDY_LINE):] for ln in lines[1:] if ln.startswith(_STUDY_LINE)), "")
     if owner and owner != mine:
         raise ConfigError(f"{study_dir} holds the study of --storage {owner}, not {mine}; "
                           f"use another --study name (or --study-dir)")
-    if not owner:
+    if named and named != study and store.kind != "memory":
+        raise ConfigError(f"{study_dir} holds study {named!r}, not {study!r}; use another "
+                          f"--study-dir (or --study {named})")
+    if not owner or not named:
         # several workers (processes or threads) may claim at once: a temp file each, the
         # same text, whole-file replaces
         tmp = mark.with_name(f".{mark.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(mine + "\n")
+        tmp.write_text(f"{mine}\n{_STUDY_LINE}{study}\n")
         os.replace(tmp, mark)
 
 

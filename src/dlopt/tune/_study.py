@@ -39,12 +39,14 @@ from optuna.trial import TrialState
 from dlopt.errors import ConfigError, DloptError, RunError, first_line
 from dlopt.tune._metrics import Direction, resolve_direction
 from dlopt.tune._objective import Objective, train_objective
-from dlopt.tune._outputs import keep_best_artifacts, trial_dir, write_plots, write_tables
+from dlopt.tune._outputs import (keep_best_artifacts, measured_values, trial_dir, write_plots,
+                                 write_tables)
 from dlopt.tune._pruning import PruningPolicy, TrialContext, constraint_values
 from dlopt.tune._registry import PRUNERS, SAMPLERS, build
 from dlopt.tune._space import SearchSpace, pruner_name
 from dlopt.tune._storage import (HeartbeatThread, StudyStorage, claim_folder, open_storage,
                                  retry_once)
+from dlopt.tune._warnings import optuna_warnings_as_log
 
 if TYPE_CHECKING:
     from dlopt.config import ConstraintSpec, TuneConfig
@@ -127,39 +129,77 @@ def tune(
         sdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--study-dir {sdir}: cannot create it: {exc.strerror or exc}") from None
-    spec = storage if storage is not None else cfg.search.storage
-    store = _open(cfg, spec, sdir, name, workers)
-    children: list[Any] = []
+    with optuna_warnings_as_log():
+        spec = storage if storage is not None else cfg.search.storage
+        store = _open(cfg, spec, sdir, name, workers)
+        children: list[Any] = []
+        try:
+            claim_folder(sdir, store, name)
+            plan = _plan(cfg)
+            _note_sampler_limits(cfg, plan)
+            opt_study = _load_study(store, name, plan, cfg)
+            if plan.sampler_name == "grid":
+                target = min(target, opt_study.sampler.grid_size)
+            kwargs = dict(study=name, study_dir=str(sdir), storage=spec, trials=target,
+                          timeout=budget, plots=False, objective=objective, on_trial=on_trial)
+            children = [_spawn_worker(cfg, kwargs) for _ in range(workers - 1)]
+            worker = _Worker(cfg, plan, store, opt_study, sdir, objective, on_trial)
+            ran = _run_all(worker, children, target, budget)
+            outputs = write_tables(opt_study, sdir, cfg, plan.metrics, plan.directions)
+            if plots:
+                outputs += write_plots(opt_study, sdir, plan.metrics)
+            counts = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False))
+            best = _read_best(sdir)
+            return TuneResult(name, sdir, store.url, dict(counts), ran, best, outputs)
+        finally:
+            _stop(children, wait=False)
+            store.close()
+            gc.unfreeze()
+
+
+def _run_all(worker: "_Worker", children: list[Any], target: int,
+             budget: float | None) -> list[TrialRecord]:
+    """Run this process's trials, then wait for the worker processes. Interrupted, it stops
+    them first (each fails and queues its running trial) and rewrites the tables last: each
+    process's own refresh may have read the storage before another's trial was failed."""
     try:
-        claim_folder(sdir, store)
-        plan = _plan(cfg)
-        opt_study = _load_study(store, name, plan, cfg)
-        if plan.sampler_name == "grid":
-            target = min(target, opt_study.sampler.grid_size)
-        kwargs = dict(study=name, study_dir=str(sdir), storage=spec, trials=target,
-                      timeout=budget, plots=False, objective=objective, on_trial=on_trial)
-        children = [_spawn_worker(cfg, kwargs) for _ in range(workers - 1)]
-        worker = _Worker(cfg, plan, store, opt_study, sdir, objective, on_trial)
         ran = worker.run(target, budget)
-        for p in children:
-            p.join()
-            if p.exitcode != 0:
-                # its trials are in the storage (a running one was failed and retried); the
-                # user still needs to know a worker died
-                log.warning("worker process %d exited with code %s; see its log above",
-                            p.pid, p.exitcode)
-        outputs = write_tables(opt_study, sdir, cfg, plan.metrics, plan.directions)
-        if plots:
-            outputs += write_plots(opt_study, sdir, plan.metrics)
-        counts = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False))
-        best = _read_best(sdir)
-        return TuneResult(name, sdir, store.url, dict(counts), ran, best, outputs)
-    finally:
-        for p in children:
-            if p.is_alive():
-                p.terminate()
-        store.close()
-        gc.unfreeze()
+    except BaseException as exc:
+        if children and _interrupted(exc):
+            _stop(children, wait=True)
+            worker.refresh_tables()
+        raise
+    for p in children:
+        p.join()
+        if p.exitcode != 0:
+            # its trials are in the storage (a running one was failed and retried); the
+            # user still needs to know a worker died
+            log.warning("worker process %d exited with code %s; see its log above",
+                        p.pid, p.exitcode)
+    return ran
+
+
+def _stop(children: list[Any], *, wait: bool) -> None:
+    """SIGTERM to the worker processes still running (each fails and queues its trial)."""
+    for p in children:
+        if p.is_alive():
+            p.terminate()
+    for p in children if wait else []:
+        p.join()
+
+
+def _note_sampler_limits(cfg: "TuneConfig", plan: _Plan) -> None:
+    """CMA-ES models only the float and int axes every trial has, and ignores constraints;
+    optuna says so on every trial in its terms: dlopt says it once, in the config's."""
+    if plan.sampler_name != "cmaes":
+        return
+    apart = [a.path for a in plan.space.axes if a.spec.type == "categorical" or a.spec.when]
+    if apart:
+        log.warning("search.sampler cmaes models the float and int axes every trial has; "
+                    "drawn at random instead: %s", ", ".join(apart))
+    if cfg.search.constraints:
+        log.warning("search.constraints: cmaes does not use them to choose trials; infeasible "
+                    "trials still never become the best")
 
 
 def _study_name(study: str | None, cfg: "TuneConfig") -> str:
@@ -219,8 +259,9 @@ def _load_study(store: StudyStorage, name: str, plan: _Plan, cfg: "TuneConfig") 
         study.set_user_attr("dlopt_worker_starts", starts + 1)
         study.set_user_attr("dlopt_objectives", plan.metrics)
     # except for the grid (built above with the config's seed): its shuffled order is what its
-    # stored grid ids index, so every start of the study must shuffle it the same way
-    seed = None if s.sampler.seed is None else s.sampler.seed + starts
+    # stored grid ids index, so every start of the study must shuffle it the same way. The
+    # offset wraps at numpy's 2**32 seeds, so the largest valid seed still resumes
+    seed = None if s.sampler.seed is None else (s.sampler.seed + starts) % 2**32
     study.sampler = grid or build(SAMPLERS, plan.sampler_name, seed=seed, **s.sampler.options)
     study.pruner = (optuna.pruners.NopPruner() if plan.policy.multi
                     else build(PRUNERS, plan.pruner_name, **s.pruner.options))
@@ -291,6 +332,26 @@ class _Worker:
         self.base = cfg.model_dump(mode="json", exclude={"search"})
 
     def run(self, target: int, timeout: float | None) -> list[TrialRecord]:
+        try:
+            return self._run(target, timeout)
+        except BaseException as exc:
+            if _interrupted(exc):
+                # the stopped trial was failed and its retry queued: show it in the tables now
+                self.refresh_tables()
+            raise
+
+    def refresh_tables(self) -> None:
+        """Rewrite the tables on the way out, without hiding why the worker stops: the
+        interrupt may have cut a storage write short (then the next run writes them)."""
+        try:
+            self._write_tables()
+        except Exception as exc:  # noqa: BLE001 - the interrupt is what the user must see
+            log.warning("could not refresh the study's tables on the way out: %s", _one_line(exc))
+
+    def _write_tables(self) -> None:
+        write_tables(self.study, self.study_dir, self.cfg, self.plan.metrics, self.plan.directions)
+
+    def _run(self, target: int, timeout: float | None) -> list[TrialRecord]:
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         ran: list[TrialRecord] = []
         fails = 0
@@ -372,8 +433,7 @@ class _Worker:
         record = self._finish(trial, state, values, ctx, metrics, note, t0, retry_of)
         keep_best_artifacts(self.study, self.study_dir, self.plan.directions,
                             self.cfg.search.keep_checkpoints)
-        write_tables(self.study, self.study_dir, self.cfg, self.plan.metrics,
-                     self.plan.directions)
+        self._write_tables()
         if self.on_trial is not None:
             self.on_trial(record)
         if fatal is not None:
@@ -423,9 +483,9 @@ class _Worker:
             if state == TrialState.FAIL:
                 retry_once(self.study, self.study._storage.get_trial(trial._trial_id))
         final = self.study._storage.get_trial(trial._trial_id)
+        values = zip(self.plan.metrics, measured_values(final, self.plan.metrics))
         return TrialRecord(
-            trial.number, final.state.name,
-            dict(zip(self.plan.metrics, final.values)) if final.values else {},
+            trial.number, final.state.name, {m: v for m, v in values if v is not None},
             dict(final.params), ctx.epochs, seconds, note, retry_of,
         )
 
@@ -468,6 +528,11 @@ def _terminated_between_trials() -> Exception:
     return Terminated("stopped by SIGTERM between trials; rerun the same command to continue")
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C or SIGTERM: the worker stops, its running trial failed and queued for retry."""
+    return isinstance(exc, KeyboardInterrupt) or _terminated(exc)
+
+
 def _terminated(exc: BaseException) -> bool:
     """True for the training loop's answer to SIGTERM (checkpoint saved, run stopped)."""
     from dlopt.train import Terminated
@@ -491,18 +556,28 @@ def _spawn_worker(cfg: "TuneConfig", kwargs: dict[str, Any]) -> Any:
     """Start a worker process (spawned: no forked torch/optuna state). ``objective`` and
     ``on_trial`` travel by pickle, so they must be importable module-level functions."""
     ctx = multiprocessing.get_context("spawn")
+    # optuna's logging as the parent has it: its level, and whether its lines go through
+    # Python logging (the CLI's one-line format) instead of optuna's own handler
+    optuna_log = (optuna.logging.get_verbosity(), logging.getLogger("optuna").propagate)
     p = ctx.Process(target=_worker_main, daemon=False, args=(
-        cfg.model_dump(mode="json"), kwargs, optuna.logging.get_verbosity()))
+        cfg.model_dump(mode="json"), kwargs, optuna_log))
     p.start()
     return p
 
 
-def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any], verbosity: int) -> None:
+def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any],
+                 optuna_log: tuple[int, bool]) -> None:
     from dlopt.config import TuneConfig, parse_config
 
+    verbosity, propagate = optuna_log
     optuna.logging.set_verbosity(verbosity)
+    if propagate:
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
     try:
         tune(parse_config(cfg_data, TuneConfig), **kwargs)
+    except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent says "interrupted"
+        sys.exit(130)
     except DloptError as exc:  # one line, as the CLI would say it, not a traceback
         from dlopt.train.callbacks.signals import with_resume_hint
         from dlopt.tune import RESUME_HINT
