@@ -122,3 +122,18 @@ def test_bench_cli_bad_onnx_or_int8_file_is_one_line_before_the_benchmark(traine
     result = CliRunner().invoke(app, ["bench", str(trained_run), option, str(path), *FAST])
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert words in result.output and str(path) in result.output
+
+
+def test_bench_cli_onnx_or_int8_of_another_model_is_refused_before_the_benchmark(trained_run, lenet, tmp_path):
+    """A file with other inputs than the run (or the .onnx benchmarked) would fail in its
+    worker after the other contestants were timed: one line, exit 2, first."""
+    import torch
+
+    from dlopt.deploy import export_onnx
+
+    other = tmp_path / "mlp.onnx"
+    export_onnx(torch.nn.Sequential(torch.nn.Linear(10, 3)), torch.zeros(2, 10), other, exporter="legacy")
+    for args in ([str(trained_run), "--onnx", str(other)], [str(lenet[1]), "--int8", str(other)]):
+        result = CliRunner().invoke(app, ["bench", *args, *FAST])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert f"{other} takes inputs of shape (10,) but" in result.output and "(1, 28, 28)" in result.output

@@ -229,3 +229,16 @@ def test_export_refuses_a_tolerance_that_would_switch_the_check_off(tmp_path, at
     with pytest.raises(ModelError, match="allowed: a finite atol >= 0"):
         export_onnx(nn.Linear(4, 2), torch.zeros(2, 4), tmp_path / "m.onnx", atol=atol)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_cli_says_how_many_parity_samples_were_random(trained_run, tmp_path):
+    """The run's test split has 300 samples: --samples 400 tops it up with 100 random rows,
+    and the printed line says so instead of presenting 400 test samples."""
+    from typer.testing import CliRunner
+
+    from dlopt.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(trained_run), "--out", str(tmp_path / "m.onnx"),
+                                      "--samples", "400", "--exporter", "legacy"])
+    assert result.exit_code == 0, result.output
+    assert "parity on 400 samples (100 of them random)" in result.output

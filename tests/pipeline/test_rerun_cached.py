@@ -82,3 +82,30 @@ def test_reproduce_command_keeps_overrides_and_run_dir(workdir):
     assert commands[0] == want
     assert commands[1] == "dlopt report 'runs/small pipe'"
     assert want in (root / "report.md").read_text()
+
+
+def test_stage_commands_are_shell_quoted_and_repeat_the_stage_options(workdir):
+    """Each stage's reproduce command, split as a shell splits it, names existing paths even
+    under a run directory with a space, and export's carries its exporter and atol."""
+    root = workdir / "runs" / "small pipe"
+    cmds = json.loads((root / "results.json").read_text())["stage_commands"]
+    train, export, serve = (shlex.split(cmds[n][0]) for n in ("train", "export", "serve_check"))
+    assert (workdir / train[2]).is_file() and (workdir / train[4]).is_dir()
+    assert (workdir / export[2]).is_dir() and (workdir / export[4]).is_file()
+    assert export[5:] == ["--exporter", "dynamo", "--atol", "0.0001"]
+    assert (workdir / serve[2]).is_file()
+
+
+def test_a_fully_cached_rerun_keeps_the_environment_that_produced_the_results(workdir):
+    """Nothing runs, so results.json and the report keep the machine and threads recorded
+    beside the numbers (99 threads stands for another machine), not the rerun's own."""
+    root = workdir / "runs" / "small pipe"
+    res = json.loads((root / "results.json").read_text())
+    res["environment"]["torch_threads"] = 99
+    (root / "results.json").write_text(json.dumps(res))
+    with contextlib.chdir(workdir):
+        done = runner.invoke(app, ["run", "small-pipe.yaml", *ARGS])
+    assert done.exit_code == 0, done.output[-800:]
+    assert set(_status(root).values()) == {"cached"}
+    assert json.loads((root / "results.json").read_text())["environment"]["torch_threads"] == 99
+    assert "- torch threads: 99" in (root / "report.md").read_text()

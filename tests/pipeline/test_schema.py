@@ -69,3 +69,14 @@ def test_cli_unknown_override_key(tmp_path):
     path.write_text(yaml.safe_dump(_pipe({"name": "train"})))
     res = runner.invoke(app, ["run", str(path), "--set", "bogus=1"])
     assert res.exit_code == 2 and "unknown key 'bogus'" in res.output
+
+
+def test_cli_unusable_run_dir_is_one_line_exit_2(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(_pipe({"name": "train"})))
+    (tmp_path / "afile").write_text("")
+    for run_dir in (tmp_path / "afile", tmp_path / "afile" / "below"):
+        res = runner.invoke(app, ["run", str(path), "--run-dir", str(run_dir)])
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert f"run directory {run_dir}: cannot create it" in lines[0]

@@ -1,5 +1,6 @@
-"""Compression options are checked with the compression room's own registries before any
-stage runs: a typo must not wait until the upstream stages have trained."""
+"""Compression and deployment options are checked (the compression room's own registries,
+the exporters, batch sizes) before any stage runs: a typo must not wait until the upstream
+stages have trained."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def _pipe(stage: dict) -> dict:
      "'quantize': unknown quantization method 'int3'; valid: auto"),
     ({"name": "quantize", "calibration": "median"}, {"calibration": "entropy"},
      "calibration='median' is invalid; allowed: minmax"),
+    ({"name": "export", "exporter": "dynamoo"}, {"exporter": "legacy"},
+     "'export': exporter='dynamoo' is unknown; allowed: dynamo, legacy"),
+    ({"name": "bench", "batch_sizes": [0, 8]}, {"batch_sizes": [1, 8]},
+     "'bench': batch_sizes.0=0: Input should be greater than or equal to 1"),
 ])
 def test_bad_compression_options_fail_at_config_check(stage, fixed, message):
     with pytest.raises(ConfigError) as err:
@@ -33,3 +38,18 @@ def test_bad_compression_options_fail_at_config_check(stage, fixed, message):
     assert message in str(err.value)
     assert "\n" not in str(err.value)
     parse_pipeline(_pipe({**stage, **fixed}))  # the check refuses the typo, not the option
+
+
+def test_a_distill_student_named_by_stage_is_an_input():
+    """``student: small`` runs the ``small`` stage first, wherever the file puts it, and makes
+    the distill stage's cache key follow it (a changed student reruns the distillation)."""
+    from dlopt.pipeline import stage_order
+
+    doc = _pipe({"name": "distill", "student": "small"})
+    doc["stages"].append({"name": "small", "type": "train", "config": {"model": {"width": 0.5}}})
+    cfg, _ = parse_pipeline(doc)
+    assert [s.name for s in stage_order(cfg)] == ["train", "small", "distill"]
+    assert cfg.stage("distill").refs() == ["train", "small"]
+    doc["stages"][2] = {"name": "small", "type": "export", "input": "train"}  # a student must be a run
+    with pytest.raises(ConfigError, match="'distill': inputs entry 'small' gives a 'onnx'; distill takes: run"):
+        parse_pipeline(doc)

@@ -112,3 +112,94 @@ def test_stage_table_names_the_batch_sizes_the_bench_timed():
     assert (row["p50_lo"], row["p50_hi"]) == (0.1, 0.5)
     text = text_table(stage_rows(res), cols)
     assert "p50 ms (b8)" in text and "b64" not in text and "1.20x faster" in text
+
+
+def test_latency_plot_uses_the_smallest_batch_the_bench_timed(pipeline_run, tmp_path):
+    """A bench without batch 1 (here 2 and 16) still gets its accuracy-vs-latency plot, with
+    the batch size it shows in the axis label."""
+    import shutil
+
+    from dlopt.report import build_report
+
+    root = tmp_path / "run"
+    shutil.copytree(pipeline_run, root)
+    res = json.loads((root / "results.json").read_text())
+    for s in res["stages"]:
+        if s["type"] == "bench":
+            models = s["timings"]["models"]
+            s["timings"]["models"] = {n: {"2": per["1"], "16": per["64"]} for n, per in models.items()}
+    (root / "results.json").write_text(json.dumps(res))
+    paths = build_report(root)
+    assert (paths["files"] / "pareto-latency.png").stat().st_size > 1000
+    assert "p50 ms (b2)" in paths["md"].read_text()
+
+
+def test_a_bench_at_one_batch_size_gets_one_pair_of_latency_columns():
+    from dlopt.report._tables import latency_sizes, markdown_table, stage_columns, stage_rows
+
+    res = {"stages": [
+        {"name": "train", "type": "train", "metrics": {"accuracy": 0.9}},
+        {"name": "bench", "type": "bench", "metrics": {},
+         "timings": {"models": {"train": {"4": {"p50_ms": 0.25, "speedup": 1.0, "verdict": "baseline"}}}}},
+    ]}
+    md = markdown_table(stage_rows(res), stage_columns(latency_sizes(res)))
+    assert md.count("p50 ms (b4)") == 1 and md.count("speedup b4") == 1
+    assert md.splitlines()[2].count("0.250") == 1
+
+
+def test_curves_of_regression_runs_plot_r2_without_matplotlib_warnings():
+    """Regression runs log val_r2, not val_accuracy: the middle panel shows it, and no empty
+    legend warns on the user's terminal."""
+    import warnings
+
+    from dlopt.report._plots import _curve_metric, curves_plot
+
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_mse": 1.2 / e, "val_r2": 0.1 * e,
+             "lr": 0.01} for e in (1, 2, 3)]
+    assert _curve_metric({"reg": rows}, "val_accuracy") == "val_r2"
+    assert _curve_metric({"cls": [{"val_accuracy": 0.5}], "reg": rows}, "val_accuracy") == "val_accuracy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert curves_plot({"reg": rows}).startswith(b"\x89PNG")
+        assert curves_plot({"no-metric": [{"epoch": 1, "train_loss": 1.0}]}).startswith(b"\x89PNG")
+
+
+def test_regression_stages_show_their_test_r2_in_the_note():
+    """A regression run has no accuracy: its row says its test R^2 instead of only dashes."""
+    from dlopt.report._tables import stage_rows
+
+    res = {"stages": [
+        {"name": "train", "type": "train", "metrics": {"accuracy": None, "test_r2": 0.4123, "task": "regression"}},
+        {"name": "prune", "type": "prune", "metrics": {"test_r2": 0.4, "accepted": True}},
+        {"name": "cls", "type": "train", "metrics": {"accuracy": 0.9, "test_r2": None}},
+    ]}
+    notes = [r["note"] for r in stage_rows(res)]
+    assert notes == ["test r2 0.4123", "test r2 0.4000; accepted", ""]
+
+
+def test_cost_plots_use_the_accuracy_the_stage_table_shows(pipeline_run):
+    """The bench measures accuracy on its sample subset; the plots show the same figure for
+    a model as its table row (the stage's own test accuracy), never a second one."""
+    from dlopt.report._build import _pareto_points
+
+    res = json.loads((pipeline_run / "results.json").read_text())
+    bench = next(s for s in res["stages"] if s["type"] == "bench")
+    for name in ("train", "retrain"):
+        bench["metrics"]["models"][name]["accuracy"] = 0.01  # a subset figure unlike the stage's
+    points = _pareto_points(res)
+    own = {s["name"]: s["metrics"]["accuracy"] for s in res["stages"] if s["name"] in ("train", "retrain")}
+    assert {n: p["accuracy"] for n, p in points.items()} == own
+    assert all(p["latency"] > 0 and p["size"] > 0 for p in points.values())
+
+
+def test_sweep_note_shows_percentages_only_for_fraction_metrics():
+    """A sweep over test loss (or R^2) is not a percentage: 0.35 loss must not read 35.00%."""
+    from dlopt.report._tables import stage_rows
+
+    def sweep(metric: str) -> dict:
+        return {"name": "s", "type": "sweep", "metrics": {
+            "metric": metric, "variants": {"sgd": {"mean": 0.35, "std": 0.01}, "adam": {"mean": None, "std": None}}}}
+
+    loss, acc = (stage_rows({"stages": [sweep(m)]})[0]["note"] for m in ("loss", "accuracy"))
+    assert loss == "test loss: sgd 0.35±0.01; adam –"
+    assert acc == "test accuracy: sgd 35.00±1.00%; adam –"

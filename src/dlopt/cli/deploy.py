@@ -37,8 +37,10 @@ def export(
 
     rep = export_run(run, out, exporter=exporter, samples=samples, atol=atol)
     agree = "n/a" if rep.top1_agreement is None else f"{rep.top1_agreement:.2%}"
+    # a small test split is topped up with random rows: say how many were not real samples
+    random = f" ({rep.random_samples} of them random)" if rep.random_samples else ""
     typer.echo(f"wrote {rep.path} ({rep.size_bytes / 1024:.1f} KiB, exporter {rep.exporter}); parity on "
-               f"{rep.samples} samples: max |diff| {rep.max_abs_diff:.2g}, top-1 agreement {agree}")
+               f"{rep.samples} samples{random}: max |diff| {rep.max_abs_diff:.2g}, top-1 agreement {agree}")
 
 
 @command("bench")

@@ -99,15 +99,21 @@ def check_batch(x: np.ndarray, spec: InputSpec) -> np.ndarray:
     return out
 
 
-def _from_lists(values: list[Any]) -> np.ndarray:
+def _from_lists(values: list[Any], *, maybe_bool: bool = True) -> np.ndarray:
+    """``values`` as a numeric array; ``maybe_bool`` False: the body holds no ``true``/``false``."""
     try:
         x = np.array(values)
     except (ValueError, TypeError, RecursionError, OverflowError):
         raise ApiError(422, "bad_shape",
                        "inputs are ragged or not numbers; allowed: a rectangular nested list of numbers") from None
-    if x.dtype == bool or x.dtype.kind not in "iuf":
+    # numpy reads [true, 2] as [1, 2]: a boolean among numbers must be looked for
+    if x.dtype == bool or x.dtype.kind not in "iuf" or (maybe_bool and _holds_bool(values)):
         raise ApiError(422, "bad_dtype", "inputs must be numbers (no strings, booleans or nulls)")
     return x
+
+
+def _holds_bool(values: list[Any]) -> bool:
+    return any(type(v) is bool for v in np.array(values, dtype=object).flat)
 
 
 def _npy_array(text: str) -> np.ndarray:
@@ -158,7 +164,10 @@ def decode_json(body: bytes, spec: InputSpec) -> np.ndarray:
         from dlopt.config import format_validation_error
 
         raise ApiError(422, "bad_request", format_validation_error(err, prefix="body.")) from None
-    x = _from_lists(req.inputs) if req.inputs is not None else _npy_array(req.inputs_npy or "")
+    if req.inputs is not None:  # the walk for booleans only when the body could hold one
+        x = _from_lists(req.inputs, maybe_bool=b"true" in body or b"false" in body)
+    else:
+        x = _npy_array(req.inputs_npy or "")
     return check_batch(x, spec)
 
 

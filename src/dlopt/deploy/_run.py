@@ -73,6 +73,24 @@ def _onnx_inputs(path: Path, samples: int | None) -> tuple[np.ndarray, np.ndarra
     return rng.standard_normal((samples or MIN_SAMPLES, *meta.input_shape)).astype(np.float32), None
 
 
+def _onnx_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    from dlopt.deploy._runtime import OnnxModel
+
+    return tuple(OnnxModel.load(path).input_shape)
+
+
+def _check_files(shape: tuple[int, ...], source: str, **files: str | os.PathLike | None) -> None:
+    """Each given ``--onnx``/``--int8`` file loads and takes ``source``'s inputs: one line now,
+    exit 2, instead of a failed worker after the other contestants were timed."""
+    for option, path in files.items():
+        if path is None:
+            continue
+        got = _onnx_shape(path)
+        if got != shape:
+            raise ConfigError(f"--{option} {path} takes inputs of shape {got} but {source} takes {shape}; "
+                              f"allowed: a model of the same inputs (an export of {source})")
+
+
 def bench_run(
     model_or_run: str | os.PathLike,
     *,
@@ -94,16 +112,12 @@ def bench_run(
     source = Path(model_or_run)
     if not source.exists():
         raise ConfigError(f"bench: {source} not found; allowed: a run directory or an .onnx file")
-    for given in (onnx, int8):
-        if given is not None:  # a missing or unreadable file is one line now, not after the timings
-            from dlopt.deploy._runtime import OnnxModel
-
-            OnnxModel.load(given)
     with tempfile.TemporaryDirectory(prefix="dlopt-bench-export-") as tmp:
         if source.is_dir():
             from dlopt.train import load
 
             loaded = load(source)
+            _check_files(tuple(loaded.info.input_shape), str(source), onnx=onnx, int8=int8)
             x, y = _test_split(loaded.config.data, samples)
             run = {"run": str(source.resolve())}
             contestants = [Contestant.pytorch(run)]
@@ -115,6 +129,7 @@ def bench_run(
             info = {"source": str(source), "name": loaded.config.model.name,
                     "dataset": loaded.config.data.name}
         else:
+            _check_files(_onnx_shape(source), str(source), int8=int8)
             x, y = _onnx_inputs(source, samples)
             onnx, contestants = source, []
             info = {"source": str(source)}

@@ -228,9 +228,22 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_servable(model: OnnxModel) -> None:
+    """Refuse a model whose saved preprocessing label-encodes text columns: requests carry
+    numbers only, which the encoding would take as unseen values (-1) in every answer."""
+    text = model.preprocessor.categories if model.preprocessor is not None else {}
+    if text:
+        columns = ", ".join(map(str, sorted(text)))
+        raise ConfigError(f"{model.path}: the model label-encodes text column(s) {columns}, but requests "
+                          "carry numbers only, so every answer would use unseen categories; allowed: a model "
+                          f"without text columns (use dlopt predict {model.path} ROWS.csv for this one)")
+
+
 def create_app(model: OnnxModel, settings: ServeSettings | None = None) -> FastAPI:
-    """A FastAPI app serving ``model``; ready once a warm-up inference has run."""
+    """A FastAPI app serving ``model``; ready once a warm-up inference has run. A model that
+    label-encodes text columns is refused (:class:`ConfigError`): the API takes numbers only."""
     cfg = settings or ServeSettings()
+    _check_servable(model)
     state = _State(
         model=model, settings=cfg,
         spec=InputSpec(tuple(model.metadata.raw_shape), cfg.max_batch),
@@ -349,12 +362,12 @@ def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level {log_level!r} is unknown; allowed: {', '.join(LOG_LEVELS)}")
     cfg = settings or ServeSettings()
-    model = open_model(path, cfg)
+    app = create_app(open_model(path, cfg), cfg)  # an unservable model is refused before binding
     _check_listen(host, port)
     if host not in _LOOPBACK:
         log.warning("binding %s: the server is reachable from other machines", host)
     config = uvicorn.Config(
-        create_app(model, cfg), host=host, port=port, log_level=log_level, access_log=False,
+        app, host=host, port=port, log_level=log_level, access_log=False,
         server_header=False, proxy_headers=False, timeout_keep_alive=5,
         timeout_graceful_shutdown=int(max(cfg.timeout_s, 1)),
     )

@@ -9,7 +9,8 @@ Registry info: ``schema`` (pydantic model of the stage's own YAML keys), ``accep
 of output its ``input`` may be), ``accepts_many`` (kinds allowed in ``inputs``),
 ``produces`` (the kind it outputs: ``run`` = a training run directory, ``onnx``, ``lr``,
 ``study``, ``sweep``, ``bench``, ``check``), ``needs_input``, ``uses_base`` (the pipeline's
-``base`` is part of its cache key) and ``check`` (extra validation before anything runs).
+``base`` is part of its cache key), ``check`` (extra validation before anything runs) and
+``option_refs`` (``opts -> names``: stage names an option refers to, added to ``inputs``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,14 @@ class StageRecord:
     inputs: list[str] = field(default_factory=list)
     seconds: float = 0.0
     status: str = "ran"
+    digest: str = ""  # of the metrics and model files the stage produced (see output_id)
+
+    @property
+    def output_id(self) -> str:
+        """What later stages' keys hash for this input: the digest of what it produced, so a
+        forced rerun with other results reruns them and one with the same results does not
+        (the key for records written before digests were kept)."""
+        return self.digest or self.key
 
     def path(self, artifact: str) -> Path:
         """Absolute path of one of this stage's artifacts."""
@@ -87,7 +96,7 @@ class StageRecord:
         return {"name": self.name, "type": self.type, "key": self.key, "produces": self.produces,
                 "inputs": self.inputs, "status": self.status, "seconds": round(self.seconds, 3),
                 "metrics": self.metrics, "timings": self.timings, "artifacts": self.artifacts,
-                "commands": self.commands}
+                "commands": self.commands, "digest": self.digest}
 
     @classmethod
     def read(cls, stage_dir: Path) -> "StageRecord | None":
@@ -98,7 +107,7 @@ class StageRecord:
                        metrics=d.get("metrics", {}), timings=d.get("timings", {}),
                        artifacts=d.get("artifacts", {}), commands=d.get("commands", []),
                        inputs=d.get("inputs", []), seconds=float(d.get("seconds", 0.0)),
-                       status=d.get("status", "ran"))
+                       status=d.get("status", "ran"), digest=str(d.get("digest", "")))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

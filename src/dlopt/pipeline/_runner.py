@@ -35,6 +35,7 @@ import yaml
 
 from dlopt.errors import ConfigError, DloptError, RunError
 from dlopt.pipeline._context import StageContext, StageRecord
+from dlopt.pipeline._fingerprint import data_fingerprint
 from dlopt.pipeline._stages import STAGES
 from dlopt.pipeline._schema import PipelineConfig, stage_order
 
@@ -59,13 +60,18 @@ class PipelineResult:
 
 def stage_key(cfg: PipelineConfig, name: str, options: Any, records: dict[str, StageRecord]) -> str:
     """Hash of what determines a stage's outputs: type, options, base (training stages),
-    the keys of its inputs."""
+    what its inputs produced (:attr:`StageRecord.output_id`), and the size and time of the
+    user data files they name."""
     spec = cfg.stage(name)
     info = STAGES.get(spec.kind).info
-    doc = {"v": KEY_VERSION, "type": spec.kind, "options": options.model_dump(mode="json"),
+    opts = options.model_dump(mode="json")
+    doc = {"v": KEY_VERSION, "type": spec.kind, "options": opts,
            "base": cfg.base if info.get("uses_base") else None,
            "inputs": {"input": spec.input, "inputs": spec.inputs},
-           "input_keys": [records[r].key for r in spec.refs()]}
+           "input_keys": [records[r].output_id for r in spec.refs()]}
+    data = data_fingerprint(cfg.base if info.get("uses_base") else None, opts)
+    if data:  # only user data files: keys over built-in datasets stay as they were
+        doc["data"] = data
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -104,6 +110,16 @@ def _write_results(root: Path, cfg: PipelineConfig, records: Iterable[StageRecor
     _atomic_text(root / RESULTS, json.dumps(doc, indent=1, default=str) + "\n")
 
 
+def _kept_environment(root: Path) -> dict[str, Any] | None:
+    """The environment ``results.json`` recorded, when readable: a rerun in which every stage
+    is cached reports the machine and threads that produced the results, not its own."""
+    try:
+        env = json.loads((root / RESULTS).read_text()).get("environment")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return env if isinstance(env, dict) and env else None
+
+
 def _environment() -> dict[str, Any]:
     import torch
 
@@ -128,66 +144,146 @@ def _run_stage(ctx: StageContext, options: Any) -> Any:
         raise RunError(f"stage {ctx.spec.name!r} failed: {type(exc).__name__}: {first}") from None
 
 
+def _cached(spec: Any, key: str, d: Path, forced: set[str]) -> StageRecord | None:
+    """The stage's finished record when it can be reused as it is, else None."""
+    done = StageRecord.read(d)
+    if done is None or done.key != key or spec.name in forced:
+        return None
+    missing = [a for a in done.artifacts if a in _MODEL_ARTIFACTS and not done.path(a).exists()]
+    if missing:  # deleted by hand since: the record alone is not the stage's model
+        log.warning("stage %s: its %s is missing; running it again", spec.name, ", ".join(missing))
+        return None
+    done.status = "cached"
+    return done
+
+
+def _execute(cfg: PipelineConfig, spec: Any, key: str, d: Path, options: Any,
+             records: dict[str, StageRecord], resume: bool) -> StageRecord:
+    """Run one stage in ``d`` (cleared first unless it resumes) and store its record."""
+    if not resume and d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    _atomic_text(d / ".key", key + "\n")
+    (d / "stage.json").unlink(missing_ok=True)
+    log.info("stage %s (%s): %s", spec.name, spec.kind, "resuming" if resume else "running")
+    t0 = time.perf_counter()
+    out = _run_stage(StageContext(cfg, spec, d, records, resume=resume), options)
+    rec = StageRecord(name=spec.name, type=spec.kind, key=key, dir=d,
+                      produces=STAGES.get(spec.kind).info["produces"], metrics=out.metrics,
+                      timings=out.timings, artifacts=out.artifacts, commands=out.commands,
+                      inputs=spec.refs(), seconds=time.perf_counter() - t0,
+                      status="resumed" if resume else "ran", digest=_output_digest(d, out))
+    _atomic_text(d / "stage.json", json.dumps(rec.to_dict(), indent=1, default=str) + "\n")
+    return rec
+
+
+_DIGESTED = ("run", "onnx", "best_config")  # the artifacts later stages read
+
+
+def _output_digest(d: Path, out: Any) -> str:
+    """Digest of a finished stage's metrics and the files later stages read (a run's
+    weights, an ONNX file, a best config)."""
+    h = hashlib.sha256(json.dumps(out.metrics, sort_keys=True, default=str).encode())
+    for name in sorted(a for a in out.artifacts if a in _DIGESTED):
+        path = d / out.artifacts[name]
+        path = path / "model.safetensors" if path.is_dir() else path
+        if path.is_file():
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _report_after_failure(root: Path) -> None:
+    # the report of an earlier run would still show the failed stage's old results
+    from dlopt.report import build_report
+
+    try:
+        build_report(root)
+    except Exception:  # noqa: BLE001  the stage's own error is the one to show
+        log.warning("could not rewrite the report of %s after the failure", root, exc_info=True)
+
+
+def _resumes(spec: Any, key: str, d: Path, forced: set[str]) -> bool:
+    """An interrupted attempt with the same key (``.key`` without ``stage.json``) continues."""
+    key_file = d / ".key"
+    return (spec.name not in forced and StageRecord.read(d) is None and key_file.is_file()
+            and key_file.read_text().strip() == key)
+
+
+@dataclass
+class _Results:
+    """``results.json`` of one ``run_pipeline`` call. Its environment stays the one recorded
+    by the run that produced the results until a stage runs here: a rerun in which every
+    stage is cached must not report its own machine and threads beside the old numbers."""
+
+    root: Path
+    cfg: PipelineConfig
+    run_command: str
+    source: str | None
+    env: dict[str, Any] | None = None
+    fresh: bool = False
+
+    def write(self, records: Iterable[StageRecord], *, running: bool = False) -> None:
+        if running and not self.fresh:
+            self.env, self.fresh = _environment(), True
+        self.env = self.env or _environment()
+        _write_results(self.root, self.cfg, records, self.run_command, self.source, self.env)
+
+
 def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | Path | None = None,
                  root: str | Path | None = None, force: Iterable[str] = (), report: bool = True,
                  on_stage: Callable[[StageRecord], None] | None = None,
                  on_start: Callable[[str, str], None] | None = None) -> PipelineResult:
     """Run every stage of a validated pipeline (see :func:`dlopt.pipeline.load_pipeline`) in
     ``root`` (default ``<runs_dir>/<name>``), skipping cached ones; ``force`` names stages
-    to redo anyway. ``on_start(name, how)`` / ``on_stage(record)`` report progress."""
+    to redo anyway. ``on_start(name, how)`` / ``on_stage(record)`` report progress.
+
+    ``results.json`` lists the stages finished so far and is rewritten before and after
+    each stage that runs, so after a failure it (and the report) no longer shows the failed
+    stage's results from an earlier run."""
     root_given = root is not None
     root = Path(root) if root is not None else Path(cfg.runs_dir) / cfg.name
-    run_command = _run_command(cfg, root, str(source) if source else None, root_given)
-    root.mkdir(parents=True, exist_ok=True)
-    _atomic_text(root / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
-                                                        sort_keys=False))
     forced = set(force)
     unknown = forced - {s.name for s in cfg.stages}
     if unknown:
         raise ConfigError(f"--force {sorted(unknown)[0]!r} is not a stage; allowed: "
                           f"{', '.join(s.name for s in cfg.stages)}")
-    env = _environment()
+    src = str(source) if source else None
+    run_command = _run_command(cfg, root, src, root_given)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"run directory {root}: cannot create it ({exc.strerror or exc}); allowed: a "
+                          "folder path that can be created and written (--run-dir, runs_dir)") from None
+    _atomic_text(root / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
+                                                        sort_keys=False))
+    results = _Results(root, cfg, run_command, src, _kept_environment(root))
     records: dict[str, StageRecord] = {}
     for spec in stage_order(cfg):
         key = stage_key(cfg, spec.name, options[spec.name], records)
         d = root / spec.name
-        done = StageRecord.read(d)
-        missing = [] if done is None or done.key != key else [
-            a for a in done.artifacts if a in _MODEL_ARTIFACTS and not done.path(a).exists()]
-        if missing:  # deleted by hand since: the record alone is not the stage's model
-            log.warning("stage %s: its %s is missing; running it again", spec.name, ", ".join(missing))
-        elif done is not None and done.key == key and spec.name not in forced:
-            done.status = "cached"
-            records[spec.name] = done
+        rec = _cached(spec, key, d, forced)
+        if rec is None:
+            resume = _resumes(spec, key, d, forced)
+            if on_start:
+                on_start(spec.name, "resume" if resume else "run")
+            results.write(records.values(), running=True)  # the failed stage's old record goes
+            try:
+                rec = _execute(cfg, spec, key, d, options[spec.name], records, resume)
+            except Exception:
+                if report:
+                    _report_after_failure(root)
+                raise
+            records[spec.name] = rec
+            results.write(records.values())
+        else:
+            records[spec.name] = rec
             if on_start:
                 on_start(spec.name, "cached")
-            if on_stage:
-                on_stage(done)
-            continue
-        resume = (spec.name not in forced and not missing and (d / ".key").is_file()
-                  and (d / ".key").read_text().strip() == key)
-        if not resume and d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True, exist_ok=True)
-        _atomic_text(d / ".key", key + "\n")
-        (d / "stage.json").unlink(missing_ok=True)
-        if on_start:
-            on_start(spec.name, "resume" if resume else "run")
-        log.info("stage %s (%s): %s", spec.name, spec.kind, "resuming" if resume else "running")
-        ctx = StageContext(cfg, spec, d, records, resume=resume)
-        t0 = time.perf_counter()
-        out = _run_stage(ctx, options[spec.name])
-        rec = StageRecord(name=spec.name, type=spec.kind, key=key, dir=d,
-                          produces=STAGES.get(spec.kind).info["produces"], metrics=out.metrics,
-                          timings=out.timings, artifacts=out.artifacts, commands=out.commands,
-                          inputs=spec.refs(), seconds=time.perf_counter() - t0,
-                          status="resumed" if resume else "ran")
-        _atomic_text(d / "stage.json", json.dumps(rec.to_dict(), indent=1, default=str) + "\n")
-        records[spec.name] = rec
-        _write_results(root, cfg, records.values(), run_command, str(source) if source else None, env)
         if on_stage:
             on_stage(rec)
-    _write_results(root, cfg, records.values(), run_command, str(source) if source else None, env)
+    results.write(records.values())
     paths: dict[str, Path] = {}
     if report:
         from dlopt.report import build_report

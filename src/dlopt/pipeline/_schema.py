@@ -93,6 +93,7 @@ def parse_pipeline(data: dict[str, Any], *, where: str = "pipeline") -> tuple[Pi
     except ValidationError as err:
         raise ConfigError(f"{where}: {format_validation_error(err)}") from None
     options = {s.name: _stage_options(cfg, s, i, where) for i, s in enumerate(cfg.stages)}
+    _add_option_refs(cfg, options)
     _check_inputs(cfg, where)
     stage_order(cfg, where=where)
     return cfg, options
@@ -117,6 +118,19 @@ def _stage_options(cfg: PipelineConfig, spec: StageSpec, i: int, where: str) -> 
         except ConfigError as err:
             raise ConfigError(f"{where}: stages[{i}] {spec.name!r}: {err}") from None
     return opts
+
+
+def _add_option_refs(cfg: PipelineConfig, options: dict[str, Any]) -> None:
+    """Stages an option names (distill's ``student: train``) become inputs: the stage then
+    runs after them and its cache key follows theirs, as for ``inputs``."""
+    from dlopt.pipeline._stages import STAGES
+
+    names = {s.name for s in cfg.stages}
+    for s in cfg.stages:
+        option_refs = STAGES.get(s.kind).info.get("option_refs")
+        for ref in option_refs(options[s.name]) if option_refs else ():
+            if ref in names and ref != s.name and ref not in s.refs():
+                s.inputs.append(ref)
 
 
 def _check_inputs(cfg: PipelineConfig, where: str) -> None:

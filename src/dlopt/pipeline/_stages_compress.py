@@ -132,8 +132,12 @@ def _check_distill(pipeline: Any, opts: DistillOptions) -> None:
         raise ConfigError(f"student: {err}") from None
 
 
+def _student_ref(opts: DistillOptions) -> list[str]:
+    return [opts.student] if isinstance(opts.student, str) else []
+
+
 @STAGES.register("distill", schema=DistillOptions, accepts=("run",), produces="run", needs_input=True,
-                 accepts_many=("run",), check=_check_distill)
+                 accepts_many=("run",), check=_check_distill, option_refs=_student_ref)
 def distill_stage(ctx: StageContext, opts: DistillOptions) -> StageOutput:
     """Train the student on the teacher's softened outputs (Hinton KD)."""
     student: Any = opts.student

@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import shlex
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
 
-from dlopt.errors import RunError
+from dlopt.errors import ConfigError, RunError
 from dlopt.pipeline._context import STAGES, Options, StageContext, StageOutput, StageRecord
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,15 @@ class ExportOptions(Options):
     atol: float = Field(1e-4, gt=0)
 
 
-@STAGES.register("export", schema=ExportOptions, accepts=("run",), produces="onnx", needs_input=True)
+def _check_export(pipeline: Any, opts: ExportOptions) -> None:
+    from dlopt.deploy import EXPORTERS
+
+    if opts.exporter not in EXPORTERS:  # a typo fails now, not after the upstream stages trained
+        raise ConfigError(f"exporter={opts.exporter!r} is unknown; allowed: {', '.join(EXPORTERS.names())}")
+
+
+@STAGES.register("export", schema=ExportOptions, accepts=("run",), produces="onnx", needs_input=True,
+                 check=_check_export)
 def export_stage(ctx: StageContext, opts: ExportOptions) -> StageOutput:
     """Export the input's model to ``model.onnx``; refused unless it matches PyTorch."""
     from dlopt.deploy import export_run
@@ -70,8 +79,9 @@ def export_stage(ctx: StageContext, opts: ExportOptions) -> StageOutput:
     metrics = {"accuracy": src.get("accuracy"), "params": src.get("params"), "macs": src.get("macs"),
                "size_bytes": rep.size_bytes, "parity_samples": rep.samples,
                "parity_max_abs_diff": rep.max_abs_diff, "top1_agreement": rep.top1_agreement}
-    return StageOutput(metrics, {"export_seconds": rep.seconds}, {"onnx": "model.onnx"},
-                       [f"dlopt export {run} --out {ctx.dir / 'model.onnx'}"])
+    cmd = ["dlopt", "export", str(run), "--out", str(ctx.dir / "model.onnx"), "--exporter", opts.exporter,
+           "--atol", f"{opts.atol:g}"]
+    return StageOutput(metrics, {"export_seconds": rep.seconds}, {"onnx": "model.onnx"}, [shlex.join(cmd)])
 
 
 # --------------------------------------------------------------------------------- bench
@@ -79,7 +89,7 @@ class BenchOptions(Options):
     """ONNX Runtime latency of every model in ``inputs`` (the first is the baseline) on the
     same test samples, one fresh process each (``dlopt.deploy.benchmark``)."""
 
-    batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 64], min_length=1)
     threads: int = Field(1, ge=1)
     samples: int | None = Field(1000, ge=64)
     min_runs: int = Field(30, ge=3)
@@ -113,8 +123,14 @@ def bench_stage(ctx: StageContext, opts: BenchOptions) -> StageOutput:
             str(b): {k: e.get(k) for k in ("p50_ms", "p95_ms", "throughput", "speedup", "verdict")}
             for b, e in per_batch.items()}
     return StageOutput(metrics, timings, {"bench": "bench.json"},
-                       [f"dlopt bench {p} --batch-sizes {','.join(map(str, opts.batch_sizes))}"
-                        for p in files.values()])
+                       [shlex.join(["dlopt", "bench", str(p), *_bench_args(opts)]) for p in files.values()])
+
+
+def _bench_args(opts: BenchOptions) -> list[str]:
+    """The ``dlopt bench`` options that time a model as this stage did."""
+    args = ["--batch-sizes", ",".join(map(str, opts.batch_sizes)), "--threads", str(opts.threads),
+            "--rounds", str(opts.rounds), "--min-runs", str(opts.min_runs), "--min-seconds", f"{opts.min_seconds:g}"]
+    return args + (["--samples", str(opts.samples)] if opts.samples is not None else [])
 
 
 # --------------------------------------------------------------------------- serve_check
@@ -139,7 +155,8 @@ def _raw_samples(onnx: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     from dlopt.deploy import OnnxModel
 
     ds = OnnxModel.load(onnx).metadata.dataset
-    raw = read_raw(ds["name"], data_dir=ds.get("data_dir"), target=ds.get("target"))
+    raw = read_raw(ds["name"], data_dir=ds.get("data_dir"), target=ds.get("target"),
+                   bad_samples=ds.get("bad_samples", "fail"))  # as training read them
     x, y = (raw.x_test, raw.y_test) if raw.x_test is not None else (raw.x, raw.y)
     return np.asarray(x[:n]), np.asarray(y[:n])
 
@@ -216,4 +233,4 @@ def serve_check_stage(ctx: StageContext, opts: ServeCheckOptions) -> StageOutput
                        f"(max probability diff {max_diff:.2e})")
     return StageOutput(metrics, {"startup_seconds": startup, "mean_request_ms": 1000 * seconds / n},
                        {"onnx": ctx.artifact(onnx)},
-                       [f"dlopt serve {onnx} --host 127.0.0.1 --port 8000"])
+                       [shlex.join(["dlopt", "serve", str(onnx), "--host", "127.0.0.1", "--port", "8000"])])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import statistics
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def train_in(run_dir: Path, data: dict[str, Any], *, resume: bool) -> None:
 def _run_output(run_dir: Path, rel: str = "run") -> StageOutput:
     metrics, timings = run_metrics(run_dir)
     return StageOutput(metrics, timings, {"run": rel},
-                       [f"dlopt train {run_dir / 'config.yaml'} --run-dir {run_dir} --overwrite"])
+                       [shlex.join(["dlopt", "train", str(run_dir / "config.yaml"), "--run-dir", str(run_dir),
+                                    "--overwrite"])])
 
 
 def _check_run_config(data: dict[str, Any]) -> None:
@@ -203,7 +205,7 @@ def tune_stage(ctx: StageContext, opts: TuneOptions) -> StageOutput:
         if (ctx.dir / "plots" / f"{plot}.png").exists():
             artifacts[plot] = f"plots/{plot}.png"
     return StageOutput(metrics, {}, artifacts,
-                       [f"dlopt tune <config with search:> --study {study} --study-dir {ctx.dir}"])
+                       [f"dlopt tune <config with search:> {shlex.join(['--study', study, '--study-dir', str(ctx.dir)])}"])
 
 
 # --------------------------------------------------------------------------------- sweep

@@ -115,35 +115,46 @@ def _section_stages(results: dict[str, Any]) -> Section:
                    (note + "\n\n" if note else "") + markdown_table(rows, cols))
 
 
-def _section_pareto(results: dict[str, Any]) -> Section | None:
+def _pareto_points(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Model name -> accuracy, latency (p50 at the smallest batch timed) and size for the
+    cost plots. Accuracy is the stage's own test accuracy, the figure its table row shows
+    (the bench's, on its sample subset, only for a model no stage measured); latency and
+    size (the ONNX file, the same format for every model) are the bench's."""
     stages = results.get("stages", [])
-    bench = bench_lookup(stages)
+    own = {s["name"]: s.get("metrics", {}).get("accuracy") for s in stages}
     models: dict[str, dict[str, Any]] = {}
     for s in stages:
         if s["type"] == "bench":
             models.update(s.get("metrics", {}).get("models", {}))
+    if not models:
+        return {s["name"]: {"accuracy": own[s["name"]], "latency": None, "size": s["metrics"].get("size_bytes")}
+                for s in stages if _num(own[s["name"]]) and s["type"] != "export"}
+    bench, lo = bench_lookup(stages), str(latency_sizes(results)[0])
+    return {n: {"accuracy": own.get(n) if _num(own.get(n)) else m.get("accuracy"),
+                "latency": (bench.get(n, {}).get(lo) or {}).get("p50_ms"), "size": m.get("size_bytes")}
+            for n, m in models.items()}
+
+
+def _section_pareto(results: dict[str, Any]) -> Section | None:
+    points = _pareto_points(results)
+    names = list(points)
+    acc = [points[n]["accuracy"] for n in names]
     figs = []
-    if models:
-        names = list(models)
-        acc = [models[n].get("accuracy") for n in names]
-        lat = [(bench.get(n, {}).get("1") or {}).get("p50_ms") for n in names]
-        size = [models[n].get("size_bytes") for n in names]
-        png = plots.pareto_plot(names, lat, acc, xlabel="ONNX Runtime p50 latency, batch 1 (ms)",
-                                title="accuracy vs latency")
-        if png:
-            figs.append(Figure("pareto-latency", "Accuracy vs latency (Pareto front marked)", png))
-    else:
-        rows = [s for s in stages if _num(s.get("metrics", {}).get("accuracy")) and s["type"] != "export"]
-        names = [s["name"] for s in rows]
-        acc = [s["metrics"]["accuracy"] for s in rows]
-        size = [s["metrics"].get("size_bytes") for s in rows]
+    png = plots.pareto_plot(names, [points[n]["latency"] for n in names], acc,
+                            xlabel=f"ONNX Runtime p50 latency, batch {latency_sizes(results)[0]} (ms)",
+                            title="accuracy vs latency")
+    if png:
+        figs.append(Figure("pareto-latency", "Accuracy vs latency (Pareto front marked)", png))
+    size = [points[n]["size"] for n in names]
     png = plots.pareto_plot(names, [v / 1024 if _num(v) else None for v in size], acc,
                             xlabel="size on disk (KiB)", title="accuracy vs size")
     if png:
         figs.append(Figure("pareto-size", "Accuracy vs size on disk (Pareto front marked)", png))
     if not figs:
         return None
-    text = "Red rings: the Pareto front (no other model is both more accurate and cheaper)."
+    text = ("Accuracy: each stage's test accuracy, as in the stage table; size: the ONNX file the bench "
+            "served (the stage's own file without a bench). Red rings: the Pareto front (no other model "
+            "is both more accurate and cheaper).")
     return Section("Accuracy vs cost", f"<p>{text}</p>", text, figs)
 
 

@@ -73,6 +73,7 @@ def curves_plot(series: dict[str, list[dict[str, Any]]], *, metric: str = "val_a
     series = {k: v for k, v in series.items() if v}
     if not series:
         return None
+    metric = _curve_metric(series, metric)
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for i, (label, rows) in enumerate(series.items()):
@@ -93,8 +94,17 @@ def curves_plot(series: dict[str, list[dict[str, Any]]], *, metric: str = "val_a
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # an empty legend is a matplotlib warning on stderr
+            ax.legend(fontsize=7)
     return _png(fig)
+
+
+def _curve_metric(series: dict[str, list[dict[str, Any]]], metric: str) -> str:
+    """``metric`` when some run logged it, else ``val_r2`` (regression runs log no
+    ``val_accuracy``), else the first other validation metric logged."""
+    rows = [r for rs in series.values() for r in rs]
+    logged = [k for r in rows for k, v in r.items() if k.startswith("val_") and k != "val_loss" and _finite(v)]
+    return next((m for m in (metric, "val_r2", *logged) if m in logged), metric)
 
 
 def lr_find_plot(curve: dict[str, Any]) -> bytes | None:

@@ -12,14 +12,17 @@ __all__ = ["COLUMNS", "stage_rows", "stage_columns", "latency_sizes", "format_ce
 
 def stage_columns(sizes: tuple[int, int] = (1, 64)) -> dict[str, str]:
     """Column key -> header; the latency columns name the smallest and largest batch size
-    the bench stages timed (:func:`latency_sizes`)."""
+    the bench stages timed (:func:`latency_sizes`), one pair when they are the same."""
     lo, hi = sizes
-    return {
+    cols = {
         "stage": "stage", "type": "type", "status": "status", "seconds": "time",
         "accuracy": "accuracy", "params": "params", "macs": "MACs", "size_bytes": "size on disk",
         "p50_lo": f"p50 ms (b{lo})", "p50_hi": f"p50 ms (b{hi})", "speed_lo": f"speedup b{lo}",
         "speed_hi": f"speedup b{hi}", "note": "note",
     }
+    if lo == hi:  # one batch size timed: the same figures twice would read as two measurements
+        del cols["p50_hi"], cols["speed_hi"]
+    return cols
 
 
 #: the columns with the bench's default batch sizes (1 and 64)
@@ -85,7 +88,27 @@ def bench_lookup(stages: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[s
     return out
 
 
+# metrics that are fractions of the samples, shown as percentages (loss, mse, r2, auc are not)
+_FRACTIONS = ("accuracy", "top5", "f1_macro", "precision_macro", "recall_macro")
+
+
+def _mean_std_pct(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f}±{100 * std:.2f}%"
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.4g}±{std:.2g}"
+
+
 def _note(s: dict[str, Any]) -> str:
+    m = s.get("metrics", {})
+    note = _kind_note(s)
+    if not _num(m.get("accuracy")) and _num(m.get("test_r2")):  # regression: no accuracy column figure
+        return "; ".join(p for p in (f"test r2 {m['test_r2']:.4f}", note) if p)
+    return note
+
+
+def _kind_note(s: dict[str, Any]) -> str:
     m, kind = s.get("metrics", {}), s["type"]
     if kind == "lr_find":
         return f"suggested lr {m.get('suggested_lr', float('nan')):.2e}"
@@ -97,9 +120,10 @@ def _note(s: dict[str, Any]) -> str:
     if kind == "serve_check":
         return f"{m.get('equal')}/{m.get('samples')} served answers equal local ONNX Runtime"
     if kind == "sweep":
-        parts = [f"{k} {100 * v['mean']:.2f}±{100 * v['std']:.2f}%" if _num(v.get("mean")) and _num(v.get("std"))
+        fmt = _mean_std_pct if m.get("metric", "accuracy") in _FRACTIONS else _mean_std
+        parts = [f"{k} {fmt(v['mean'], v['std'])}" if _num(v.get("mean")) and _num(v.get("std"))
                  else f"{k} –" for k, v in (m.get("variants") or {}).items()]
-        return "; ".join(parts)
+        return (f"test {m.get('metric', 'accuracy')}: " if parts else "") + "; ".join(parts)
     if kind == "bench":
         return f"baseline: {m.get('baseline')}"
     if "accepted" in m:
