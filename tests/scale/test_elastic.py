@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,14 +25,17 @@ CONFIG = {
 }
 
 
-def _launch(tmp_path: Path, restarts: int) -> tuple[subprocess.Popen, Path]:
+def _train_args(tmp_path: Path) -> list[str]:
+    """``python -m dlopt train CONFIG --run-dir RUN`` for CONFIG written in ``tmp_path``."""
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
-    run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "dlopt", "train", str(config), "--nproc", "2",
-                             "--max-restarts", str(restarts), "--run-dir", str(run_dir)],
+    return [sys.executable, "-m", "dlopt", "train", str(config), "--run-dir", str(tmp_path / "run")]
+
+
+def _launch(tmp_path: Path, restarts: int, *extra: str) -> tuple[subprocess.Popen, Path]:
+    proc = subprocess.Popen([*_train_args(tmp_path), "--nproc", "2", "--max-restarts", str(restarts), *extra],
                             env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return proc, run_dir
+    return proc, tmp_path / "run"
 
 
 def _rank_pid(agent: int, rank: int) -> int | None:
@@ -47,7 +51,8 @@ def _rank_pid(agent: int, rank: int) -> int | None:
     return None
 
 
-def _kill_rank_after_checkpoint(proc: subprocess.Popen, run_dir: Path, rank: int = 1) -> int:
+def _kill_rank_after_checkpoint(proc: subprocess.Popen, run_dir: Path, rank: int = 1,
+                                sig: int = signal.SIGKILL) -> int:
     deadline = time.monotonic() + 180
     while not (run_dir / "checkpoints" / "last").exists():
         assert proc.poll() is None, proc.communicate()[0][-3000:]
@@ -55,7 +60,7 @@ def _kill_rank_after_checkpoint(proc: subprocess.Popen, run_dir: Path, rank: int
         time.sleep(0.05)
     pid = _rank_pid(proc.pid, rank)
     assert pid is not None, "rank process not found"
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, sig)
     return pid
 
 
@@ -81,3 +86,41 @@ def test_no_restarts_left_fails_in_bounded_time(tmp_path):
         "error: 2 of 2 processes failed after 0 restart(s)" in out, out[-3000:]
     assert not (run_dir / "summary.json").exists()
     assert "Traceback" not in out
+
+
+def test_sigterm_on_one_rank_stops_all_at_one_saved_step(tmp_path):
+    """A signal reaches the ranks at different steps: they agree on the step to stop after,
+    and rank 0 (the writer) saves it, instead of failing in a collective its peer left."""
+    proc, run_dir = _launch(tmp_path, 0, "--set", "train.epochs=500", "--set", "train.checkpoint.every_steps=1000")
+    _kill_rank_after_checkpoint(proc, run_dir, sig=signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, out[-4000:]
+    steps = re.findall(r"stopped by SIGTERM(?: \(on another process\))? at step (\d+)", out)
+    last = (run_dir / "checkpoints" / "last").resolve().name  # step-<8 digits>-<hash>
+    assert len(steps) == 2 and set(steps) == {str(int(last.split("-")[1]))}, out[-3000:]
+    assert "processes stopped by SIGTERM at a checkpoint; continue with --resume" in out
+    assert "Traceback" not in out
+
+
+def test_error_every_process_refuses_exits_2(tmp_path):
+    """A config error only the processes can see (here: a metric the task never computes)
+    is the user's: exit 2 like one process, not 1 as if the run had crashed."""
+    proc, run_dir = _launch(tmp_path, 0, "--set", "train.metric=r2")
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 2, out[-4000:]
+    assert "train.metric='r2' is not computed" in out and "processes refused the run" in out
+    assert "Traceback" not in out
+
+
+def test_resume_with_another_global_batch_refused(tmp_path):
+    """batch: per_rank makes the global batch grow with the process count: a one-process
+    checkpoint resumed by 2 processes would silently train on a doubled batch."""
+    per_rank = ("--set", "train.distributed.batch=per_rank")
+    single = subprocess.run([*_train_args(tmp_path), "--set", "train.epochs=1", *per_rank],
+                            env=worker_env(), capture_output=True, text=True, timeout=120)
+    assert single.returncode == 0, single.stderr[-3000:]
+    proc, run_dir = _launch(tmp_path, 0, "--resume", "--set", "train.epochs=2", *per_rank)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 2, out[-4000:]
+    assert "the checkpoint was trained with a global batch of 32 (1 process(es)), this run has 64 (2)" in out
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 1  # untouched

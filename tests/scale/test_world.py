@@ -4,15 +4,20 @@ restart decision, and the CLI's one-line refusals (no processes started)."""
 from __future__ import annotations
 
 import math
+import signal
+from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from dlopt.cli import app
 from dlopt.config import parse_config
 from dlopt.errors import ConfigError
-from dlopt.train.distributed import World, _restart_flags, check_supported, env_world
+from dlopt.train.callbacks import Terminated
+from dlopt.train.distributed import (World, _group_error, _restart_flags, _signal_error, check_supported,
+                                     env_world)
 
 runner = CliRunner()
 
@@ -80,9 +85,36 @@ def _config(tmp_path, **train):
     (["--max-restarts", "1"], "--max-restarts needs --nproc"),
     (["--nproc", "2", "--cv", "3"], "train.cv"),
     (["--nproc", "3", "--set", "train.batch_size=64"], "divisible by the 3 processes"),
+    (["--nproc", "2", "--device", "cpu", "--set", "train.distributed.backend=nccl"], "nccl needs CUDA"),
 ])
 def test_cli_refuses_before_starting_processes(tmp_path, args, message):
     res = runner.invoke(app, ["train", _config(tmp_path), "--run-dir", str(tmp_path / "r"), *args])
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="this machine can run 2 CUDA processes")
+def test_cli_refuses_cuda_processes_without_gpus(tmp_path):
+    """Each process would fail alone (once per restart, exit 1): refused up front instead."""
+    res = runner.invoke(app, ["train", _config(tmp_path), "--run-dir", str(tmp_path / "r"), "--nproc", "2",
+                              "--max-restarts", "2", "--device", "cuda"])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("error:") == 1 and "Traceback" not in res.output
+    assert "cuda" in res.output and not (tmp_path / "r").exists()
+
+
+def _failed(*codes: int) -> list:
+    return [(rank, SimpleNamespace(exitcode=code)) for rank, code in enumerate(codes)]
+
+
+def test_launcher_exit_code_follows_the_processes():
+    """torchrun ends the survivors with SIGTERM (-15): the code of those that failed by
+    themselves decides, as in one process."""
+    refused = _group_error(_failed(-signal.SIGTERM, 2), 2, 0)
+    assert refused.exit_code == 2 and "1 of 2 processes refused the run" in str(refused)
+    assert _group_error(_failed(143, 143), 2, 0).exit_code == 143
+    crashed = _group_error(_failed(1, -signal.SIGKILL), 2, 1)
+    assert crashed.exit_code == 1 and "first: rank 1 (signal 9)" in str(crashed)
+    assert isinstance(_signal_error(signal.SIGTERM), Terminated)
+    assert isinstance(_signal_error(signal.SIGINT), KeyboardInterrupt)  # the CLI's "interrupted", 130

@@ -95,6 +95,7 @@ def _launch(cfg: Any, config: Path, overrides: list[str], out: Path, *, nproc: O
     """``dlopt train --nproc N``: check here, then run ``-m dlopt train`` under torchrun."""
     from dlopt.errors import ConfigError
     from dlopt.train import distributed, rundir
+    from dlopt.train.device import select_device
 
     if nproc is None:
         raise ConfigError("--max-restarts needs --nproc N (the processes torchrun restarts)")
@@ -104,6 +105,8 @@ def _launch(cfg: Any, config: Path, overrides: list[str], out: Path, *, nproc: O
     t = cfg.train
     distributed.check_supported(world, cv=t.cv, unfreeze_at_epoch=t.transfer.unfreeze_at_epoch)
     world.local_batch(t.batch_size, t.distributed.batch)  # a batch the ranks cannot share fails now
+    # a device the processes cannot use would fail in each of them, once per restart
+    distributed.check_devices(select_device(t.device), t.distributed.backend, local_processes=nproc)
     out = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite).resolve()
     args = ["train", str(config.resolve()), "--run-dir", str(out)]
     args += [a for o in overrides for a in ("--set", o)]

@@ -372,8 +372,9 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
                             keep_best=t.checkpoint.keep_best, monitor=monitor, mode=mode, meta=meta,
                             resume_from=d / rundir.CHECKPOINTS / "last" if resume else None,
                             write=world.is_main)
-    handlers += [schedule, ckpt, cb.GracefulTermination(ckpt)]
-    handlers += distributed.dist_handlers(world, global_batch=world.global_batch(t.batch_size, dcfg.batch))
+    term = cb.GracefulTermination(ckpt)
+    handlers += [schedule, ckpt, term]
+    handlers += distributed.dist_handlers(world, batch_size=t.batch_size, mode=dcfg.batch, termination=term)
     if world.is_main:  # only rank 0 writes and reports
         handlers.append(cb.MetricsLog(d / rundir.METRICS))
     if t.early_stopping.enabled:

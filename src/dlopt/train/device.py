@@ -82,6 +82,19 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _warn_oversubscribed(threads: int) -> None:
+    """Oversubscribed threads spin against each other (100x slower seen). Under torchrun the
+    processes of this machine (``LOCAL_WORLD_SIZE``) share its CPUs; its first one warns."""
+    cpus, procs = usable_cpus(), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if threads * procs <= cpus or os.environ.get("LOCAL_RANK", "0") != "0":
+        return
+    each = max(1, cpus // procs)
+    who = "this process" if procs == 1 else f"the {procs} processes of this machine"
+    log.warning("threads=%d%s is more than the %d CPUs %s may use; torch's threads will contend "
+                "(use --threads %d or fewer)", threads, "" if procs == 1 else f" x {procs} processes", cpus,
+                who, each)
+
+
 @contextlib.contextmanager
 def environment(*, threads: int | None = None, deterministic: bool = False) -> Iterator[None]:
     """Set the intra-op thread count and deterministic algorithms for the duration of a fit,
@@ -91,10 +104,7 @@ def environment(*, threads: int | None = None, deterministic: bool = False) -> I
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_bench = torch.backends.cudnn.benchmark
     if threads is not None:
-        cpus = usable_cpus()
-        if threads > cpus:  # oversubscribed threads spin against each other: 100x slower seen
-            log.warning("threads=%d is more than the %d CPUs this process may use; "
-                        "torch's threads will contend (use --threads %d or fewer)", threads, cpus, cpus)
+        _warn_oversubscribed(threads)
         torch.set_num_threads(threads)
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic; harmless on CPU

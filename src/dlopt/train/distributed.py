@@ -26,6 +26,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,8 +38,9 @@ import torch.distributed as dist
 
 from dlopt.errors import ConfigError, RunError
 
-__all__ = ["World", "env_world", "session", "prepare_run_dir", "check_supported", "dist_handlers",
-           "is_main_process", "launch", "DDPWrap", "ReduceMetrics", "AgreeStop", "AgreeNonFinite"]
+__all__ = ["World", "env_world", "session", "prepare_run_dir", "check_supported", "check_devices",
+           "dist_handlers", "is_main_process", "launch", "DDPWrap", "GlobalBatch", "ReduceMetrics", "AgreeStop",
+           "AgreeNonFinite"]
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +145,19 @@ def session(device: torch.device, *, backend: str = "auto", timeout_s: float = 3
             dist.destroy_process_group()
 
 
+def check_devices(device: torch.device, backend: str, *, local_processes: int) -> None:
+    """Refuse, before any process starts, a backend the device cannot use or more CUDA
+    processes on this machine than it has GPUs (each process drives GPU ``LOCAL_RANK``)."""
+    _backend(device, backend)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and local_processes > gpus:
+        raise ConfigError(f"{local_processes} CUDA processes on this machine, which has {gpus} GPU(s): "
+                          f"each process needs its own GPU; use at most {gpus} processes or train.device=cpu")
+
+
 def _join(world: World, device: torch.device, backend: str, timeout: timedelta) -> None:
     if device.type == "cuda":
+        check_devices(device, backend, local_processes=world.local_rank + 1)
         torch.cuda.set_device(world.local_rank)
     name = _backend(device, backend)
     store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
@@ -236,14 +249,12 @@ def check_supported(world: World, *, cv: int | None, unfreeze_at_epoch: int | No
 # ------------------------------------------------------------------------------- handlers
 class DDPWrap:
     """Wraps the training forward in ``DistributedDataParallel`` at fit start (after
-    channels_last converted the weights, before ``Compile`` compiles ``state.model``). Its
-    ``state_dict`` records the global batch, so a resume with a different one is refused."""
+    channels_last converted the weights, before ``Compile`` compiles ``state.model``)."""
 
     order = 15
-    state_key = "distributed"
 
-    def __init__(self, world: World, *, global_batch: int) -> None:
-        self.world, self.global_batch = world, global_batch
+    def __init__(self, world: World) -> None:
+        self.world = world
 
     def on_fit_start(self, state: Any) -> None:
         from torch.nn.parallel import DistributedDataParallel
@@ -253,31 +264,63 @@ class DDPWrap:
         # DDP broadcasts rank 0's weights now; a resume then loads the same checkpoint on every rank
         state.model = DistributedDataParallel(state.module, device_ids=ids)
 
+
+class GlobalBatch:
+    """Records the global batch in every checkpoint, one process included, so a resume with
+    another one (``batch: per_rank`` and another process count) is refused, not trained on."""
+
+    state_key = "distributed"
+
+    def __init__(self, world: World, *, global_batch: int, batch_size: int) -> None:
+        self.world, self.global_batch, self.batch_size = world, global_batch, batch_size
+
     def state_dict(self) -> dict[str, int]:
         return {"global_batch": self.global_batch, "world_size": self.world.world_size}
+
+    def fallback_state(self) -> dict[str, int]:
+        """A checkpoint without this record: one process wrote it (several always record)."""
+        return {"global_batch": self.batch_size, "world_size": 1}
 
     def load_state_dict(self, saved: Mapping[str, Any]) -> None:
         if int(saved["global_batch"]) != self.global_batch:
             raise ConfigError(
                 f"cannot resume: the checkpoint was trained with a global batch of {saved['global_batch']} "
-                f"({saved['world_size']} processes), this run has {self.global_batch} "
+                f"({saved['world_size']} process(es)), this run has {self.global_batch} "
                 f"({self.world.world_size}); use train.distributed.batch=global or the same process count")
 
 
 class AgreeNonFinite:
     """Before the NaN/Inf guard (order 10) looks at ``state.loss``, replace it by its mean over
     the ranks: a non-finite loss anywhere is then seen everywhere, and the guard (which also
-    checks the already averaged gradients) stops or skips the same step on every rank."""
+    checks the already averaged gradients) stops or skips the same step on every rank.
+
+    The same all-reduce carries each rank's "got SIGTERM" flag to ``termination``
+    (:class:`~dlopt.train.callbacks.GracefulTermination`), so every rank stops after the same
+    step and rank 0 saves it, for one extra number instead of one more collective per step.
+    On CUDA the verdict is read at the next step, when the device has computed it (no sync)."""
 
     order = 9
 
-    def __init__(self, world: World) -> None:
-        self.world = world
+    def __init__(self, world: World, termination: Any = None) -> None:
+        self.world, self.termination = world, termination
+        self._verdict: torch.Tensor | None = None
+        if termination is not None:
+            termination.shared = True
 
     def on_before_optimizer_step(self, state: Any) -> None:
-        loss = state.loss.detach().float().clone()
-        dist.all_reduce(loss)
-        state.loss = loss / self.world.world_size
+        term = self.termination
+        if self._verdict is not None:
+            term.agree(bool(self._verdict.item() > 0))
+        received = term is not None and term.received is not None
+        loss = state.loss.detach().float().reshape(())
+        buf = torch.stack([loss, loss.new_full((), float(received))])  # a fill, not a host copy: no sync
+        dist.all_reduce(buf)
+        state.loss = buf[0] / self.world.world_size
+        if term is not None:
+            self._verdict = buf[1]
+            if buf.device.type == "cpu":  # reading a CPU number is no sync: stop after this very step
+                term.agree(bool(self._verdict.item() > 0))
+                self._verdict = None
 
 
 class ReduceMetrics:
@@ -318,12 +361,14 @@ class AgreeStop:
             state.request_stop("another process stopped")
 
 
-def dist_handlers(world: World, *, global_batch: int) -> list[Any]:
-    """The handlers a run needs with several processes (none in one process)."""
+def dist_handlers(world: World, *, batch_size: int, mode: str, termination: Any = None) -> list[Any]:
+    """The handlers a run needs for ``train.batch_size`` read as ``mode`` (one process: the
+    global batch record only); ``termination``: the run's ``GracefulTermination``, which then
+    stops on a signal only when the ranks agree."""
+    record = GlobalBatch(world, global_batch=world.global_batch(batch_size, mode), batch_size=batch_size)
     if not world.enabled:
-        return []
-    return [DDPWrap(world, global_batch=global_batch), AgreeNonFinite(world), ReduceMetrics(world),
-            AgreeStop(world)]
+        return [record]
+    return [record, DDPWrap(world), AgreeNonFinite(world, termination), ReduceMetrics(world), AgreeStop(world)]
 
 
 # --------------------------------------------------------------------------------- launch
@@ -345,13 +390,40 @@ def launch(worker_args: Sequence[str], *, nproc: int, max_restarts: int = 0) -> 
     try:
         run(args)
     except ChildFailedError as exc:
-        failures = sorted(exc.failures.items())
-        rank, failure = failures[0]
-        code = failure.exitcode
-        how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        raise RunError(f"{len(failures)} of {nproc} processes failed after {max_restarts} restart(s); "
-                       f"first: rank {rank} ({how}); see its messages above") from None
+        raise _group_error(sorted(exc.failures.items()), nproc, max_restarts) from None
     except SignalException as exc:  # torchrun stopped its processes before re-raising
-        raise RunError(f"stopped by signal {exc.sigval.name}; continue with --resume") from None
+        raise _signal_error(exc.sigval) from None
     finally:
         sys.stdout.flush()
+
+
+def _signal_error(sig: signal.Signals) -> BaseException:
+    """The exit a one-process run would give: SIGTERM 143 (the processes saved a checkpoint),
+    Ctrl-C 130 ("interrupted"), another signal 1."""
+    from dlopt.train.callbacks.signals import RESUME_HINT, Terminated
+
+    if sig == signal.SIGTERM:
+        return Terminated(f"stopped by signal {sig.name}; {RESUME_HINT}")
+    if sig == signal.SIGINT:
+        return KeyboardInterrupt()
+    return RunError(f"stopped by signal {sig.name}; {RESUME_HINT}")
+
+
+def _group_error(failures: list[tuple[int, Any]], nproc: int, max_restarts: int) -> RunError | ConfigError:
+    """The launcher's one line, naming a process that failed by itself (torchrun ends the
+    others with SIGTERM), with the exit code they agree on: 2 when each refused the run (a
+    config or data error, printed by it), 143 when SIGTERM stopped them at a checkpoint, else 1."""
+    from dlopt.train.callbacks.signals import RESUME_HINT, Terminated
+
+    own = [(r, f) for r, f in failures if f.exitcode != -signal.SIGTERM] or failures
+    own.sort(key=lambda rf: (rf[1].exitcode >= 0, rf[0]))  # a killed process is the likely cause
+    codes = {f.exitcode for _, f in own}
+    if codes == {ConfigError.exit_code}:
+        return ConfigError(f"{len(own)} of {nproc} processes refused the run; see the error above")
+    if codes == {Terminated.exit_code}:
+        return Terminated(f"{len(own)} of {nproc} processes stopped by SIGTERM at a checkpoint; {RESUME_HINT}")
+    rank, failure = own[0]
+    code = failure.exitcode
+    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+    return RunError(f"{len(own)} of {nproc} processes failed after {max_restarts} restart(s); "
+                    f"first: rank {rank} ({how}); see its messages above")

@@ -82,6 +82,8 @@ def restore(state: Any, ckpt: io.Checkpoint) -> None:
                 h.load_state_dict(ckpt.tensors[key])
             elif key in payload["handlers"]:
                 h.load_state_dict(payload["handlers"][key])
+            elif callable(getattr(h, "fallback_state", None)):  # what a checkpoint without it implies
+                h.load_state_dict(h.fallback_state())
             else:
                 log.warning("checkpoint %s has no state for %s; it starts fresh", ckpt.path, key)
         if payload.get("loader") is not None and hasattr(state.loader, "load_state_dict"):

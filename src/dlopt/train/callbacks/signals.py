@@ -6,6 +6,11 @@ run would have gone on). Handlers are installed only in the main thread and rest
 cannot stop the run, which is finished; at ``CLOSE`` it is passed on to the handler that was
 installed before, when that is a Python function (``dlopt tune``'s worker: it stops before the
 next trial), instead of being lost.
+
+With several processes a signal reaches the ranks at slightly different steps; a rank that
+stopped alone would leave rank 0 (the one that writes) failing in the next collective without
+its checkpoint. There ``shared`` is set and only :meth:`GracefulTermination.agree`'s verdict
+(every rank's flag, reduced in the step's collective) stops, on all ranks at the same step.
 """
 
 from __future__ import annotations
@@ -50,6 +55,17 @@ class GracefulTermination:
         self._signum: int | None = None
         self._raised = False
         self._previous: dict[int, Any] = {}
+        self.shared = False  # several processes: stop only on the flag the ranks agreed on
+        self._agreed = False
+
+    def agree(self, any_rank_received: bool) -> None:
+        """The ranks' verdict for this step (shared mode): stop at its end when any rank got a signal."""
+        self._agreed = any_rank_received
+        if any_rank_received and self.received is None:
+            self.received = "SIGTERM (on another process)"
+
+    def _due(self) -> bool:
+        return self._agreed if self.shared else self.received is not None
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = signal.Signals(signum).name
@@ -61,11 +77,11 @@ class GracefulTermination:
                 self._previous[s] = signal.signal(s, self._handle)
 
     def on_batch_end(self, state: Any) -> None:
-        if self.received and not state.accumulating:
+        if self._due() and not state.accumulating:
             self._stop(state)
 
     def on_epoch_end(self, state: Any) -> None:
-        if self.received:  # Checkpointing (order 1000) has just saved this epoch
+        if self._due():  # Checkpointing (order 1000) has just saved this epoch
             self._stop(state, save=False)
 
     def _stop(self, state: Any, *, save: bool = True) -> None:
