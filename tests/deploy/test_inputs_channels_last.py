@@ -34,3 +34,20 @@ def test_other_layouts_are_still_refused() -> None:
     with pytest.raises(ApiError) as err:
         decode_json(json.dumps({"inputs": np.zeros((2, 5, 4, 3)).tolist()}).encode(), SPEC)
     assert err.value.status == 422 and err.value.code == "bad_shape"
+
+
+def test_the_python_api_transposes_channels_last_inputs(tmp_path) -> None:
+    """``predict_onnx`` / ``OnnxModel.predict_raw`` take channels-last arrays as ``dlopt predict``
+    and the server do: transposed to (C, H, W), not reshaped (which scrambles the pixels)."""
+    import torch
+
+    from dlopt.deploy import OnnxModel, export_onnx, predict_onnx
+
+    torch.manual_seed(0)
+    path = tmp_path / "rgb.onnx"
+    export_onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(60, 3)), torch.zeros(2, *SPEC.raw_shape),
+                path, exporter="legacy")
+    first = np.random.default_rng(0).random((4, *SPEC.raw_shape), dtype=np.float32)
+    want = OnnxModel.load(path).predict_raw(first)[1]
+    np.testing.assert_allclose(predict_onnx(path, first.transpose(0, 2, 3, 1))[1], want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(predict_onnx(path, first[0].transpose(1, 2, 0))[1], want[:1], rtol=0, atol=1e-6)

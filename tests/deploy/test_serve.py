@@ -399,23 +399,3 @@ def test_served_session_has_no_memory_plan_per_batch_size(lenet, lenet_model):
     x = np.random.default_rng(0).random((5, *lenet_model.input_shape), dtype=np.float32)
     for n in (1, 5, 3):
         np.testing.assert_allclose(served.run(x[:n]), lenet_model.run(x[:n]), rtol=1e-5, atol=1e-6)
-
-
-def test_a_model_that_label_encodes_text_columns_is_refused(tmp_path):
-    """Requests carry numbers only: a label-encoded text column would read every one of them
-    as an unseen category (-1) and answer wrongly, so the server refuses such a model."""
-    from dlopt.data import Preprocessor
-    from dlopt.deploy import create_app
-    from dlopt.errors import ConfigError
-
-    table = np.array([[0.5, "red"], [1.5, "blue"], [2.5, "red"], [3.5, "green"]], dtype=object)
-    pre = Preprocessor.build([{"op": "label_encode"}]).fit(table)
-    path = tmp_path / "text.onnx"
-    export_onnx(torch.nn.Linear(2, 3), torch.from_numpy(pre.transform(table[:2])), path,
-                metadata={"preprocess": pre, "class_names": ["a", "b", "c"]}, exporter="legacy")
-    with pytest.raises(ConfigError, match="label-encodes text column"):
-        create_app(OnnxModel.load(path))
-    done = subprocess.run([sys.executable, "-m", "dlopt", "serve", str(path), "--port", "1"],
-                          capture_output=True, text=True, timeout=60)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and "label-encodes text column(s) 1" in lines[0], done.stderr

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+
+from typer.testing import CliRunner
+
+from dlopt.cli import app
 from dlopt.pipeline import parse_pipeline, run_pipeline
 
 
@@ -30,3 +36,19 @@ def test_compress_stages_on_a_tiny_run(tmp_path):
     assert rec["prune"].metrics["macs"] < rec["train"].metrics["macs"]
     assert rec["distill"].metrics["params"] < rec["train"].metrics["params"]
     assert rec["quantize"].path("onnx").name == "model.int8.onnx"
+    _stage_commands_redo_the_step(rec, tmp_path)
+
+
+def _stage_commands_redo_the_step(rec, tmp_path):
+    """Each compression stage records the dlopt prune/distill/quantize line with its options;
+    run elsewhere, it gives the same method and the same model shape as the stage."""
+    for name in ("prune", "distill", "quantize"):
+        args = shlex.split(rec[name].commands[0])
+        assert args[:2] == ["dlopt", name]
+        args[args.index("--out") + 1] = str(tmp_path / f"redo-{name}")
+        res = CliRunner().invoke(app, args[1:])
+        assert res.exit_code == 0, res.output[-800:]
+        comp = json.loads((tmp_path / f"redo-{name}" / "summary.json").read_text())["compression"]
+        assert comp.get("method") == rec[name].metrics["method"]
+        for key in ("params", "macs"):
+            assert comp["after"][key] == rec[name].metrics["after"][key], (name, key)

@@ -40,6 +40,9 @@ def test_valid_pipeline_orders_stages_after_their_inputs():
     ([{"name": "train"}, {"name": "quantize", "input": "train", "conv_kernel": "amx"}],
      "conv_kernel='amx': Input should be 'auto', 'direct' or 'gemm'"),
     ([{"name": "sweep", "variants": {"bad": {"train": {"optim": {"name": "nope"}}}}}], "variants.bad: "),
+    # a stage's folder beside the run's own files: results.json would be removed as a stage folder
+    ([{"name": "results.json", "type": "train"}], "'results.json' is the name of a run directory file"),
+    ([{"name": "Report-Files", "type": "train"}], "'Report-Files' is the name of a run directory file"),
 ])
 def test_invalid_pipelines_fail_with_one_line(stages, message):
     with pytest.raises(ConfigError) as err:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -203,3 +205,28 @@ def test_sweep_note_shows_percentages_only_for_fraction_metrics():
     loss, acc = (stage_rows({"stages": [sweep(m)]})[0]["note"] for m in ("loss", "accuracy"))
     assert loss == "test loss: sgd 0.35±0.01; adam –"
     assert acc == "test accuracy: sgd 35.00±1.00%; adam –"
+
+
+def test_compare_tells_two_runs_of_one_pipeline_apart(pipeline_run, tmp_path):
+    """Two runs of the same pipeline (other --run-dir, other --set) are labelled by their
+    paths, not both by the pipeline's name."""
+    a, b = tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"
+    for d in (a, b):
+        shutil.copytree(pipeline_run, d, ignore=shutil.ignore_patterns("checkpoints", "trials", "*.onnx"))
+    res = runner.invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert f"dlopt compare: {a} vs {b}" in md
+    stages = len(json.loads((a / "results.json").read_text())["stages"])
+    for run in (a, b):
+        assert sum(ln.startswith(f"| {run} |") for ln in md.splitlines()) == stages
+
+
+def test_a_rebuilt_report_drops_plot_files_it_no_longer_shows(pipeline_run):
+    stale = pipeline_run / "report-files" / "sweep-gone.png"  # a stage an earlier report had
+    stale.write_bytes(b"\x89PNG")
+    assert runner.invoke(app, ["report", str(pipeline_run)]).exit_code == 0
+    md = (pipeline_run / "report.md").read_text()
+    assert not stale.exists()
+    assert {p.name for p in (pipeline_run / "report-files").iterdir()} == \
+        {Path(link).name for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)}

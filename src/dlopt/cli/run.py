@@ -3,6 +3,7 @@ resumable, ending with the stage table and the report path."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +18,7 @@ _RESUME = "rerun the same dlopt run command to continue (the stage resumes in pl
 @command("run", resume_hint=_RESUME)
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline file (YAML), e.g. examples/mnist-pipeline.yaml"),
-    overrides: list[str] = typer.Option([], "--set", help="override a key: base.train.epochs=1"),
+    overrides: list[str] = typer.Option([], "--set", help="override: base.train.epochs=1, stages.prune.steps=2"),
     root: Optional[Path] = typer.Option(None, "--run-dir", help="output directory (default runs/<name>)"),
     force: list[str] = typer.Option([], "--force", help="redo this stage even when cached (repeatable)"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch"),
@@ -30,6 +31,8 @@ def run(
     from dlopt.pipeline import load_pipeline, run_pipeline
 
     cfg, options = load_pipeline(pipeline, overrides)  # everything validated before any work
+    if any(s.kind == "tune" for s in cfg.stages):
+        _optuna_logging(verbose)
     if threads is not None:
         import torch
 
@@ -49,4 +52,17 @@ def run(
     typer.echo(stage_text(result.root))
     if result.report:
         typer.echo(f"report: {result.report['html']}")
+    elif result.removed_report:
+        typer.echo(f"report: removed the earlier report (it no longer matched results.json); "
+                   f"write one with: {shlex.join(['dlopt', 'report', str(result.root)])}")
     typer.echo(f"results: {result.root / 'results.json'}")
+
+
+def _optuna_logging(verbose: bool) -> None:
+    # as `dlopt tune` has it: optuna's own handler prints "[I date] A new study created ..."
+    # between the stage lines; its warnings go through dlopt's log format instead
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()

@@ -41,21 +41,35 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[3]
+_SOURCE = Path(__file__).resolve().parents[3]  # the checkout dlopt runs from (no .git when installed)
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """``git -C root ARGS`` output, None without a git checkout or when git fails."""
     if not (root / ".git").exists():
         return None
     try:
-        done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=5, check=False)
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() or None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _git_commit(root: Path = _SOURCE) -> str | None:
+    return (_git(root, "rev-parse", "--short", "HEAD") or "").strip() or None
+
+
+def _git_dirty(root: Path = _SOURCE) -> bool | None:
+    """Whether the checkout has uncommitted changes (its commit alone does not say what ran)."""
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status.strip())
 
 
 def capture_environment(threads: int | None = None) -> dict[str, Any]:
     """CPU, logical cores (total and usable), benchmark threads, the machine's load average
-    (other work competing for the cores skews every timing), OS, Python, library versions."""
+    (other work competing for the cores skews every timing), OS, Python, library versions,
+    git commit and whether the checkout had uncommitted changes (None: not a git checkout)."""
     from dlopt.train.device import usable_cpus
 
     affinity = usable_cpus()
@@ -70,4 +84,5 @@ def capture_environment(threads: int | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": _versions(),
         "git_commit": _git_commit(),
+        "git_dirty": _git_dirty(),
     }

@@ -2,6 +2,8 @@
 
 Three encodings: JSON ``{"inputs": nested lists}``, JSON ``{"inputs_npy": base64 .npy}`` and
 PNG/JPEG images (multipart ``image`` files, or a raw ``image/png``/``image/jpeg`` body).
+JSON rows of a table model hold strings in its text columns and ``null`` where it imputes
+missing values (:func:`typed_rows`); every other model takes numbers only (the fast path).
 Everything here is synchronous and CPU-bound; the server calls it in a worker thread.
 """
 
@@ -11,13 +13,13 @@ import base64
 import binascii
 import io
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ApiError", "InputSpec", "PredictRequest", "decode_json", "decode_images", "check_batch"]
+__all__ = ["ApiError", "InputSpec", "PredictRequest", "decode_json", "decode_images", "check_batch", "typed_rows"]
 
 # an image larger than this many pixels is refused before it is decoded (decompression bombs)
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -62,14 +64,23 @@ class PredictResponse(BaseModel):
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a valid raw batch looks like for the served model."""
+    """What a valid raw batch looks like for the served model. ``categories`` ({column: training
+    values}) are the text columns of a table model; ``missing`` True when its preprocessing
+    imputes missing values (JSON ``null``, NaN in ``.npy``); ``columns`` names the columns."""
 
     raw_shape: tuple[int, ...]
     max_batch: int
+    categories: Mapping[int, Sequence[str]] = field(default_factory=dict)
+    missing: bool = False
+    columns: Sequence[str] = ()
 
     @property
     def takes_images(self) -> bool:
         return len(self.raw_shape) == 3 and self.raw_shape[0] in _MODES
+
+    def column(self, c: int) -> str:
+        """Column ``c`` for an error line: its index, and its training name when known."""
+        return f"{c} ({self.columns[c]!r})" if c < len(self.columns) else str(c)
 
 
 def _shape_text(spec: InputSpec) -> str:
@@ -83,20 +94,31 @@ def check_batch(x: np.ndarray, spec: InputSpec) -> np.ndarray:
         raise ApiError(422, "bad_dtype", f"inputs have dtype {x.dtype}; allowed: numbers (int or float)")
     from dlopt.data import channels_first
 
-    x = channels_first(x, spec.raw_shape)  # (N, H, W, C) images, as training read such arrays
+    x = _batch_shaped(channels_first(x, spec.raw_shape), spec)  # (N, H, W, C) images, as training read them
+    with np.errstate(over="ignore"):
+        out = x.astype(np.float32)
+    _refuse_non_finite(out, spec)
+    return out
+
+
+def _batch_shaped(x: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """``x`` as ``(N, *raw_shape)`` (one sample gets the batch axis), else a 422."""
     if x.shape == spec.raw_shape:  # one sample without the batch axis
         x = x[None]
     if x.shape[1:] != spec.raw_shape:
         raise ApiError(422, "bad_shape", f"inputs have shape {x.shape}; allowed: {_shape_text(spec)}")
     if not 1 <= len(x) <= spec.max_batch:
         raise ApiError(422, "bad_batch", f"batch of {len(x)} samples; allowed: {_shape_text(spec)}")
-    with np.errstate(over="ignore"):
-        out = x.astype(np.float32)
-    bad = int((~np.isfinite(out)).sum())
-    if bad:
-        raise ApiError(422, "non_finite",
-                       f"inputs hold {bad} NaN/Inf value(s) or values beyond float32; allowed: finite numbers")
-    return out
+    return x
+
+
+def _refuse_non_finite(x: np.ndarray, spec: InputSpec) -> None:
+    # NaN is a missing value when the model imputes them; Inf and overflow never are
+    count = int((np.isinf(x) if spec.missing else ~np.isfinite(x)).sum())
+    if count:
+        missing = " (a missing value: null or NaN)" if spec.missing else ""
+        raise ApiError(422, "non_finite", f"inputs hold {count} NaN/Inf value(s) or values beyond float32; "
+                       f"allowed: finite numbers{missing}")
 
 
 def _from_lists(values: list[Any], *, maybe_bool: bool = True) -> np.ndarray:
@@ -164,11 +186,69 @@ def decode_json(body: bytes, spec: InputSpec) -> np.ndarray:
         from dlopt.config import format_validation_error
 
         raise ApiError(422, "bad_request", format_validation_error(err, prefix="body.")) from None
-    if req.inputs is not None:  # the walk for booleans only when the body could hold one
-        x = _from_lists(req.inputs, maybe_bool=b"true" in body or b"false" in body)
-    else:
-        x = _npy_array(req.inputs_npy or "")
-    return check_batch(x, spec)
+    if req.inputs is None:
+        if spec.categories:
+            raise ApiError(422, "bad_request", f"inputs_npy takes numbers only, but this model has text "
+                           f"column(s) {', '.join(map(spec.column, sorted(spec.categories)))}; "
+                           "allowed: 'inputs' rows with strings in those columns")
+        return check_batch(_npy_array(req.inputs_npy or ""), spec)
+    if spec.categories or (spec.missing and b"null" in body):
+        return typed_rows(req.inputs, spec)
+    # the walk for booleans only when the body could hold one
+    return check_batch(_from_lists(req.inputs, maybe_bool=b"true" in body or b"false" in body), spec)
+
+
+def typed_rows(values: list[Any], spec: InputSpec) -> np.ndarray:
+    """JSON rows of a model with text columns or imputation: strings in its text columns (an
+    object table, as ``dlopt predict`` reads a CSV), numbers elsewhere, ``null`` for a missing
+    value where the model imputes them (NaN)."""
+    try:
+        x = np.array(values, dtype=object)
+    except (ValueError, RecursionError):
+        raise ApiError(422, "bad_shape", f"inputs are ragged; allowed: {_shape_text(spec)}") from None
+    x = _batch_shaped(x, spec)
+    flat = x.reshape(len(x), -1)
+    text = sorted(spec.categories)
+    for c in text:
+        _check_cells(flat[:, c], (str,), c, spec, "text (a category, e.g. "
+                     f"{next(iter(spec.categories[c]), '')!r})")
+    numeric = np.setdiff1d(np.arange(flat.shape[1]), text)
+    numbers = _numbers(flat[:, numeric], numeric, spec)
+    if not text:
+        return numbers.reshape(x.shape)
+    out = flat.copy()
+    out[:, numeric] = numbers
+    for c in text:  # compared as training stored them: CSV cells are stripped
+        out[:, c] = [v.strip() for v in out[:, c]]
+    return out.reshape(x.shape)
+
+
+def _numbers(cells: np.ndarray, columns: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Number columns of an object table as float32, ``null`` as NaN where the model imputes."""
+    allowed = (int, float, type(None)) if spec.missing else (int, float)
+    for i, c in enumerate(columns):
+        _check_cells(cells[:, i], allowed, int(c), spec,
+                     "numbers" + (" or null (missing)" if spec.missing else ""))
+    missing = np.equal(cells, None)
+    with np.errstate(over="ignore"):
+        try:
+            out = np.where(missing, 0.0, cells).astype(np.float32)
+        except OverflowError:  # a JSON integer beyond float64
+            raise ApiError(422, "non_finite",
+                           "inputs hold an integer beyond float32; allowed: finite numbers") from None
+    _refuse_non_finite(out, spec)
+    out[missing] = np.nan
+    return out
+
+
+def _check_cells(cells: np.ndarray, allowed: tuple[type, ...], c: int, spec: InputSpec, what: str) -> None:
+    # type(v) is exact: bool is an int subclass, and true/false are no numbers here
+    wrong = next((v for v in cells if type(v) not in allowed), _NONE)
+    if wrong is not _NONE:
+        raise ApiError(422, "bad_dtype", f"column {spec.column(c)} holds {json.dumps(wrong)[:40]}; allowed: {what}")
+
+
+_NONE = object()
 
 
 def _image_array(data: bytes, spec: InputSpec) -> np.ndarray:

@@ -199,6 +199,17 @@ class OnnxModel:
         """The saved ``Preprocessor``, or None when the model takes inputs as they are."""
         return self.metadata.preprocessor()
 
+    @property
+    def imputes(self) -> bool:
+        """True when the saved preprocessing fills missing raw values (NaN) with an ``impute``
+        op that sees the raw columns (only ``label_encode`` before it)."""
+        for op in getattr(self.preprocessor, "ops", ()):
+            if op.name == "impute":
+                return True
+            if op.name != "label_encode":
+                return False
+        return False
+
     def preprocess(self, x_raw: np.ndarray) -> np.ndarray:
         """Apply the saved preprocessing (identity when none was saved)."""
         pre = self.preprocessor
@@ -224,7 +235,11 @@ class OnnxModel:
 
 def _as_raw_batch(x: np.ndarray, raw: tuple[int, ...], path: Path) -> np.ndarray:
     """``x`` as ``(N, *raw)``: one sample, or rows holding a sample each in another layout
-    (CSV rows of 784 pixels for (1, 28, 28)), as ``dlopt predict RUN`` takes them."""
+    (CSV rows of 784 pixels for (1, 28, 28)), as ``dlopt predict RUN`` takes them.
+    Channels-last images ``(N, H, W, C)`` or ``(H, W, C)`` are transposed, not reshaped."""
+    from dlopt.data import channels_first
+
+    x = channels_first(x, raw)  # a reshape would scramble the pixels of a channels-last array
     if not raw or x.shape[1:] == raw:
         return x
     per = int(np.prod(raw))

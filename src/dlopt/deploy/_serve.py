@@ -228,25 +228,21 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_servable(model: OnnxModel) -> None:
-    """Refuse a model whose saved preprocessing label-encodes text columns: requests carry
-    numbers only, which the encoding would take as unseen values (-1) in every answer."""
-    text = model.preprocessor.categories if model.preprocessor is not None else {}
-    if text:
-        columns = ", ".join(map(str, sorted(text)))
-        raise ConfigError(f"{model.path}: the model label-encodes text column(s) {columns}, but requests "
-                          "carry numbers only, so every answer would use unseen categories; allowed: a model "
-                          f"without text columns (use dlopt predict {model.path} ROWS.csv for this one)")
+def _input_spec(model: OnnxModel, max_batch: int) -> InputSpec:
+    """The requests ``model`` takes: its text columns and whether it imputes missing values."""
+    pre = model.preprocessor
+    return InputSpec(tuple(model.metadata.raw_shape), max_batch,
+                     categories=pre.categories if pre is not None else {}, missing=model.imputes,
+                     columns=tuple(getattr(pre, "feature_names", ())))
 
 
 def create_app(model: OnnxModel, settings: ServeSettings | None = None) -> FastAPI:
-    """A FastAPI app serving ``model``; ready once a warm-up inference has run. A model that
-    label-encodes text columns is refused (:class:`ConfigError`): the API takes numbers only."""
+    """A FastAPI app serving ``model``; ready once a warm-up inference has run. JSON rows of a
+    model that label-encodes text columns hold strings in those columns."""
     cfg = settings or ServeSettings()
-    _check_servable(model)
     state = _State(
         model=model, settings=cfg,
-        spec=InputSpec(tuple(model.metadata.raw_shape), cfg.max_batch),
+        spec=_input_spec(model, cfg.max_batch),
         admission=Admission(cfg.max_queue),
         executor=ThreadPoolExecutor(cfg.workers, thread_name_prefix="dlopt-ort"),
         sha256=_file_sha256(model.path),
@@ -311,7 +307,8 @@ def create_app(model: OnnxModel, settings: ServeSettings | None = None) -> FastA
         """The served model's metadata, file hash and this server's limits."""
         return {"model": model.metadata.public(), "file": model.path.name, "sha256": state.sha256,
                 "input": {"name": model.input_name, "raw_shape": list(state.spec.raw_shape),
-                          "takes_images": state.spec.takes_images},
+                          "takes_images": state.spec.takes_images,
+                          "text_columns": sorted(state.spec.categories), "takes_missing": state.spec.missing},
                 "limits": asdict(cfg)}
 
     @app.post("/v1/predict", openapi_extra={"requestBody": _PREDICT_BODY}, responses=_PREDICT_RESPONSES)
@@ -362,7 +359,7 @@ def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level {log_level!r} is unknown; allowed: {', '.join(LOG_LEVELS)}")
     cfg = settings or ServeSettings()
-    app = create_app(open_model(path, cfg), cfg)  # an unservable model is refused before binding
+    app = create_app(open_model(path, cfg), cfg)
     _check_listen(host, port)
     if host not in _LOOPBACK:
         log.warning("binding %s: the server is reachable from other machines", host)

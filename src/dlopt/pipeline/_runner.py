@@ -5,6 +5,7 @@ Layout::
     runs/<pipeline>/
         pipeline.yaml        the resolved pipeline (re-runnable)
         results.json         every stage's record, environment, commands (rewritten per stage)
+        .lock                locked by the dlopt run working here (a second one is refused)
         report.html/.md      written at the end (``dlopt.report``)
         <stage>/
             .key             cache key of the attempt in progress (written first)
@@ -33,6 +34,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from dlopt._fslock import hold_exclusive
 from dlopt.errors import ConfigError, DloptError, RunError
 from dlopt.pipeline._context import StageContext, StageRecord
 from dlopt.pipeline._fingerprint import data_fingerprint
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PipelineResult", "run_pipeline", "stage_key", "RESULTS", "KEY_VERSION"]
 
 RESULTS = "results.json"
+LOCK = ".lock"  # held (flock) by the dlopt run working in the directory
 _MODEL_ARTIFACTS = ("run", "onnx")  # what later stages load: a cached stage must still hold them
 KEY_VERSION = 1  # bump when a stage's outputs change meaning, to invalidate old caches
 
@@ -56,6 +59,7 @@ class PipelineResult:
     root: Path
     records: list[StageRecord]
     report: dict[str, Path] = field(default_factory=dict)
+    removed_report: bool = False  # report=False removed an earlier report the stages that ran made stale
 
 
 def stage_key(cfg: PipelineConfig, name: str, options: Any, records: dict[str, StageRecord]) -> str:
@@ -251,15 +255,49 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
                           f"{', '.join(s.name for s in cfg.stages)}")
     src = str(source) if source else None
     run_command = _run_command(cfg, root, src, root_given)
+    release = _claim_root(root)
     try:
+        _atomic_text(root / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
+                                                            sort_keys=False))
+        results = _Results(root, cfg, run_command, src, _kept_environment(root))
+        return _run_stages(results, options, forced, report, on_stage, on_start)
+    finally:
+        release()
+
+
+def _claim_root(root: Path) -> Callable[[], None]:
+    """Create ``root`` and lock it for this run; returns the lock's release."""
+    try:
+        _refuse_foreign(root)
         root.mkdir(parents=True, exist_ok=True)
+        # a second run in the same directory would clear and rewrite the first one's stages
+        return hold_exclusive(root / LOCK, f"run directory {root}: another dlopt run holds it ({LOCK} is "
+                                           "locked); wait for it to finish, or use another --run-dir")
     except OSError as exc:
-        raise ConfigError(f"run directory {root}: cannot create it ({exc.strerror or exc}); allowed: a "
-                          "folder path that can be created and written (--run-dir, runs_dir)") from None
-    _atomic_text(root / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
-                                                        sort_keys=False))
-    results = _Results(root, cfg, run_command, src, _kept_environment(root))
+        raise ConfigError(f"run directory {root}: cannot create it or write in it ({exc.strerror or exc}); allowed: "
+                          "a folder path that can be created and written (--run-dir, runs_dir)") from None
+
+
+def _refuse_foreign(root: Path) -> None:
+    """A folder no dlopt run wrote (no lock file, no results) must be empty: a stage clears
+    its folder ``root/<stage>`` and ``pipeline.yaml`` is rewritten, so a ``--run-dir`` that
+    holds the user's own ``train/`` or ``bench/`` would lose them."""
+    if not root.is_dir() or (root / LOCK).exists() or (root / RESULTS).exists():
+        return
+    names = sorted(p.name for p in root.iterdir())
+    if names:
+        raise ConfigError(f"run directory {root} holds files no dlopt run wrote ({', '.join(names[:3])}"
+                          f"{', ...' if len(names) > 3 else ''}), which the stages would overwrite or delete; "
+                          "allowed: a new or empty folder, or the folder of an earlier dlopt run (--run-dir, "
+                          "runs_dir)")
+
+
+def _run_stages(results: _Results, options: dict[str, Any], forced: set[str], report: bool,
+                on_stage: Callable[[StageRecord], None] | None,
+                on_start: Callable[[str, str], None] | None) -> PipelineResult:
+    cfg, root = results.cfg, results.root
     records: dict[str, StageRecord] = {}
+    removed = False
     for spec in stage_order(cfg):
         key = stage_key(cfg, spec.name, options[spec.name], records)
         d = root / spec.name
@@ -269,6 +307,7 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
             if on_start:
                 on_start(spec.name, "resume" if resume else "run")
             results.write(records.values(), running=True)  # the failed stage's old record goes
+            removed = removed or (not report and _remove_report(root))
             try:
                 rec = _execute(cfg, spec, key, d, options[spec.name], records, resume)
             except Exception:
@@ -289,4 +328,21 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
         from dlopt.report import build_report
 
         paths = build_report(root)
-    return PipelineResult(root, list(records.values()), paths)
+    return PipelineResult(root, list(records.values()), paths, removed)
+
+
+_REPORT_FILES = ("report.html", "report.md", "report-files")
+
+
+def _remove_report(root: Path) -> bool:
+    """Remove the report of an earlier run, which shows results a stage that runs now
+    replaces (``dlopt report`` writes a current one); True when there was one."""
+    found = [root / n for n in _REPORT_FILES if (root / n).exists()]
+    for path in found:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if found:
+        log.info("removed the report of an earlier run in %s: it no longer matches results.json", root)
+    return bool(found)

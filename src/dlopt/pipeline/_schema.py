@@ -12,10 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from dlopt.config import _read_yaml, apply_overrides, format_validation_error
+from dlopt.config import _key_at, _read_yaml, apply_overrides, format_validation_error, register_schema
 from dlopt.errors import ConfigError
 
 __all__ = ["StageSpec", "PipelineConfig", "load_pipeline", "parse_pipeline", "stage_order"]
+
+_RESERVED = {"pipeline.yaml", "results.json", "report.html", "report.md", "report-files"}
 
 
 class StageSpec(BaseModel):
@@ -29,6 +31,15 @@ class StageSpec(BaseModel):
     type: str | None = None
     input: str | None = None
     inputs: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        # a stage's folder is <run dir>/<name>, beside the run's own files
+        if v.lower() in _RESERVED:
+            raise ValueError(f"{v!r} is the name of a run directory file; allowed: any other name "
+                             f"(reserved: {', '.join(sorted(_RESERVED))})")
+        return v
 
     @property
     def kind(self) -> str:
@@ -76,14 +87,44 @@ class PipelineConfig(BaseModel):
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[PipelineConfig, dict[str, Any]]:
-    """Read, override (``base.train.epochs=1``) and fully validate a pipeline file.
+    """Read, override (``base.train.epochs=1``, a stage's option by the stage's name:
+    ``stages.prune.target=macs=0.3``) and fully validate a pipeline file.
 
     Returns the config and the validated options of every stage (name -> schema instance).
     """
-    data = apply_overrides(_read_yaml(path), overrides)
+    data = _read_yaml(path)
+    for item in overrides:
+        data = _override_stage(data, item) if _names_stage(data, item) else apply_overrides(data, [item])
     cfg, options = parse_pipeline(data, where=str(path))
     cfg._overrides = list(overrides)
     return cfg, options
+
+
+def _names_stage(data: dict[str, Any], item: str) -> bool:
+    # ``stages`` is a list: its entries are reached by their names, not by list positions
+    key, sep, _ = item.partition("=")
+    return bool(sep) and key.strip().startswith("stages.") and isinstance(data.get("stages"), list)
+
+
+def _override_stage(data: dict[str, Any], item: str) -> dict[str, Any]:
+    """``stages.NAME.KEY=VALUE`` applied to the stage named NAME (the longest matching name:
+    names may hold dots), with ``dlopt train --set``'s rules below it."""
+    key, sep, raw = item.partition("=")
+    stages = [s for s in data["stages"] if isinstance(s, dict)]
+    names = [str(s.get("name")) for s in stages]
+    name, rest = _key_at(dict.fromkeys(names), key.strip().split(".")[1:])
+    if name not in names:
+        raise ConfigError(f"bad override {item!r}: {name!r} is not a stage; allowed: "
+                          f"stages.STAGE.OPTION=value with STAGE one of {', '.join(names)}")
+    if not rest:
+        raise ConfigError(f"bad override {item!r}: name one of the stage's options, "
+                          f"e.g. stages.{name}.OPTION=value")
+    target, inner = stages[names.index(name)], ".".join(rest) + sep + raw
+    try:
+        changed = apply_overrides(target, [inner])
+    except ConfigError as err:
+        raise ConfigError(str(err).replace(repr(inner), repr(item), 1)) from None
+    return {**data, "stages": [changed if s is target else s for s in data["stages"]]}
 
 
 def parse_pipeline(data: dict[str, Any], *, where: str = "pipeline") -> tuple[PipelineConfig, dict[str, Any]]:
@@ -106,7 +147,7 @@ def _stage_options(cfg: PipelineConfig, spec: StageSpec, i: int, where: str) -> 
         raise ConfigError(f"{where}: stages[{i}] {spec.name!r}: unknown stage type {spec.kind!r}; "
                           f"allowed: {', '.join(STAGES.names())}")
     entry = STAGES.get(spec.kind)
-    schema: type[BaseModel] = entry.info["schema"]
+    schema: type[BaseModel] = register_schema(entry.info["schema"])  # unknown keys list the allowed
     try:
         opts = schema.model_validate(spec.options())
     except ValidationError as err:

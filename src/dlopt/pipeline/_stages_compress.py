@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shlex
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -38,7 +39,13 @@ def _settings(opts: Any) -> dict[str, Any]:
             "measure": MeasureSettings(latency=opts.measure_latency)}
 
 
-def _output(result: Any, out: Path, stage_dir: Path) -> StageOutput:
+def _command(verb: str, args: list[Any], opts: Any) -> str:
+    """The ``dlopt prune/distill/quantize`` line that redoes the step, guard included."""
+    guard = ["--max-drop-pt", f"{opts.max_drop_pt:g}", *([] if opts.measure_latency else ["--no-latency"])]
+    return shlex.join(["dlopt", verb, *map(str, args), *guard, "--overwrite"])
+
+
+def _output(result: Any, out: Path, stage_dir: Path, command: str) -> StageOutput:
     """Metrics of the step's kept model plus the guard's decision and before/after figures."""
     metrics, timings = run_metrics(out) if (out / "summary.json").exists() else ({}, {})
     comp = result.summary.get("compression", {})
@@ -59,7 +66,7 @@ def _output(result: Any, out: Path, stage_dir: Path) -> StageOutput:
         if (out / name).exists():
             artifacts["onnx"] = str((out / name).relative_to(stage_dir))
             break
-    return StageOutput(metrics, timings, artifacts)
+    return StageOutput(metrics, timings, artifacts, [command])
 
 
 class _CompressOptions(Options):
@@ -95,12 +102,15 @@ def _check_prune(pipeline: Any, opts: PruneOptions) -> None:
                  check=_check_prune)
 def prune_stage(ctx: StageContext, opts: PruneOptions) -> StageOutput:
     """Prune the input run, fine-tune, keep the result only within the accuracy budget."""
-    out = ctx.dir / "run"
+    out, src = ctx.dir / "run", ctx.input.path("run")  # type: ignore[union-attr]
     result = _compress("prune_run")(
-        ctx.input.path("run"), out, method=opts.method, target=opts.target, steps=opts.steps,  # type: ignore[union-attr]
+        src, out, method=opts.method, target=opts.target, steps=opts.steps,
         finetune_epochs=opts.finetune_epochs, round_to=opts.round_to, lr=opts.lr, overwrite=True,
         **_settings(opts))
-    return _output(result, out, ctx.dir)
+    cmd = _command("prune", [src, "--out", out, "--method", opts.method, "--target", opts.target, "--steps", opts.steps,
+                             "--finetune-epochs", opts.finetune_epochs, "--round-to", opts.round_to or 1,
+                             *(["--lr", f"{opts.lr:g}"] if opts.lr else [])], opts)
+    return _output(result, out, ctx.dir, cmd)
 
 
 # ------------------------------------------------------------------------------- distill
@@ -143,11 +153,25 @@ def distill_stage(ctx: StageContext, opts: DistillOptions) -> StageOutput:
     student: Any = opts.student
     if isinstance(student, str) and student in ctx.records:
         student = ctx.records[student].path("run")
-    out = ctx.dir / "run"
+    out, teacher = ctx.dir / "run", ctx.input.path("run")  # type: ignore[union-attr]
     result = _compress("distill_run")(
-        ctx.input.path("run"), student, out, temperature=opts.temperature, alpha=opts.alpha,  # type: ignore[union-attr]
+        teacher, student, out, temperature=opts.temperature, alpha=opts.alpha,
         hint=opts.hint, epochs=opts.epochs, lr=opts.lr, overwrite=True, **_settings(opts), **opts.recipe)
-    return _output(result, out, ctx.dir)
+    cmd = _command("distill", ["--teacher", teacher, "--student", _student_arg(student), "--out", out,
+                               "--temperature", f"{opts.temperature:g}", "--alpha", f"{opts.alpha:g}",
+                               "--epochs", opts.epochs, *(["--hint", opts.hint] if opts.hint else []),
+                               *(["--lr", f"{opts.lr:g}"] if opts.lr else [])], opts)
+    if opts.recipe:  # fit() keywords have no dlopt distill flag
+        cmd += f"  # recipe (pipeline only): {opts.recipe}"
+    return _output(result, out, ctx.dir, cmd)
+
+
+def _student_arg(student: Any) -> str:
+    """``--student`` of ``dlopt distill``: a run directory, or ``NAME:key=value,...``."""
+    if not isinstance(student, dict):
+        return str(student)
+    keys = ",".join(f"{k}={v}" for k, v in student.items() if k != "name")
+    return f"{student.get('name')}:{keys}" if keys else str(student.get("name"))
 
 
 # ------------------------------------------------------------------------------ quantize
@@ -184,4 +208,8 @@ def quantize_stage(ctx: StageContext, opts: QuantizeOptions) -> StageOutput:
         source, out, method=opts.method, calibration=opts.calibration, calib_samples=opts.calib_samples,
         per_channel=opts.per_channel, epochs=opts.epochs, lr=opts.lr, conv_kernel=opts.conv_kernel, overwrite=True,
         **_settings(opts))
-    return _output(result, out, ctx.dir)
+    cmd = _command("quantize", [source, "--out", out, "--method", opts.method, "--calibration", opts.calibration,
+                                "--calib-samples", opts.calib_samples,
+                                "--per-channel" if opts.per_channel else "--per-tensor", "--epochs", opts.epochs,
+                                "--lr", f"{opts.lr:g}", "--conv-kernel", opts.conv_kernel], opts)
+    return _output(result, out, ctx.dir, cmd)

@@ -150,15 +150,28 @@ def _free_port() -> int:
 
 
 def _raw_samples(onnx: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` raw samples (before the saved preprocessing) of the model's dataset."""
-    from dlopt.data import read_raw
+    """The first ``n`` raw samples (before the saved preprocessing) of the run's test split:
+    rows it held out, split as training split them (a set without a test split of its own
+    included), so ``served_accuracy`` is never measured on training rows."""
+    from dlopt.config import DataConfig
+    from dlopt.data import splits_of
     from dlopt.deploy import OnnxModel
 
-    ds = OnnxModel.load(onnx).metadata.dataset
-    raw = read_raw(ds["name"], data_dir=ds.get("data_dir"), target=ds.get("target"),
-                   bad_samples=ds.get("bad_samples", "fail"))  # as training read them
-    x, y = (raw.x_test, raw.y_test) if raw.x_test is not None else (raw.x, raw.y)
+    dataset = OnnxModel.load(onnx).metadata.dataset
+    if not dataset:
+        raise RunError(f"serve_check: {onnx} names no dataset to take test samples from; allowed: "
+                       "a model exported from a run (dlopt export)")
+    x, y = splits_of(DataConfig.model_validate(dataset)).test
     return np.asarray(x[:n]), np.asarray(y[:n])
+
+
+def _predict_body(x: np.ndarray) -> dict[str, Any]:
+    """The request for raw rows ``x``: a table with text columns goes as JSON rows (strings
+    there, null for a missing number), since ``inputs_npy`` takes numbers only."""
+    if x.dtype != object:
+        return {"inputs_npy": _npy_b64(x)}
+    return {"inputs": [[v if isinstance(v, str) else None if np.isnan(float(v)) else float(v) for v in row]
+                       for row in x.tolist()]}
 
 
 def _npy_b64(x: np.ndarray) -> str:
@@ -204,7 +217,7 @@ def serve_check_stage(ctx: StageContext, opts: ServeCheckOptions) -> StageOutput
             equal, max_diff, served = 0, 0.0, []
             t1 = time.perf_counter()
             for i in range(len(x_raw)):
-                r = client.post("/v1/predict", json={"inputs_npy": _npy_b64(x_raw[i:i + 1])})
+                r = client.post("/v1/predict", json=_predict_body(x_raw[i:i + 1]))
                 if r.status_code != 200:
                     raise RunError(f"sample {i}: the server answered {r.status_code}: {r.text[:200]}")
                 body = r.json()
@@ -225,7 +238,7 @@ def serve_check_stage(ctx: StageContext, opts: ServeCheckOptions) -> StageOutput
             proc.kill()
             proc.wait()
     n = len(x_raw)
-    metrics = {"samples": n, "equal": equal, "max_proba_diff": max_diff,
+    metrics = {"samples": n, "served_split": "test", "equal": equal, "max_proba_diff": max_diff,
                "served_accuracy": float(np.mean(np.asarray(served) == y)) if y.dtype.kind in "iu" else None,
                "passed": equal == n}
     if equal != n:

@@ -258,12 +258,18 @@ def _section_sweeps(root: Path, results: dict[str, Any]) -> list[Section]:
     return out
 
 
+def _dirty_text(dirty: Any) -> str:
+    # None: no git checkout (an installed dlopt) or a results.json from before the flag
+    return {True: "yes (the commit alone is not the code that ran)", False: "no"}.get(dirty, "unknown")
+
+
 def _section_env(results: dict[str, Any]) -> Section:
     env = results.get("environment", {})
     cpu = env.get("cpu", {})
     rows = [("CPU", cpu.get("model")), ("logical CPUs", env.get("logical_cpus")),
             ("usable CPUs", env.get("usable_cpus")), ("torch threads", env.get("torch_threads")),
-            ("OS", env.get("os")), ("Python", env.get("python")), ("git commit", env.get("git_commit"))]
+            ("OS", env.get("os")), ("Python", env.get("python")), ("git commit", env.get("git_commit")),
+            ("uncommitted changes", _dirty_text(env.get("git_dirty")))]
     rows += [(k, v) for k, v in (env.get("versions") or {}).items()]
     cmds = list(results.get("commands", []))
     for name, lines in (results.get("stage_commands") or {}).items():
@@ -316,10 +322,15 @@ def _render_md(title: str, subtitle: str, sections: Sequence[Section], files: st
 def _write(out_dir: Path, stem: str, title: str, subtitle: str, sections: list[Section]) -> dict[str, Path]:
     files = out_dir / f"{stem}-files"
     files.mkdir(parents=True, exist_ok=True)
+    written = set()
     for sec in sections:
         for fig in sec.figures:
             fig.slug = re.sub(r"[^A-Za-z0-9_.-]", "-", fig.slug)
             (files / f"{fig.slug}.png").write_bytes(fig.png)
+            written.add(f"{fig.slug}.png")
+    for old in files.glob("*.png"):  # plots of stages an earlier report had: report.md no longer shows them
+        if old.name not in written:
+            old.unlink()
     html_path, md_path = out_dir / f"{stem}.html", out_dir / f"{stem}.md"
     html_path.write_text(_render_html(title, subtitle, sections))
     md_path.write_text(_render_md(title, subtitle, sections, files.name))
@@ -344,27 +355,43 @@ def build_report(root: str | Path) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------- compare
-def _as_run(path: Path, sizes: tuple[int, int]) -> tuple[str, list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """(label, table rows with latency at batch ``sizes``, curves) of a pipeline run
-    directory or a single training run."""
+def _run_name(path: Path) -> str:
+    """A run's name in a comparison: its pipeline's name, a training run's folder name."""
+    if (path / "results.json").exists():
+        return str(load_results(path).get("pipeline", path.name))
+    return path.name
+
+
+def _labels(paths: Sequence[Path]) -> list[str]:
+    """One distinct label per run: its name, or the path as given where names repeat (two
+    runs of one pipeline), so rows and curves of one run never pass for another's."""
+    names = [_run_name(p) for p in paths]
+    out = [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
+    return [lab if out.count(lab) == 1 else f"{lab} ({i + 1})" for i, lab in enumerate(out)]
+
+
+def _as_run(path: Path, label: str,
+            sizes: tuple[int, int]) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """(table rows with latency at batch ``sizes``, curves) of a pipeline run directory or a
+    single training run, labelled ``label``."""
     if (path / "results.json").exists():
         res = load_results(path)
-        rows = [{**r, "run": res.get("pipeline", path.name)} for r in stage_rows(res, sizes)]
+        rows = [{**r, "run": label} for r in stage_rows(res, sizes)]
         curves = {}
         for s in res.get("stages", []):
             run = _artifact(path, s, "run")
             if run is not None and (run / "metrics.jsonl").exists():
-                curves[f"{path.name}/{s['name']}"] = _rows(run / "metrics.jsonl")
-        return res.get("pipeline", path.name), rows, curves
+                curves[f"{label}/{s['name']}"] = _rows(run / "metrics.jsonl")
+        return rows, curves
     summary = _read_json(path / "summary.json")
     if not isinstance(summary, dict):
         raise ConfigError(f"{path}: neither results.json nor a readable summary.json; allowed: a pipeline "
                           "run or a training run")
-    row = {"run": path.name, "stage": path.name, "type": "train", "status": "", "accuracy": summary.get("test", {}).get("accuracy"),
+    row = {"run": label, "stage": path.name, "type": "train", "status": "", "accuracy": summary.get("test", {}).get("accuracy"),
            "params": summary.get("params"), "macs": summary.get("macs"),
            "size_bytes": (path / "model.safetensors").stat().st_size if (path / "model.safetensors").exists() else None,
            "seconds": summary.get("train_seconds"), "note": f"{summary.get('epochs')} epochs"}
-    return path.name, [row], {path.name: _rows(path / "metrics.jsonl")}
+    return [row], {label: _rows(path / "metrics.jsonl")}
 
 
 def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Path]:
@@ -372,12 +399,12 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, P
     ``compare.html`` / ``compare.md`` in ``out_dir``."""
     if len(runs) < 2:
         raise ConfigError(f"compare needs at least 2 runs, got {len(runs)}")
-    rows, curves, labels = [], {}, []
+    rows, curves = [], {}
     paths = [Path(r) for r in runs]
     sizes = latency_sizes(*(load_results(p) for p in paths if (p / "results.json").exists()))
-    for path in paths:
-        label, rws, cv = _as_run(path, sizes)
-        labels.append(label)
+    labels = _labels(paths)
+    for path, label in zip(paths, labels):
+        rws, cv = _as_run(path, label, sizes)
         rows += rws
         curves.update(cv)
     cols = {"run": "run", **stage_columns(sizes)}

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from dlopt.data import cell_number, channels_first, image_8bit
+from dlopt.data._values import infinite_cell
 from dlopt.errors import DataError
 from dlopt.registry import Registry
 
@@ -74,9 +76,10 @@ def _read_csv(path: Path, input_shape: tuple[int, ...], *,
     names, rows, lines = _without_header(rows, lines, path, categories, columns)
     if not rows:
         raise DataError(f"CSV {path} has no data rows")
+    where = _Where(path, lines, names)
     if categories is None:
-        return _guessed_table(rows)
-    return _typed_table(rows, categories, _Where(path, lines, names))
+        return _guessed_table(rows, where)
+    return _typed_table(rows, categories, where)
 
 
 def _without_header(rows: list[list[str]], lines: list[int], path: Path,
@@ -144,12 +147,24 @@ def _is_header(cells: list[str], categories: Mapping[int, Sequence[str]] | None)
     return any(cells) and not any(data_like(c, v) for c, v in enumerate(cells))
 
 
-def _guessed_table(rows: list[list[str]]) -> np.ndarray:
+def _guessed_table(rows: list[list[str]], where: _Where) -> np.ndarray:
     """Numbers (missing -> NaN) when every cell is one, else the strings for a label encoding."""
     numbers = [[cell_number(v) for v in r] for r in rows]
     if all(f is not None for r in numbers for f in r):
-        return np.array(numbers, dtype=np.float64)
+        table = np.array(numbers, dtype=np.float64)
+        infinite = np.argwhere(np.isinf(table))
+        if len(infinite):
+            r, c = (int(i) for i in infinite[0])
+            _check_cell(table[r, c], rows[r][c], where, r, c)
+        return table
     return np.array(rows, dtype=object)
+
+
+def _check_cell(f: float, cell: str, where: _Where, r: int, c: int) -> None:
+    # refused at its line and column, as the training CSV reader does, not later as
+    # "N input values are NaN or infinite" for the whole file
+    if math.isinf(f):
+        raise infinite_cell(cell, where.cell(r, c))
 
 
 def _typed_table(rows: list[list[str]], categories: Mapping[int, Sequence[str]], where: _Where) -> np.ndarray:
@@ -164,6 +179,7 @@ def _typed_table(rows: list[list[str]], categories: Mapping[int, Sequence[str]],
             if f is None:
                 raise DataError(f"{where.cell(r, c)} holds {v!r}, not a number; the run takes numbers there "
                                 "(a missing value: empty, NA, N/A, NaN, null or ?)")
+            _check_cell(f, v, where, r, c)
             table[r, c] = f
     return table.astype(np.float64) if not categories else table
 
