@@ -74,3 +74,21 @@ def test_min_loss_lr_is_never_the_step_that_diverged():
     before = res.smoothed[:-1]
     assert res.min_loss_lr == res.lrs[before.index(min(before))]
     assert res.min_loss_lr < res.lrs[-1]
+
+
+def test_range_test_minimises_the_class_weighted_loss_training_uses():
+    # the same model, batches and rates: only train.loss.class_weights differs, so the curves
+    # differ only if the range test builds the weighted loss training will minimise
+    from dlopt.config import RunConfig, parse_config
+    from dlopt.tune import lr_find
+
+    def curve(mode):
+        cfg = parse_config({"name": "cw", "data": {"name": "mnist", "subset": 64, "test_subset": 100},
+                            "model": {"name": "mlp"},
+                            "train": {"seed": 0, "batch_size": 32, "threads": 1, "progress": False,
+                                      "loss": {"class_weights": mode}}}, RunConfig)
+        return lr_find(cfg, steps=6, min_lr=1e-6, max_lr=1e-5).losses
+
+    plain, weighted = curve("none"), curve("balanced")
+    assert len(plain) == len(weighted) == 6
+    assert all(abs(a - b) > 1e-4 for a, b in zip(plain, weighted))

@@ -1,6 +1,7 @@
 """Fixes found in review: best config after an edited resume, constraint metrics nobody
 reports, unusable SQLite files, bad study names, the worker's SIGTERM hint, one storage per
-study folder."""
+study folder, a config without search:, worker processes' start notes, Ctrl-C inside a
+journal write."""
 
 from __future__ import annotations
 
@@ -206,3 +207,64 @@ def test_a_resumed_study_whose_axis_changed_kind_is_one_line_before_any_trial(tm
     # the same axis (bounds changed only) resumes as before
     tune(tune_config({"train.optim.lr": {**lr, "high": 0.5}}), study_dir=tmp_path, trials=3,
          objective=digits_objective, plots=False)
+
+
+@pytest.mark.parametrize("search", [None, "null"])
+def test_a_config_without_a_search_section_says_what_one_looks_like(tmp_path, search):
+    path = tmp_path / "plain.yaml"
+    cfg = {"name": "plain", "model": {"name": "mlp"}}
+    path.write_text(yaml.safe_dump(cfg) + (f"search: {search}\n" if search else ""))
+    res = runner.invoke(app, ["tune", str(path), "--study-dir", str(tmp_path / "s")])
+    assert res.exit_code == 2, res.output
+    [line] = res.output.strip().splitlines()
+    assert "has no search: section" in line and "examples/tune-mnist.yaml" in line
+    assert "Field required" not in line and not (tmp_path / "s").exists()
+
+
+def test_worker_processes_leave_the_start_of_study_notes_to_their_parent(tmp_path, capfd, caplog):
+    from tune_helpers import shared_objective
+
+    space = {"train.optim.lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+             "train.optim.name": ["adam", "sgd"]}
+    cfg = tune_config(space, heartbeat=1.0, grace=8.0, sampler={
+        "name": "cmaes", "seed": 0, "options": {"n_startup_trials": 1, "sigma0": 0.5}})
+    with caplog.at_level(logging.WARNING):
+        tune(cfg, study_dir=tmp_path, trials=3, workers=2, objective=shared_objective, plots=False)
+    # the spawned process writes to the inherited stderr; this process logs through caplog
+    child = capfd.readouterr().err
+    assert "cmaes models" not in child and "sigma0" not in child, child
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("cmaes models" in m for m in said) == 1
+    assert sum("`sigma0` has been deprecated" in m for m in said) == 1
+
+
+def test_ctrl_c_during_journal_writes_is_a_keyboard_interrupt_and_leaves_no_lock_file(tmp_path):
+    # optuna's journal lock, interrupted inside its acquire/release (about 1 Ctrl-C in 50
+    # here), raised FileNotFoundError instead and left PATH.lock for the next run to wait on
+    import os
+    import signal
+    import threading
+    import time
+
+    from dlopt.tune._storage import open_storage
+
+    store = open_storage(None, study_dir=tmp_path, study_name="x", interval=30.0, grace=120.0,
+                         workers=1)
+    trial = optuna.create_study(storage=store.storage, study_name="x").ask()
+    lock = tmp_path / "study.log.lock"
+    outcomes = []
+    for i in range(300):
+        ctrl_c = threading.Timer(0.002 + (i % 7) * 0.0007, os.kill, (os.getpid(), signal.SIGINT))
+        ctrl_c.start()
+        try:
+            for k in range(100_000):  # far longer than the timer: interrupted inside
+                trial.set_user_attr("k", k)
+        except BaseException as exc:  # noqa: BLE001 - which exception is the point
+            outcomes.append(type(exc).__name__)
+        ctrl_c.join()
+        if os.path.lexists(lock):
+            outcomes.append("lock file left")
+            lock.unlink()
+    assert outcomes == ["KeyboardInterrupt"] * 300, sorted(set(outcomes))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    store.close()

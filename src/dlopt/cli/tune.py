@@ -31,17 +31,38 @@ def tune(
     setup_logging(verbose)
     import optuna
 
-    from dlopt.config import TuneConfig, load_config
     from dlopt.tune import tune as run_tune
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
     # optuna's own handler prints "[W date] ..." lines: dlopt's log format instead
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
-    cfg = load_config(config, overrides, schema=TuneConfig)
+    cfg = _load_tune_config(config, overrides)
     result = run_tune(cfg, study=study, study_dir=study_dir, storage=storage, trials=trials,
                       timeout=timeout, workers=workers, on_trial=_print_trial)
     _print_result(result)
+
+
+_NO_SEARCH = ("{path} has no search: section: dlopt tune needs one naming the config keys to "
+              "tune, e.g. search: {{space: {{train.optim.lr: {{type: float, low: 1.0e-4, high: "
+              "0.1, log: true}}}}}} (see examples/tune-mnist.yaml)")
+
+
+def _load_tune_config(path: Path, overrides: list[str]) -> Any:
+    """The config as TuneConfig; without a search: section, one line saying what one looks
+    like (the schema alone says only ``search: Field required``)."""
+    from pydantic import BaseModel, ConfigDict
+
+    from dlopt.config import TuneConfig, load_config
+    from dlopt.errors import ConfigError
+
+    class _Search(BaseModel):  # reads only whether there is a search section
+        model_config = ConfigDict(extra="ignore")
+        search: Any = None
+
+    if load_config(path, overrides, schema=_Search).search is None:
+        raise ConfigError(_NO_SEARCH.format(path=path))
+    return load_config(path, overrides, schema=TuneConfig)
 
 
 def _print_trial(rec: Any) -> None:

@@ -152,7 +152,7 @@ def _parts(cfg: "RunConfig", *, lr: float) -> tuple[Any, Iterator[Any], Any, Any
 
     from dlopt.data import load_data, make_loader
     from dlopt.models import create_model
-    from dlopt.train.losses import create_loss
+    from dlopt.train.losses import class_weights, create_loss
     from dlopt.train.optim import create_optimizer
 
     t, o = cfg.train, cfg.train.optim
@@ -162,7 +162,11 @@ def _parts(cfg: "RunConfig", *, lr: float) -> tuple[Any, Iterator[Any], Any, Any
     torch.manual_seed(t.seed)
     model = create_model(cfg.model.name, input_shape=info.input_shape,
                          num_classes=info.out_features, **cfg.model.options()).to(device)
+    # the loss training will minimise, class weights included (balanced: from the labels)
+    weight = class_weights(t.loss.class_weights, task=info.task, y=bundle.train.y,
+                           num_classes=info.out_features)
     loss_fn = create_loss(t.loss.name, task=info.task, label_smoothing=t.loss.label_smoothing,
+                          weight=None if weight is None else weight.to(device),
                           huber_delta=t.loss.huber_delta)
     optimizer = create_optimizer(o.name, model, lr=lr, weight_decay=o.weight_decay,
                                  momentum=o.momentum, betas=tuple(o.betas), eps=o.eps,

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import threading
 import warnings
@@ -27,10 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["ranked_trials", "measured_values", "write_tables", "write_plots",
-           "keep_best_artifacts", "trial_dir"]
+           "keep_best_artifacts", "trial_dir", "LIGHT_FILES"]
 
-# files every trial keeps; everything else (weights, checkpoints) only for the best k
-_LIGHT_FILES = {"summary.json", "metrics.jsonl", "config.yaml"}
+#: files every trial keeps; everything else (weights, checkpoints) only for the best k
+LIGHT_FILES = frozenset({"summary.json", "metrics.jsonl", "config.yaml"})
 
 
 def trial_dir(study_dir: Path, number: int) -> Path:
@@ -182,22 +183,32 @@ def _unique() -> str:
 
 def keep_best_artifacts(study: optuna.Study, study_dir: Path, directions: Sequence[Direction],
                         k: int) -> None:
-    """Delete weights and checkpoints of every finished trial outside the best ``k``."""
+    """Delete weights and checkpoints of every finished trial outside the best ``k``, except
+    a failed trial's while its retry (queued or starting) may still continue its checkpoint."""
     ranked, _ = ranked_trials(study, directions)
     keep = {t.number for t in ranked[:k]}
-    for t in study.get_trials(deepcopy=False):
-        if not t.state.is_finished() or t.number in keep:
+    trials = study.get_trials(deepcopy=False)
+    keep |= {t.user_attrs.get("retry_of") for t in trials
+             if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+    for t in trials:
+        if t.state.is_finished() and t.number not in keep:
+            _keep_light_files(trial_dir(study_dir, t.number))
+
+
+def _keep_light_files(d: Path) -> None:
+    """Delete all but the light files of run directory ``d`` and of its cross-validation
+    folds (``fold-K/``: the trial's summary lists them; their curves are what was trained)."""
+    if not d.is_dir():
+        return
+    for item in d.iterdir():
+        if item.name in LIGHT_FILES:
             continue
-        d = trial_dir(study_dir, t.number)
-        if not d.is_dir():
-            continue
-        for item in d.iterdir():
-            if item.name in _LIGHT_FILES:
-                continue
-            if item.is_dir():
-                shutil.rmtree(item, ignore_errors=True)
-            else:
-                item.unlink(missing_ok=True)
+        if item.is_dir() and re.fullmatch(r"fold-\d+", item.name):
+            _keep_light_files(item)
+        elif item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
 
 
 def write_plots(study: optuna.Study, study_dir: Path, metrics: Sequence[str]) -> list[Path]:

@@ -142,13 +142,15 @@ class TrialContext:
     """Handed to an objective with the trial's config: where to write, where to report.
 
     ``check_static(metrics)`` before training and ``report(epoch, metrics)`` after each epoch
-    raise ``optuna.TrialPruned`` when the trial should stop.
+    raise ``optuna.TrialPruned`` when the trial should stop. ``resume_from``: the run directory
+    of the failed trial this one retries (same parameters), whose checkpoint it may continue.
     """
 
     def __init__(self, trial: optuna.Trial, *, run_dir: Path, params: Mapping[str, Any],
-                 policy: PruningPolicy) -> None:
+                 policy: PruningPolicy, resume_from: Path | None = None) -> None:
         self.trial = trial
         self.run_dir = run_dir
+        self.resume_from = resume_from
         self.params = dict(params)
         self.policy = policy
         self.epochs = 0

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -36,6 +37,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from dlopt._fslock import hold_exclusive
 from dlopt.errors import ConfigError, first_line
 from dlopt.registry import Registry
 
@@ -403,17 +405,6 @@ def _row_locks(url: str, *names: str) -> tuple[list[Callable[[], ContextManager[
     return [make(key) for key in keys], engine.dispose
 
 
-def _hold_exclusive(path: Path, message: str) -> Callable[[], None]:
-    """Take a non-blocking exclusive lock for this process's lifetime, or raise ``message``."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(message) from None
-    return lambda: os.close(fd)
-
-
 def _rdb(url: str, interval: float, grace: float) -> tuple[BaseStorage, _RdbHeartbeat]:
     hb = _RdbHeartbeat(None, interval, grace)  # type: ignore[arg-type]
     with warnings.catch_warnings():
@@ -437,6 +428,60 @@ def _memory(*, target: str, study_name: str, interval: float, grace: float,
                         _AttrHeartbeat(storage, interval, grace))
 
 
+def _journal_lock(path: Path) -> Any:
+    """optuna's journal file lock (the same ``PATH.lock`` file its readers use), with Ctrl-C
+    held off while the lock is taken, held or given back. optuna's own lock, interrupted
+    there, can leave its lock file behind (every later write, this study's next run included,
+    then waits its 30 s grace period) and surface as a FileNotFoundError instead of the
+    interrupt; held off, the KeyboardInterrupt comes right after the lock is given back."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    class _Lock(JournalFileSymlinkLock):
+        def __init__(self, filepath: str) -> None:
+            super().__init__(filepath)
+            self._held = threading.local()  # the heartbeat thread writes too
+
+        def acquire(self) -> bool:
+            self._held.sigint = _SigintHeld()
+            try:
+                return super().acquire()
+            except BaseException:
+                self._held.sigint.close()
+                raise
+
+        def release(self) -> None:
+            try:
+                super().release()
+            finally:
+                self._held.sigint.close()
+
+    return _Lock(str(path))
+
+
+class _SigintHeld:
+    """SIGINT recorded instead of raised until ``close()``, then raised again. Only in the
+    main thread, where Python raises it; elsewhere nothing changes."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            self.previous = signal.signal(signal.SIGINT, self._record)
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def close(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        # None: a handler set outside Python; the default is what Python started with
+        signal.signal(signal.SIGINT, signal.default_int_handler if self.previous is None
+                      else self.previous)
+        if self.received:
+            signal.raise_signal(signal.SIGINT)
+
+
 @STORAGES.register("journal")
 def _journal(*, target: str, study_name: str, interval: float, grace: float,
              workers: int) -> StudyStorage:
@@ -444,7 +489,7 @@ def _journal(*, target: str, study_name: str, interval: float, grace: float,
 
     path = Path(target).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    storage = JournalStorage(JournalFileBackend(str(path), lock_obj=_journal_lock(path)))
     return StudyStorage(f"journal:{path}", "journal", storage,
                         _file_lock(path.with_name(path.name + ".dlopt-lock")),
                         _AttrHeartbeat(storage, interval, grace))
@@ -458,7 +503,7 @@ def _sqlite(*, target: str, study_name: str, interval: float, grace: float,
     if workers > 1:
         raise ConfigError(f"--storage {target}: SQLite takes one worker, not {workers}; {instead}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    release = _hold_exclusive(
+    release = hold_exclusive(
         path.with_name(path.name + ".dlopt-worker"),
         f"--storage {target}: SQLite takes one worker and another dlopt tune uses it; {instead}")
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import logging
 import math
 import multiprocessing
@@ -117,6 +118,17 @@ def tune(
     ``workers`` > 1 starts that many worker processes in all on the same storage (journal
     or PostgreSQL). ``objective`` replaces the training run (see :mod:`dlopt.tune._objective`).
     """
+    return _tune(cfg, study=study, study_dir=study_dir, storage=storage, trials=trials,
+                 timeout=timeout, workers=workers, objective=objective, on_trial=on_trial,
+                 plots=plots, notes=True)
+
+
+def _tune(cfg: "TuneConfig", *, study: str | None, study_dir: str | Path | None,
+          storage: str | None, trials: int | None, timeout: float | None, workers: int,
+          objective: Objective, on_trial: Callable[[TrialRecord], None] | None, plots: bool,
+          notes: bool) -> TuneResult:
+    """:func:`tune`; ``notes=False`` (a worker process) leaves the start-of-study notes and
+    optuna's warnings at the study's start to the process that spawned it."""
     name = _study_name(study, cfg)
     sdir = Path(study_dir) if study_dir is not None else Path("runs") / name
     target = trials if trials is not None else cfg.search.trials
@@ -131,13 +143,16 @@ def tune(
         raise ConfigError(f"--study-dir {sdir}: cannot create it: {exc.strerror or exc}") from None
     with optuna_warnings_as_log():
         spec = storage if storage is not None else cfg.search.storage
-        store = _open(cfg, spec, sdir, name, workers)
+        with _start_notes(notes):
+            store = _open(cfg, spec, sdir, name, workers)
         children: list[Any] = []
         try:
-            claim_folder(sdir, store, name)
-            plan = _plan(cfg)
-            _note_sampler_limits(cfg, plan)
-            opt_study = _load_study(store, name, plan, cfg)
+            with _start_notes(notes):
+                claim_folder(sdir, store, name)
+                plan = _plan(cfg)
+                if notes:
+                    _note_sampler_limits(cfg, plan)
+                opt_study = _load_study(store, name, plan, cfg)
             if plan.sampler_name == "grid":
                 target = min(target, opt_study.sampler.grid_size)
             kwargs = dict(study=name, study_dir=str(sdir), storage=spec, trials=target,
@@ -186,6 +201,23 @@ def _stop(children: list[Any], *, wait: bool) -> None:
             p.terminate()
     for p in children if wait else []:
         p.join()
+
+
+@contextlib.contextmanager
+def _start_notes(shown: bool) -> Iterator[None]:
+    """Warnings (and optuna's log lines, such as "Using an existing study") while a study
+    starts, silenced in worker processes: their parent said them."""
+    if shown:
+        yield
+        return
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _note_sampler_limits(cfg: "TuneConfig", plan: _Plan) -> None:
@@ -398,7 +430,8 @@ class _Worker:
         t0 = time.perf_counter()
         retry_of = trial.user_attrs.get("retry_of")
         run_dir = trial_dir(self.study_dir, trial.number)
-        ctx = TrialContext(trial, run_dir=run_dir, params={}, policy=self.plan.policy)
+        ctx = TrialContext(trial, run_dir=run_dir, params={}, policy=self.plan.policy,
+                           resume_from=None if retry_of is None else trial_dir(self.study_dir, retry_of))
         state, values, note, metrics = TrialState.FAIL, None, "", {}
         fatal: Exception | None = None
         try:
@@ -575,7 +608,10 @@ def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any],
         optuna.logging.disable_default_handler()
         optuna.logging.enable_propagation()
     try:
-        tune(parse_config(cfg_data, TuneConfig), **kwargs)
+        # tune()'s defaults for what the parent did not pass; one worker: this process
+        call = inspect.signature(tune).bind(parse_config(cfg_data, TuneConfig), **kwargs)
+        call.apply_defaults()
+        _tune(*call.args, **{**call.kwargs, "workers": 1}, notes=False)
     except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent says "interrupted"
         sys.exit(130)
     except DloptError as exc:  # one line, as the CLI would say it, not a traceback
