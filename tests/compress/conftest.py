@@ -38,3 +38,9 @@ def lenet_run(tmp_path_factory) -> Path:
 def mlp_run(tmp_path_factory) -> Path:
     """A real 1-epoch MLP run (Linear-only: the dynamic-INT8 and low-bit case)."""
     return _run(tmp_path_factory, "mlp", {"name": "mlp", "width": 64, "depth": 2})
+
+
+@pytest.fixture(scope="session")
+def gru_run(tmp_path_factory) -> Path:
+    """A real 1-epoch GRU run (image rows as steps): a model without width options."""
+    return _run(tmp_path_factory, "gru", {"name": "gru", "width": 8})

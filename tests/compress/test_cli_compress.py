@@ -24,7 +24,13 @@ def _one_error_line(res, needle):
     (["prune", "RUN", "--out", "OUT", "--lr", "-1"], "--lr=-1.0 is invalid"),
     (["quantize", "RUN", "--out", "OUT", "--method", "int3"], "unknown quantization method 'int3'"),
     (["quantize", "RUN", "--out", "OUT", "--conv-kernel", "amx"], "--conv-kernel 'amx' is invalid"),
+    (["quantize", "RUN", "--out", "OUT", "--method", "qat", "--lr", "0"], "--lr=0.0 is invalid"),
     (["distill", "--teacher", "RUN", "--student", "lenet5:width", "--out", "OUT"], "key=value"),
+    # a latency budget or target that nothing would time: was a full run, then always rejected
+    (["prune", "RUN", "--out", "OUT", "--target", "latency_ms=0.5", "--no-latency"], "drop --no-latency"),
+    (["quantize", "RUN", "--out", "OUT", "--latency-ms", "2", "--no-latency"], "drop --no-latency"),
+    (["distill", "--teacher", "RUN", "--student", "lenet5", "--out", "OUT", "--latency-ms", "2", "--no-latency"],
+     "drop --no-latency"),
 ])
 def test_bad_arguments_exit_2(lenet_run, tmp_path, args, needle):
     args = [str(lenet_run) if a == "RUN" else str(tmp_path / "o") if a == "OUT" else a for a in args]
@@ -60,3 +66,16 @@ def test_rejected_prune_exits_0_with_accepted_false(lenet_run, tmp_path):
     assert res.exit_code == 0, res.output
     assert "NOT accepted" in res.output
     assert json.loads((out / "summary.json").read_text())["accepted"] is False
+
+
+def test_prune_says_when_the_target_is_not_reached(lenet_run, tmp_path):
+    """LeNet's conv widths (6, 16) rounded to 8 cannot lose 90 % of the MACs: the run was
+    'accepted' with target_met false in summary.json only."""
+    out = tmp_path / "t"
+    res = runner.invoke(app, ["prune", str(lenet_run), "--out", str(out), "--target", "macs=0.9",
+                              "--finetune-epochs", "0", "--max-drop-pt", "100", "--no-latency",
+                              "--exporter", "legacy"])
+    assert res.exit_code == 0, res.output
+    c = json.loads((out / "summary.json").read_text())["compression"]
+    assert not c["target_met"] and c["macs_reduction"] < 0.9
+    assert f"target macs=0.9: NOT met (MACs removed {c['macs_reduction']:.1%}" in res.output

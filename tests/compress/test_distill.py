@@ -59,3 +59,26 @@ def test_bad_arguments(lenet_run, tmp_path, kwargs, needle):
     with pytest.raises(ConfigError) as err:
         distill_run(lenet_run, "lenet5", tmp_path / "x", **kwargs)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hint_on_a_layer_with_tuple_output_is_one_error(lenet_run, tmp_path, fast):
+    """A GRU layer returns (outputs, hidden): was an AttributeError traceback mid-training."""
+    with pytest.raises(ConfigError) as err:
+        distill_run(lenet_run, {"name": "gru", "width": 8}, tmp_path / "h", epochs=1, hint="rnn:features",
+                    measure=fast)
+    assert "student layer 'rnn' outputs a tuple" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("student,hint,needle", [
+    ("cnn1d", None, "needs 1-D input_shape"),
+    ("lenet5", "nope:features", "the student has no layer 'nope'"),
+])
+def test_student_that_cannot_train_is_refused_before_any_work(lenet_run, tmp_path, fast, student, hint, needle):
+    """Was refused only after the teacher's export, leaving OUT/.work: a retry needed --overwrite."""
+    from dlopt.errors import DloptError
+
+    out = tmp_path / "s"
+    with pytest.raises(DloptError) as err:
+        distill_run(lenet_run, student, out, epochs=1, hint=hint, measure=fast)
+    assert needle in str(err.value)
+    assert not any(out.iterdir())

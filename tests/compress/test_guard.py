@@ -38,6 +38,11 @@ def test_judge_accepts_within_budget():
     assert ok and "within budget" in why
 
 
+def test_judge_unchanged_accuracy_reads_plus_zero():
+    ok, why = judge(BEFORE, {"val_accuracy": 0.90}, Budget(0.5))
+    assert ok and "change +0.00 pt" in why
+
+
 def test_judge_rejects_over_budget():
     ok, why = judge(BEFORE, {"val_accuracy": 0.88}, Budget(0.5))
     assert not ok and "dropped 2.00 pt" in why

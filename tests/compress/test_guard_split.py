@@ -95,9 +95,13 @@ def test_accepted_int8_summary_describes_the_int8_model(lenet_run, tmp_path, fas
     assert "loss" not in summary["test"]  # the FP32 source's loss was never measured on INT8
 
 
-def test_rejected_int8_file_goes_to_rejected_dir(mlp_onnx, tmp_path, fast):
-    # a latency budget without latency measurement: the guard rejects, deterministically
-    res = quantize_run(mlp_onnx, tmp_path / "d", method="dynamic", budget=Budget(latency_ms=1.0), measure=fast)
+def test_rejected_int8_file_goes_to_rejected_dir(mlp_onnx, tmp_path):
+    from dlopt.compress import MeasureSettings
+
+    # a latency budget no file can meet: the guard rejects, deterministically
+    timed = MeasureSettings(batch_sizes=(1,), latency_batch=1, min_runs=3, min_seconds=0.0, exporter="legacy")
+    res = quantize_run(mlp_onnx, tmp_path / "d", method="dynamic", budget=Budget(latency_ms=1e-6), measure=timed)
+    assert "misses the budget" in res.reason
     assert not res.accepted
     assert (res.run_dir / "rejected" / "model.int8.onnx").is_file()
     assert not (res.run_dir / "model.int8.onnx").exists()
@@ -111,3 +115,44 @@ def test_dynamic_quantize_drops_only_the_preprocess_advice(mlp_onnx, tmp_path, c
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "pre-processing before quantization" in m]
     assert "an unrelated root warning" in messages  # other root warnings still pass
+
+
+def test_a_regression_run_is_refused_not_judged_on_accuracy(tmp_path):
+    """Top-1 accuracy of a real-valued target is 0 before and after: a 90 % sparse, untuned
+    diabetes MLP was 'accepted' by the guard."""
+    import dlopt
+    from dlopt.compress import prune_run
+    from dlopt.errors import ConfigError
+    from dlopt.train import recipe_config
+
+    cfg = recipe_config(data={"name": "diabetes"}, model={"name": "mlp", "width": 16, "depth": 1}, epochs=1,
+                        progress=False)
+    run = dlopt.fit(config=cfg, run_dir=tmp_path / "diabetes").run_dir
+    for verb in (lambda out: prune_run(run, out, method="global", target="sparsity=0.9", finetune_epochs=0),
+                 lambda out: quantize_run(run, out, method="dynamic")):
+        with pytest.raises(ConfigError) as err:
+            verb(tmp_path / "out")
+        assert "'diabetes' is a regression dataset" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_static_quantize_of_layernorm_model_drops_only_the_rank1_fallback_note(tmp_path, caplog):
+    """ORT logged 'Axis 1 is out-of-range for weight ... with rank 1' for every LayerNorm scale
+    of a ViT (it quantizes those per-tensor): WARNING lines the user could not act on."""
+    import numpy as np
+    import torch
+
+    from dlopt.deploy import export_onnx
+    from dlopt.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("vit", input_shape=(1, 8, 8), num_classes=3, width=8, depth=1, heads=2).eval()
+    x = torch.rand(16, 1, 8, 8)
+    src = export_onnx(model, x[:2], tmp_path / "vit.onnx", metadata={}, check_inputs=x, exporter="legacy",
+                      samples=16).path
+    with caplog.at_level(logging.WARNING):
+        quantize_onnx(src, tmp_path / "vit.int8.onnx", method="static", calibration=x.numpy())
+        logging.warning("Axis 1 is out-of-range for weight 'w' with rank 3")  # not a rank-1 fallback
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "with rank 1" in m]
+    assert "Axis 1 is out-of-range for weight 'w' with rank 3" in messages
+    assert (tmp_path / "vit.int8.onnx").is_file()

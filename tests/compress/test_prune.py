@@ -146,3 +146,72 @@ def test_rounding_leaves_a_layer_narrower_than_round_to_alone():
     prune_structured(model, torch.rand(2, 1, 28, 28), method="l1", ratio=0.5, round_to=8)
     arch = arch_options(model)
     assert arch["channels"] == [6, 8] and arch["hidden"] == [64, 40]  # 6 < 8 kept; 16/120/84 halved, rounded
+
+
+def test_taylor_prune_run_removes_channels(lenet_run, tmp_path, fast):
+    """Taylor scores need the gradients on every pruned copy (deepcopy drops .grad: was an
+    AttributeError traceback from torch-pruning on every model)."""
+    res = prune_run(lenet_run, tmp_path / "t", method="taylor", target="macs=0.3", finetune_epochs=0,
+                    budget=Budget(max_drop_pt=100), measure=fast)
+    assert res.after["macs"] < 0.8 * res.before["macs"]
+
+
+def test_structured_prune_refuses_a_model_without_widths_up_front(gru_run, tmp_path, fast):
+    from dlopt.errors import ModelError
+
+    out = tmp_path / "g"
+    with pytest.raises(ModelError) as err:
+        prune_run(gru_run, out, method="l1", measure=fast)
+    msg = str(err.value)
+    assert "'gru' has no width options" in msg and "cnn1d" in msg and "global|local" in msg and "\n" not in msg
+    # refused before measuring: nothing in the output directory, so a retry needs no --overwrite
+    assert not any(out.iterdir())
+
+
+def test_structured_prune_refuses_a_linear_model(tmp_path, fast):
+    """An mlp of depth 0 has only its output layer: was refused after measuring, with 'option
+    hidden = [] is invalid', an option the user never set."""
+    import dlopt
+    from dlopt.errors import ModelError
+    from dlopt.train import recipe_config
+
+    cfg = recipe_config(data={"name": "iris"}, model={"name": "mlp", "depth": 0}, epochs=1, progress=False)
+    run = dlopt.fit(config=cfg, run_dir=tmp_path / "iris").run_dir
+    with pytest.raises(ModelError, match="nothing to remove structurally"):
+        prune_run(run, tmp_path / "p", method="l1", measure=fast)
+    assert not any((tmp_path / "p").iterdir())
+
+
+def test_bn_method_refuses_a_model_without_batchnorm(lenet_run, tmp_path, fast):
+    """BN-scale importance on a model without BatchNorm removed nothing and was 'accepted'."""
+    with pytest.raises(ConfigError) as err:
+        prune_run(lenet_run, tmp_path / "b", method="bn", finetune_epochs=0, measure=fast)
+    assert "no BatchNorm layer" in str(err.value) and "l1, l2, taylor" in str(err.value)
+
+
+def test_structured_prune_of_attention_fuse_is_quiet():
+    """torch-pruning warned 'Unwrapped parameters detected' once per grid point (18 per prune)
+    for msresnet's attention fuse, whose widths stay anyway."""
+    import warnings
+
+    from dlopt.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("msresnet", input_shape=(1, 12, 12), num_classes=3, scales=[1, 2], depth=1,
+                         fuse="attention")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prune_structured(model, torch.rand(2, 1, 12, 12), method="l1", ratio=0.5, round_to=8)
+
+
+def test_unstructured_prunes_recurrent_weights(gru_run, tmp_path, fast):
+    """A GRU's recurrent matrices are most of its weights: only its linear head was pruned,
+    so sparsity=0.5 left 98 % of the weights dense."""
+    from dlopt.train import load
+
+    res = prune_run(gru_run, tmp_path / "u", method="global", target="sparsity=0.5", finetune_epochs=1,
+                    budget=Budget(max_drop_pt=100), measure=fast)
+    weights = {n: p for n, p in load(res.run_dir).model.named_parameters() if "weight" in n}
+    zeros = sum(int((p == 0).sum()) for p in weights.values()) / sum(p.numel() for p in weights.values())
+    assert zeros == pytest.approx(0.5, abs=0.01) == res.after["sparsity"]
+    assert (weights["rnn.weight_hh_l0"] == 0).float().mean() > 0.2  # kept zero through fine-tuning

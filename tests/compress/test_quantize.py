@@ -60,6 +60,8 @@ def test_qat_pact_exports_int8(lenet_run, tmp_path, fast):
     assert alphas and all(a > 0 for a in alphas.values())
     assert (base / "model.int8.onnx").is_file()
     assert abs(res.after["test_accuracy"] - res.before["test_accuracy"]) < 0.05
+    # the learned clips are constants of the INT8 graph, not parameters (was +1 per ReLU)
+    assert res.after["params"] == res.before["params"]
 
 
 @pytest.mark.parametrize("method,levels", [("binary", 2), ("ternary", 3)])
@@ -170,3 +172,13 @@ def test_quantize_run_records_the_conv_kernel(lenet_run, tmp_path, fast):
     c = res.summary["compression"]
     assert c["options"]["conv_kernel"] == "gemm" and c["conv_kernel"] == "gemm"
     assert all(z.all() for z in _zero_points(_int8_path(res)))
+
+
+def test_lowbit_refuses_a_model_with_nothing_to_quantize(gru_run, tmp_path, fast):
+    """A GRU's only linear layer is its head (kept fp32): 'binary' trained and reported an
+    unchanged fp32 model (max_levels_per_channel 0) as accepted."""
+    out = tmp_path / "b"
+    with pytest.raises(ModelError) as err:
+        quantize_run(gru_run, out, method="binary", measure=fast)
+    assert "nothing would be quantized" in str(err.value) and "\n" not in str(err.value)
+    assert not any(out.iterdir())  # refused before any work

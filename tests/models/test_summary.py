@@ -103,6 +103,26 @@ def test_attention_is_counted():
     assert summary(attn, (tokens, dim)).macs == linear + scores
 
 
+class _TorchAttention(nn.Module):
+    """A user module built from torch's own attention layers."""
+
+    def __init__(self, dim: int, ffn: int) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(dim, 4, batch_first=True)
+        self.layer = nn.TransformerEncoderLayer(dim, 4, ffn, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(self.mha(x, x, x, need_weights=False)[0])
+
+
+def test_torch_attention_layers_are_counted():
+    """Their fused eval kernels are not in torch's flop table: 0 MACs were counted for both."""
+    tokens, dim, ffn = 10, 16, 32
+    attn = tokens * dim * 3 * dim + tokens * dim * dim + 2 * tokens * tokens * dim
+    assert summary(_TorchAttention(dim, ffn), (tokens, dim)).macs == 2 * attn + 2 * tokens * dim * ffn
+    assert torch.backends.mha.get_fastpath_enabled()  # the fast path is back on afterwards
+
+
 def test_module_without_parameters():
     assert summary(nn.ReLU(), (3, 4)) == ModelSummary(params=0, macs=0, size_bytes=0)
 

@@ -44,6 +44,10 @@ def _report(res: Any) -> None:
     typer.echo(f"  test accuracy {b.get('test_accuracy', float('nan')):.4f} -> {a.get('test_accuracy', float('nan')):.4f}"
                f"  params {b.get('params')} -> {a.get('params')}  MACs {b.get('macs')} -> {a.get('macs')}"
                f"  size {b.get('size_bytes')} -> {a.get('size_bytes')} B")
+    if "target_met" in c:  # prune: the grid's nearest point can fall short of the target
+        typer.echo(f"  target {c['target']}: {'met' if c['target_met'] else 'NOT met'} (MACs removed "
+                   f"{c['macs_reduction']:.1%}, params removed {c['params_reduction']:.1%}, "
+                   f"sparsity {a.get('sparsity', 0.0):.1%})")
     for bs, t in (a.get("latency_ms") or {}).items():
         t0 = (b.get("latency_ms") or {}).get(bs)
         word = "SLOWER" if c.get(f"slower_bs{bs}") else "ok"

@@ -9,7 +9,8 @@ from typing import Any
 
 from dlopt.errors import ConfigError
 
-__all__ = ["Target", "parse_target", "Budget", "MeasureSettings", "CompressResult", "check_fraction"]
+__all__ = ["Target", "parse_target", "Budget", "MeasureSettings", "CompressResult", "check_fraction",
+           "check_latency_measured"]
 
 # target kind -> what its value means (for the error message and docs)
 _TARGET_KINDS = {
@@ -85,6 +86,14 @@ class MeasureSettings:
     min_runs: int = 20
     min_seconds: float = 0.5
     exporter: str = "dynamo"
+
+
+def check_latency_measured(budget: Budget, measure: MeasureSettings) -> None:
+    """A latency budget or target needs ONNX Runtime timing: without it the guard can only
+    reject, after the whole step has run."""
+    if budget.latency_ms is not None and not measure.latency:
+        raise ConfigError(f"a latency budget or target ({budget.latency_ms:g} ms) needs ONNX Runtime timing; "
+                          f"allowed: drop --no-latency (MeasureSettings(latency=True)) or the latency budget")
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlopt.compress import _rundir as rd
-from dlopt.compress._types import Budget, CompressResult, MeasureSettings
+from dlopt.compress._types import Budget, CompressResult, MeasureSettings, check_latency_measured
 from dlopt.compress.guard import judge, slower_flags
 from dlopt.compress.measure import measure_torch
 from dlopt.config import config_to_dict, parse_config
@@ -102,8 +102,12 @@ class KnowledgeDistillation:
         self._feats: dict[str, torch.Tensor] = {}
         self._handles: list[Any] = []
 
-    def _hook(self, key: str) -> Any:
-        def save(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+    def _hook(self, key: str, who: str, name: str) -> Any:
+        def save(_m: nn.Module, _inp: Any, out: Any) -> None:
+            if not isinstance(out, torch.Tensor):
+                # e.g. a GRU/LSTM layer returns (outputs, hidden): no single feature map to match
+                raise ConfigError(f"--hint: the {who} layer {name!r} outputs a {type(out).__name__}, not one "
+                                  f"tensor; allowed: layers with one tensor output (conv, linear, blocks)")
             self._feats[key] = out
 
         return save
@@ -116,8 +120,8 @@ class KnowledgeDistillation:
             if s_mod is None or t_mod is None:
                 which, name = ("student", self.hint[0]) if s_mod is None else ("teacher", self.hint[1])
                 raise ConfigError(f"--hint: the {which} has no layer {name!r}")
-            self._handles = [s_mod.register_forward_hook(self._hook("s")),
-                             t_mod.register_forward_hook(self._hook("t"))]
+            self._handles = [s_mod.register_forward_hook(self._hook("s", "student", self.hint[0])),
+                             t_mod.register_forward_hook(self._hook("t", "teacher", self.hint[1]))]
 
     def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.cache is not None:
@@ -185,6 +189,7 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
         raise ConfigError(f"--epochs={epochs} is invalid; allowed: an integer >= 1")
     pair = _hint_pair(hint)
     budget, measure = budget or Budget(), measure or MeasureSettings()
+    check_latency_measured(budget, measure)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
     teacher = rd.open_source(teacher_run)
     cfg, init = student_config(teacher.config, student, name=out.name)
@@ -192,6 +197,7 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
     if lr is not None:
         overrides["lr"] = lr
     cfg = recipe_config(cfg, **overrides)
+    _check_student(cfg, teacher, pair)
     work = rd.work_dir(out)
     before = measure_torch(teacher.model, teacher.bundle, work / "source.onnx", measure=measure,
                            metadata=teacher.metadata())
@@ -221,6 +227,19 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
     summary = rd.finalize(out, teacher.run_dir, accepted=accepted, reason=reason, compression=compression,
                           source_onnx=work / "source.onnx", guard_split=teacher.guard_split)
     return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
+
+
+def _check_student(cfg: Any, teacher: rd.Source, pair: tuple[str, str] | None) -> None:
+    """Build the student once before any work: a student that does not fit the teacher's data
+    or a hint layer that does not exist is one line, not a failure after the teacher's export."""
+    from dlopt.models import create_model
+
+    info = teacher.bundle.info
+    student = create_model(cfg.model.name, input_shape=tuple(info.input_shape), num_classes=info.out_features,
+                           **cfg.model.options())
+    for who, model, layer in zip(("student", "teacher"), (student, teacher.model), pair or ()):
+        if layer not in dict(model.named_modules()):
+            raise ConfigError(f"--hint: the {who} has no layer {layer!r}")
 
 
 def _hint_pair(hint: tuple[str, str] | str | None) -> tuple[str, str] | None:

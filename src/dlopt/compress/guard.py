@@ -51,7 +51,8 @@ def judge(before: dict[str, Any], after: dict[str, Any], budget: Budget, *,
     if no_slower and slower_flags(before, after).get(f"slower_bs{latency_batch}"):
         return False, (f"slower on ONNX Runtime at batch {latency_batch} ({_latency(before, latency_batch):.3f} -> "
                        f"{_latency(after, latency_batch):.3f} ms): keeping the input model")
-    return True, f"within budget: validation accuracy change {-drop:+.2f} pt (budget -{budget.max_drop_pt:g} pt)"
+    # 0.0 - drop, not -drop: an unchanged accuracy read "change -0.00 pt"
+    return True, f"within budget: validation accuracy change {0.0 - drop:+.2f} pt (budget -{budget.max_drop_pt:g} pt)"
 
 
 def slower_flags(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,9 @@ from dlopt.compress import _rundir as rd
 from dlopt.compress._types import MeasureSettings
 from dlopt.compress.measure import measure_torch
 from dlopt.compress.qat import _ste, bake, parametrize_weights, weight_layers, zoo_weights
+from dlopt.errors import ModelError
 
-__all__ = ["BinaryWeight", "TernaryWeight", "lowbit_candidate", "packed_bytes"]
+__all__ = ["BinaryWeight", "TernaryWeight", "lowbit_candidate", "packed_bytes", "check_lowbit"]
 
 _BITS = {"binary": 1, "ternary": 2}
 
@@ -70,6 +71,16 @@ def packed_bytes(model: nn.Module, lowbit: set[str], bits: int) -> int:
         else:
             total += t.numel() * t.element_size()
     return total
+
+
+def check_lowbit(model: nn.Module, name: str, method: str) -> None:
+    """ModelError before any work when ``model`` has no conv/linear layer between its first
+    and last (kept fp32): ``method`` would train and report an unchanged fp32 model."""
+    layers = weight_layers(model)
+    if len(layers) <= len(_full_precision(model)):
+        raise ModelError(f"--method {method}: model {name!r} has {len(layers)} conv/linear layer(s) and the "
+                         f"first and last stay fp32, so nothing would be quantized; allowed: models with 3 or "
+                         f"more conv/linear layers (GRU/LSTM weights are not quantized)")
 
 
 def lowbit_candidate(source: rd.Source, cand: Path, *, method: str, epochs: int, lr: float,

@@ -20,7 +20,7 @@ from torch import nn
 from dlopt.compress._types import MeasureSettings
 
 __all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "onnx_accuracy",
-           "sparsity", "export_model"]
+           "sparsity", "weight_tensors", "export_model"]
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,21 @@ def onnx_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, *, batch: int 
     return _accuracy(np.concatenate(outs), np.asarray(y))
 
 
+def weight_tensors(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """``(module name, module, parameter name)`` of every conv/linear weight and every recurrent
+    weight matrix (``weight_ih_l0``, ...): what unstructured pruning zeroes and sparsity counts."""
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            out.append((name, m, "weight"))
+        elif isinstance(m, nn.RNNBase):
+            out += [(name, m, w) for w in m._flat_weights_names if w.startswith("weight")]
+    return out
+
+
 def sparsity(model: nn.Module) -> float:
-    """Fraction of exact zeros among the weights of conv and linear layers."""
-    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    """Fraction of exact zeros among the weights of conv, linear and recurrent layers."""
+    weights = [getattr(m, w) for _, m, w in weight_tensors(model)]
     total = sum(w.numel() for w in weights)
     zeros = sum(int((w == 0).sum()) for w in weights)
     return zeros / total if total else 0.0

@@ -14,24 +14,27 @@ latency, and the summary says so.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from dlopt.compress import _rundir as rd
-from dlopt.compress._types import Budget, CompressResult, MeasureSettings, Target, parse_target
+from dlopt.compress._types import (Budget, CompressResult, MeasureSettings, Target, check_latency_measured,
+                                   parse_target)
 from dlopt.compress.guard import judge, slower_flags
-from dlopt.compress.measure import measure_torch, ort_latency, sparsity, torch_accuracy
+from dlopt.compress.measure import measure_torch, ort_latency, sparsity, torch_accuracy, weight_tensors
 from dlopt.errors import ConfigError, ModelError
 from dlopt.registry import Registry
 
 __all__ = ["PRUNE_METHODS", "prune_run", "prune_structured", "prune_unstructured", "MaskKeeper",
-           "rebuild"]
+           "rebuild", "check_structured"]
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +109,23 @@ def prune_structured(model: nn.Module, example: torch.Tensor, *, method: str, ra
     if importance is None:
         raise ConfigError(f"pruning method {method!r} is unstructured; use prune_unstructured")
     ignored = _ignored(model)
-    per_group = _rounded_ratios(model, example, ratio, round_to, ignored) if round_to and round_to > 1 else None
-    pruner = tp.pruner.MetaPruner(model, example, importance=importance, pruning_ratio=ratio,
-                                  pruning_ratio_dict=per_group, max_pruning_ratio=_MAX_RATIO,
-                                  ignored_layers=ignored)
-    pruner.step()
+    with _quiet_unwrapped():
+        per_group = _rounded_ratios(model, example, ratio, round_to, ignored) if round_to and round_to > 1 else None
+        pruner = tp.pruner.MetaPruner(model, example, importance=importance, pruning_ratio=ratio,
+                                      pruning_ratio_dict=per_group, max_pruning_ratio=_MAX_RATIO,
+                                      ignored_layers=ignored)
+        pruner.step()
     return model
+
+
+@contextlib.contextmanager
+def _quiet_unwrapped() -> Iterator[None]:
+    """Drop torch-pruning's 'Unwrapped parameters detected' warning, repeated for every grid
+    point: the parameters it names (msresnet's scale embedding of the attention fuse) belong to
+    ignored attention blocks, whose widths stay, and rebuild() proves the result loads."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        yield
 
 
 def _kept(channels: int, ratio: float, round_to: int) -> int:
@@ -152,8 +166,7 @@ def rebuild(model: nn.Module, name: str, options: dict[str, Any], *, input_shape
 
     arch = arch_options(model)
     if not arch:
-        raise ModelError(f"model {name!r} has no width options (arch_options); structured pruning "
-                         f"supports mlp, lenet5, convnet, resnet, msresnet")
+        raise ModelError(_no_widths(name))
     fresh = create_model(name, input_shape=input_shape, num_classes=num_classes, **{**options, **arch})
     try:
         fresh.load_state_dict(model.state_dict())
@@ -161,6 +174,30 @@ def rebuild(model: nn.Module, name: str, options: dict[str, Any], *, input_shape
         raise ModelError(f"pruned {name!r} does not rebuild from its widths {arch}: "
                          f"{str(exc).splitlines()[1].strip()}") from None
     return fresh.eval()
+
+
+def _no_widths(name: str) -> str:
+    from dlopt.models import list_models, model_options
+
+    prunable = [m for m in list_models() if {"channels", "hidden"} & set(model_options(m))]
+    return (f"model {name!r} has no width options, so its channels cannot be removed; structured "
+            f"pruning supports {', '.join(prunable)} (use --method global|local for any model)")
+
+
+def check_structured(model: nn.Module, name: str, method: str) -> None:
+    """ModelError/ConfigError before any work when ``method`` cannot prune ``model``: no width
+    options to rebuild it from (gru, lstm, vit, user modules), only an output layer (an mlp of
+    depth 0), or ``bn`` without BatchNorm (every channel would score the same)."""
+    from dlopt.models import arch_options
+
+    if not arch_options(model):
+        raise ModelError(_no_widths(name))
+    if len([m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]) < 2:
+        raise ModelError(f"model {name!r} has no layer but its output layer, whose width is the classes: "
+                         f"nothing to remove structurally; allowed: --method global|local")
+    if method == "bn" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ConfigError(f"--method bn scores channels by BatchNorm scale, and model {name!r} has no "
+                          f"BatchNorm layer; allowed: l1, l2, taylor (or train it with norm: batchnorm)")
 
 
 def _taylor_grads(model: nn.Module, bundle: Any, batch: int = 128) -> None:
@@ -182,25 +219,22 @@ def _pick(options: list[tuple[float, Any]], goal: float) -> Any:
 
 
 # ---------------------------------------------------------------------------- unstructured
-def _prunable(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
-
-
 def prune_unstructured(model: nn.Module, *, amount: float, scope: str = "global") -> dict[str, torch.Tensor]:
-    """Zero the smallest-|w| fraction ``amount`` of conv/linear weights, over all layers
-    (``global``) or in each layer (``local``), made permanent; returns the masks by name."""
+    """Zero the smallest-|w| fraction ``amount`` of conv/linear/recurrent weights, over all
+    layers (``global``) or in each weight tensor (``local``), made permanent; returns the masks
+    by parameter name."""
     from torch.nn.utils import prune
 
-    layers = _prunable(model)
+    # recurrent weights too: on a GRU/LSTM the head alone was pruned (sparsity=0.5 zeroed 2 %)
+    weights = [(m, w) for _, m, w in weight_tensors(model)]
     if scope == "global":
-        prune.global_unstructured([(m, "weight") for _, m in layers], pruning_method=prune.L1Unstructured,
-                                  amount=amount)
+        prune.global_unstructured(weights, pruning_method=prune.L1Unstructured, amount=amount)
     else:
-        for _, m in layers:
-            prune.l1_unstructured(m, "weight", amount=amount)
-    for _, m in layers:
-        prune.remove(m, "weight")  # permanent: plain weights with zeros, no mask buffers
-    return {f"{n}.weight": (m.weight != 0).detach().clone() for n, m in layers}
+        for m, w in weights:
+            prune.l1_unstructured(m, w, amount=amount)
+    for m, w in weights:
+        prune.remove(m, w)  # permanent: plain weights with zeros, no mask buffers
+    return {f"{n}.{w}".lstrip("."): (getattr(m, w) != 0).detach().clone() for n, m, w in weight_tensors(model)}
 
 
 class MaskKeeper:
@@ -266,6 +300,9 @@ class _Pruner:
 
     def _at(self, model: nn.Module, ratio: float) -> nn.Module:
         m = copy.deepcopy(model)
+        # deepcopy drops .grad, which "taylor" scores channels with
+        for src_p, p in zip(model.parameters(), m.parameters()):
+            p.grad = None if src_p.grad is None else src_p.grad.clone()
         return prune_structured(m, self.example, method=self.method, ratio=ratio, round_to=self.round_to)
 
     def _latency(self, model: nn.Module) -> float:
@@ -337,8 +374,11 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
     measure = measure or MeasureSettings()
     if tgt.kind == "latency_ms" and budget.latency_ms is None:
         budget = Budget(max_drop_pt=budget.max_drop_pt, latency_ms=tgt.value)
+    check_latency_measured(budget, measure)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
     src = rd.open_source(run_dir)
+    if kind == "structured":
+        check_structured(src.model, src.config.model.name, method)
     lr = rd.rewound_lr(src, lr)
     work = rd.work_dir(out)
     before = measure_torch(src.model, src.bundle, work / "source.onnx", measure=measure, metadata=src.metadata())

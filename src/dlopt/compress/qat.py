@@ -115,6 +115,11 @@ def _bake(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, PACT):
             m.fake = False
+            # a constant of the exported Clip from now on: as a parameter it was counted in the
+            # INT8 file's params (one extra per ReLU) though the deployed model has no such weight
+            alpha = m.alpha.detach().clone()
+            del m.alpha
+            m.register_buffer("alpha", alpha)
 
 
 def zoo_weights(model: nn.Module, zoo: nn.Module) -> nn.Module:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from dlopt.compress import _rundir as rd
-from dlopt.compress._types import Budget, CompressResult, MeasureSettings
+from dlopt.compress._types import Budget, CompressResult, MeasureSettings, check_latency_measured
 from dlopt.compress.guard import judge, slower_flags
 from dlopt.compress.measure import measure_onnx, measure_torch
 from dlopt.errors import ConfigError, ModelError
@@ -71,17 +72,22 @@ def check_quantizable(path: Path) -> bool:
 # on it (dlopt exports the graph and ORT shape-infers it on load), so only that line is dropped
 _ORT_ADVICE = ("Please consider to run pre-processing before quantization",
                "Please consider pre-processing before quantization")
+# per-channel axis 1 does not exist on a rank-1 weight (a LayerNorm/BatchNorm scale in ViT,
+# msresnet's attention fuse): ORT quantizes that tensor per-tensor instead, nothing to act on
+_RANK1_FALLBACK = re.compile(r"Axis -?\d+ is out-of-range for weight '.*' with rank 1$")
 
 
-class _DropPreprocessAdvice(logging.Filter):
+class _DropOrtNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(_ORT_ADVICE)
+        msg = str(record.msg)
+        return not (msg.startswith(_ORT_ADVICE) or _RANK1_FALLBACK.match(msg))
 
 
 @contextlib.contextmanager
-def _quiet_preprocess_advice() -> Iterator[None]:
-    """Drop ORT's pre-processing advice (logged through the root logger) while inside."""
-    root, drop = logging.getLogger(), _DropPreprocessAdvice()
+def _quiet_ort_noise() -> Iterator[None]:
+    """Drop ORT's pre-processing advice and rank-1 per-channel fallback notes (logged through
+    the root logger) while inside."""
+    root, drop = logging.getLogger(), _DropOrtNoise()
     root.addFilter(drop)
     try:
         yield
@@ -105,15 +111,16 @@ def _static(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method: 
 
     # uint8 activations: measured here (Xeon, AVX-512 VNNI) U8S8 ResNet-8 bs64 ran 1.7x faster
     # than ORT FP32, while S8S8 ran 1.6x slower
-    return quantize_static_onnx(src, dst, calibration, per_channel=per_channel, calibrate_method=calibrate_method,
-                                activation="uint8")
+    with _quiet_ort_noise():
+        return quantize_static_onnx(src, dst, calibration, per_channel=per_channel,
+                                    calibrate_method=calibrate_method, activation="uint8")
 
 
 @QUANT_METHODS.register("dynamic", kind="ptq", help="INT8 weights, activations quantized at run time (Linear/RNN)")
 def _dynamic(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method: str, per_channel: bool) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet_preprocess_advice():
+    with _quiet_ort_noise():
         quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
     _copy_metadata(src, dst)
     return dst
@@ -252,8 +259,11 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
         raise ConfigError(f"--calib-samples={calib_samples} is invalid; allowed: an integer >= 1")
     if epochs < 1:
         raise ConfigError(f"--epochs={epochs} is invalid; allowed: an integer >= 1")
+    if not lr > 0:  # checked here, not by the training config after the source was exported
+        raise ConfigError(f"--lr={lr} is invalid; allowed: a number > 0")
     _check_conv_kernel(conv_kernel)
     budget, measure = budget or Budget(), measure or MeasureSettings()
+    check_latency_measured(budget, measure)
     p = Path(src)
     if not p.exists():
         raise ConfigError(f"run or ONNX file not found: {p}")
@@ -265,6 +275,10 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
                               overwrite=overwrite)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
     source = rd.open_source(p)
+    if entry.info["kind"] == "lowbit":
+        from dlopt.compress.lowbit import check_lowbit
+
+        check_lowbit(source.model, source.config.model.name, method)
     work = rd.work_dir(out)
     source_onnx = work / "source.onnx"
     before = measure_torch(source.model, source.bundle, source_onnx, measure=measure, metadata=source.metadata())

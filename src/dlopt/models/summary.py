@@ -4,14 +4,17 @@ MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (MACs = FLOPs / 2) o
 sample, with two gaps filled analytically: CPU attention kernels
 (``_scaled_dot_product_flash_attention_for_cpu`` is not in torch's flop table) and recurrent
 layers (the oneDNN LSTM kernel is invisible to the counter, GRU/RNN are partly visible), so
-RNN/GRU/LSTM layers are always counted from their sizes via forward hooks.
+RNN/GRU/LSTM layers are always counted from their sizes via forward hooks. The fused eval path
+of ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` is switched off while counting
+(its kernels are invisible to the counter too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -116,6 +119,19 @@ def _example_input(model: nn.Module, input_shape: Iterable[int]) -> torch.Tensor
     return torch.zeros(1, *input_shape, device=device, dtype=dtype)
 
 
+@contextlib.contextmanager
+def _no_mha_fastpath() -> Iterator[None]:
+    """Turn off the fused eval path of nn.MultiheadAttention / nn.TransformerEncoderLayer while
+    counting: its kernels are not in torch's flop table (a user module with them counted 0 MACs
+    for its attention), the plain path is the same maths in counted ops."""
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
 def count_macs(model: nn.Module, input_shape: Iterable[int]) -> int:
     """Forward MACs of ``model`` for one sample of ``input_shape`` (eval mode, no grad)."""
     shape = tuple(input_shape)
@@ -125,7 +141,7 @@ def count_macs(model: nn.Module, input_shape: Iterable[int]) -> int:
     counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS)
     patch = _RnnPatch(model, counter)
     try:
-        with torch.no_grad(), counter:
+        with torch.no_grad(), _no_mha_fastpath(), counter:
             model(x)
     except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
