@@ -62,11 +62,25 @@ def test_bad_arguments(lenet_run, tmp_path, kwargs, needle):
 
 
 def test_hint_on_a_layer_with_tuple_output_is_one_error(lenet_run, tmp_path, fast):
-    """A GRU layer returns (outputs, hidden): was an AttributeError traceback mid-training."""
-    with pytest.raises(ConfigError) as err:
-        distill_run(lenet_run, {"name": "gru", "width": 8}, tmp_path / "h", epochs=1, hint="rnn:features",
-                    measure=fast)
-    assert "student layer 'rnn' outputs a tuple" in str(err.value) and "\n" not in str(err.value)
+    """A GRU layer returns (outputs, hidden): was an AttributeError traceback mid-training; found
+    only in training, it left OUT/.work behind, so the retry failed on a non-empty OUT."""
+    for _ in range(2):  # the retry, without --overwrite, fails the same way
+        with pytest.raises(ConfigError) as err:
+            distill_run(lenet_run, {"name": "gru", "width": 8}, tmp_path / "h", epochs=1, hint="rnn:features",
+                        measure=fast)
+        assert "student layer 'rnn' outputs a tuple" in str(err.value) and "\n" not in str(err.value)
+        assert not any((tmp_path / "h").iterdir())
+
+
+def test_student_run_whose_weights_do_not_fit_leaves_out_empty(mlp_run, diabetes_run, tmp_path, fast):
+    """A student run trained on other data (10 inputs, not 784) fails when training loads its
+    weights, after the teacher's export: OUT/.work was left behind."""
+    from dlopt.errors import DloptError
+
+    out = tmp_path / "w"
+    with pytest.raises(DloptError):
+        distill_run(mlp_run, diabetes_run, out, epochs=1, measure=fast)
+    assert not any(out.iterdir())
 
 
 @pytest.mark.parametrize("student,hint,needle", [

@@ -55,3 +55,12 @@ def test_judge_latency_budget_and_slower():
     assert not ok and "slower" in why
     flags = slower_flags(BEFORE, {"latency_ms": {"1": 0.5, "64": 20.0}})
     assert flags == {"speedup_bs1": 2.0, "slower_bs1": False, "speedup_bs64": 0.5, "slower_bs64": True}
+
+
+def test_judge_reads_the_metric_the_measurements_name():
+    """A regression measurement names r2: its points are 0.01 of R2, never accuracy's."""
+    before = {"metric": "r2", "val_r2": 0.50}
+    assert judge(before, {"metric": "r2", "val_r2": 0.496}, Budget(max_drop_pt=0.5)) == (
+        True, "within budget: validation r2 change -0.40 pt (budget -0.5 pt)")
+    ok, why = judge(before, {"metric": "r2", "val_r2": 0.40}, Budget(max_drop_pt=0.5))
+    assert not ok and why.startswith("r2 dropped 10.00 pt on validation (0.5000 -> 0.4000)")

@@ -117,28 +117,8 @@ def test_dynamic_quantize_drops_only_the_preprocess_advice(mlp_onnx, tmp_path, c
     assert "an unrelated root warning" in messages  # other root warnings still pass
 
 
-def test_a_regression_run_is_refused_not_judged_on_accuracy(tmp_path):
-    """Top-1 accuracy of a real-valued target is 0 before and after: a 90 % sparse, untuned
-    diabetes MLP was 'accepted' by the guard."""
-    import dlopt
-    from dlopt.compress import prune_run
-    from dlopt.errors import ConfigError
-    from dlopt.train import recipe_config
-
-    cfg = recipe_config(data={"name": "diabetes"}, model={"name": "mlp", "width": 16, "depth": 1}, epochs=1,
-                        progress=False)
-    run = dlopt.fit(config=cfg, run_dir=tmp_path / "diabetes").run_dir
-    for verb in (lambda out: prune_run(run, out, method="global", target="sparsity=0.9", finetune_epochs=0),
-                 lambda out: quantize_run(run, out, method="dynamic")):
-        with pytest.raises(ConfigError) as err:
-            verb(tmp_path / "out")
-        assert "'diabetes' is a regression dataset" in str(err.value) and "\n" not in str(err.value)
-
-
-def test_static_quantize_of_layernorm_model_drops_only_the_rank1_fallback_note(tmp_path, caplog):
-    """ORT logged 'Axis 1 is out-of-range for weight ... with rank 1' for every LayerNorm scale
-    of a ViT (it quantizes those per-tensor): WARNING lines the user could not act on."""
-    import numpy as np
+def _vit_onnx(tmp_path):
+    """A tiny ViT (LayerNorm scales: rank-1 weights) exported to ONNX, and inputs for it."""
     import torch
 
     from dlopt.deploy import export_onnx
@@ -149,10 +129,29 @@ def test_static_quantize_of_layernorm_model_drops_only_the_rank1_fallback_note(t
     x = torch.rand(16, 1, 8, 8)
     src = export_onnx(model, x[:2], tmp_path / "vit.onnx", metadata={}, check_inputs=x, exporter="legacy",
                       samples=16).path
+    return src, x.numpy()
+
+
+def test_static_quantize_of_layernorm_model_drops_only_the_rank1_fallback_note(tmp_path, caplog):
+    """ORT logged 'Axis 1 is out-of-range for weight ... with rank 1' for every LayerNorm scale
+    of a ViT (it quantizes those per-tensor): WARNING lines the user could not act on."""
+    src, x = _vit_onnx(tmp_path)
     with caplog.at_level(logging.WARNING):
-        quantize_onnx(src, tmp_path / "vit.int8.onnx", method="static", calibration=x.numpy())
+        quantize_onnx(src, tmp_path / "vit.int8.onnx", method="static", calibration=x)
         logging.warning("Axis 1 is out-of-range for weight 'w' with rank 3")  # not a rank-1 fallback
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "with rank 1" in m]
     assert "Axis 1 is out-of-range for weight 'w' with rank 3" in messages
     assert (tmp_path / "vit.int8.onnx").is_file()
+
+
+def test_deploy_int8_helper_drops_the_same_notes(tmp_path, caplog):
+    """``dlopt bench --int8``'s helper had its own filter, without the rank-1 note: one filter
+    (in deploy) now serves both."""
+    from dlopt.deploy import quantize_static_onnx
+
+    src, x = _vit_onnx(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        quantize_static_onnx(src, tmp_path / "vit.int8.onnx", x)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "with rank 1" in m or "pre-processing before quantization" in m]

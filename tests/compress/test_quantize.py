@@ -182,3 +182,12 @@ def test_lowbit_refuses_a_model_with_nothing_to_quantize(gru_run, tmp_path, fast
         quantize_run(gru_run, out, method="binary", measure=fast)
     assert "nothing would be quantized" in str(err.value) and "\n" not in str(err.value)
     assert not any(out.iterdir())  # refused before any work
+
+
+def test_calib_samples_records_the_rows_used(mlp_run, tmp_path, fast):
+    """A training split smaller than --calib-samples: the summary said 100000 samples."""
+    from dlopt.compress._rundir import open_source
+
+    res = quantize_run(mlp_run, tmp_path / "c", method="static", calib_samples=100_000,
+                       budget=Budget(max_drop_pt=1e6), measure=fast)
+    assert res.summary["compression"]["options"]["calib_samples"] == len(open_source(mlp_run).bundle.train)

@@ -41,7 +41,9 @@ def _report(res: Any) -> None:
     b, a = res.before, res.after
     verdict = "accepted" if res.accepted else "NOT accepted (best model so far kept)"
     typer.echo(f"{res.run_dir}: {verdict}: {res.reason}")
-    typer.echo(f"  test accuracy {b.get('test_accuracy', float('nan')):.4f} -> {a.get('test_accuracy', float('nan')):.4f}"
+    metric = a.get("metric") or b.get("metric") or "accuracy"
+    t0, t1 = (m.get(f"test_{metric}") for m in (b, a))
+    typer.echo(f"  test {metric} {float('nan') if t0 is None else t0:.4f} -> {float('nan') if t1 is None else t1:.4f}"
                f"  params {b.get('params')} -> {a.get('params')}  MACs {b.get('macs')} -> {a.get('macs')}"
                f"  size {b.get('size_bytes')} -> {a.get('size_bytes')} B")
     if "target_met" in c:  # prune: the grid's nearest point can fall short of the target
@@ -54,7 +56,8 @@ def _report(res: Any) -> None:
         typer.echo(f"  ORT p50 batch {bs}: {t0} -> {t} ms (speedup {c.get(f'speedup_bs{bs}')}x, {word})")
 
 
-_DROP = typer.Option(0.5, "--max-drop-pt", help="accuracy budget: max validation points lost")
+_DROP = typer.Option(0.5, "--max-drop-pt",
+                     help="guard budget: max validation points lost (accuracy; R2 x 100 for regression)")
 _LAT = typer.Option(None, "--latency-ms", help="latency budget: ORT p50 ms at batch 64")
 _NOLAT = typer.Option(False, "--no-latency", help="skip ONNX Runtime timing (faster, no speed verdict)")
 _THREADS = typer.Option(1, "--threads", min=1, help="threads for the ORT timing")

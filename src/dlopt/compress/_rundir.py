@@ -8,12 +8,13 @@ the guard accepts it, else the source's model with the candidate moved to ``OUT/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from torch import nn
 
@@ -22,7 +23,7 @@ from dlopt.errors import ConfigError
 from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 
-__all__ = ["Source", "open_source", "finetune", "write_model_dir", "prepare_out", "finalize",
+__all__ = ["Source", "open_source", "finetune", "write_model_dir", "prepare_out", "finalize", "clean_on_failure",
            "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED", "INIT_WEIGHTS"]
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,19 @@ def open_source(run_dir: str | Path) -> Source:
 def prepare_out(out_dir: str | Path, *, overwrite: bool) -> Path:
     """Create the output run directory (a non-empty one needs ``overwrite``)."""
     return rundir.prepare_run_dir(out_dir, overwrite=overwrite, resumable=False)
+
+
+@contextlib.contextmanager
+def clean_on_failure(out: Path) -> Iterator[None]:
+    """Empty ``out`` when the step fails inside (scratch space, unfinished candidate, copied
+    files): everything in it is the step's own (``prepare_out`` found it empty or was told to
+    overwrite), and a retry then needs no ``--overwrite``."""
+    try:
+        yield
+    except BaseException:
+        for item in out.iterdir():
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+        raise
 
 
 def work_dir(out: Path) -> Path:
@@ -176,10 +190,11 @@ def write_model_dir(d: Path, src: Source, model: nn.Module, *, name: str,
 
 def _describe(summary: dict[str, Any], measured: dict[str, Any], guard_split: dict[str, Any] | None = None) -> None:
     """Put the figures ``measured`` on a model (the same ones ``compression.after`` reports)
-    into its ``summary``: val/test accuracy, params, MACs, size."""
+    into its ``summary``: val/test guard metric (accuracy, or r2), params, MACs, size."""
+    metric = measured.get("metric", "accuracy")
     summary.update({k: measured[k] for k in ("params", "macs", "size_bytes") if k in measured})
-    summary["val"] = {**(summary.get("val") or {}), "accuracy": measured.get("val_accuracy")}
-    summary["test"] = {**(summary.get("test") or {}), "accuracy": measured.get("test_accuracy")}
+    summary["val"] = {**(summary.get("val") or {}), metric: measured.get(f"val_{metric}")}
+    summary["test"] = {**(summary.get("test") or {}), metric: measured.get(f"test_{metric}")}
     if guard_split and guard_split.get("split") != "val":
         summary["val"]["split"] = guard_split["split"]  # carved from train: say so where it is read
 

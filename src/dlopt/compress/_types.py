@@ -60,8 +60,9 @@ def parse_target(text: str | Target) -> Target:
 
 @dataclass(frozen=True)
 class Budget:
-    """The guard: a step may lose at most ``max_drop_pt`` accuracy points on the validation
-    split against its input; ``latency_ms`` (optional) is a p50 ceiling at the measure batch."""
+    """The guard: a step may lose at most ``max_drop_pt`` points (0.01) of the guard metric
+    (accuracy; R2 for regression) on the validation split against its input; ``latency_ms``
+    (optional) is a p50 ceiling at the measure batch."""
 
     max_drop_pt: float = 0.5
     latency_ms: float | None = None

@@ -21,7 +21,7 @@ from torch import nn
 
 from dlopt.compress import _rundir as rd
 from dlopt.compress._types import Budget, CompressResult, MeasureSettings, check_latency_measured
-from dlopt.compress.guard import judge, slower_flags
+from dlopt.compress.guard import budget_record, judge, slower_flags
 from dlopt.compress.measure import measure_torch
 from dlopt.config import config_to_dict, parse_config
 from dlopt.errors import ConfigError
@@ -88,12 +88,14 @@ class _LogitCache:
 
 class KnowledgeDistillation:
     """Technique hooked to the loop: after the hard-label loss, ``loss = (1 - alpha) * loss +
-    alpha * kd_loss(student, teacher, T) [+ hint_weight * hint]``; the teacher never trains."""
+    alpha * kd_loss(student, teacher, T) [+ hint_weight * hint]``; the teacher never trains.
+    For ``task="regression"`` the soft term is the MSE to the teacher's predictions (a
+    softmax over one output is constant: the KL term would be 0) and ``temperature`` is unused."""
 
     def __init__(self, teacher: nn.Module, *, temperature: float = 4.0, alpha: float = 0.9,
                  hint: tuple[str, str] | None = None, hint_weight: float = 100.0,
-                 cache_x: torch.Tensor | None = None) -> None:
-        self.teacher = teacher.eval()
+                 cache_x: torch.Tensor | None = None, task: str = "classification") -> None:
+        self.teacher, self.task = teacher.eval(), task
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.temperature, self.alpha, self.hint, self.hint_weight = temperature, alpha, hint, hint_weight
@@ -134,7 +136,10 @@ class KnowledgeDistillation:
 
     def on_after_loss(self, state: Any) -> None:
         t_logits = self._teacher_logits(state.x)
-        soft = kd_loss(state.outputs, t_logits, self.temperature)
+        if self.task == "regression":
+            soft = F.mse_loss(state.outputs.float(), t_logits.float())
+        else:
+            soft = kd_loss(state.outputs, t_logits, self.temperature)
         state.loss = (1 - self.alpha) * state.loss + self.alpha * soft
         if self.hint and "s" in self._feats and "t" in self._feats:
             state.loss = state.loss + self.hint_weight * attention_hint_loss(self._feats["s"], self._feats["t"].detach())
@@ -177,7 +182,7 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
                 budget: Budget | None = None, measure: MeasureSettings | None = None, overwrite: bool = False,
                 **recipe: Any) -> CompressResult:
     """Train ``student`` from the teacher run's soft targets into ``out_dir`` (teacher's data,
-    recipe + ``recipe`` keywords); guarded against the teacher's validation accuracy.
+    recipe + ``recipe`` keywords); guarded against the teacher's validation metric (accuracy or R2).
     ``baseline=True`` also trains the same student without KD (``compression.nokd``)."""
     from dlopt.train import recipe_config, train_run
 
@@ -191,42 +196,47 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
     budget, measure = budget or Budget(), measure or MeasureSettings()
     check_latency_measured(budget, measure)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
-    teacher = rd.open_source(teacher_run)
-    cfg, init = student_config(teacher.config, student, name=out.name)
-    overrides: dict[str, Any] = {"epochs": epochs, "progress": False, **recipe}
-    if lr is not None:
-        overrides["lr"] = lr
-    cfg = recipe_config(cfg, **overrides)
-    _check_student(cfg, teacher, pair)
-    work = rd.work_dir(out)
-    before = measure_torch(teacher.model, teacher.bundle, work / "source.onnx", measure=measure,
-                           metadata=teacher.metadata())
-    augmented = bool(cfg.data.augment) or cfg.train.regularization.mixup_alpha > 0 or cfg.train.regularization.cutmix_alpha > 0
-    kd = KnowledgeDistillation(teacher.model, temperature=temperature, alpha=alpha, hint=pair, hint_weight=hint_weight,
-                               cache_x=None if augmented else teacher.bundle.train.x)
-    cand = out / rd.CANDIDATE
-    fit = train_run(cfg, run_dir=cand, callbacks=[kd], bundle=teacher.bundle)
-    if init is not None and (init / rd.ARCH).is_file():
-        rd.write_arch(cand, fit.model)
-    after = measure_torch(fit.model, teacher.bundle, cand / rd.ONNX, measure=measure, metadata={
-        **teacher.metadata(), "model": {"name": cfg.model.name, "options": cfg.model.options()}})
-    extra: dict[str, Any] = {"params_ratio": round(after["params"] / before["params"], 4),
-                             "teacher_cache_hits": kd.cache_hits}
-    if baseline:
-        plain = train_run(cfg, run_dir=work / "nokd", bundle=teacher.bundle)
-        extra["nokd"] = {"val_accuracy": plain.summary["val"].get("accuracy"),
-                         "test_accuracy": plain.summary["test"].get("accuracy"),
-                         "train_seconds": plain.summary.get("train_seconds")}
-    accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch)
-    compression = {"step": "distill", "method": "kd" if pair is None else "kd+hint",
-                   "student": cfg.model.name, "student_options": cfg.model.options(),
-                   "options": {"temperature": temperature, "alpha": alpha, "hint": list(pair) if pair else None,
-                               "hint_weight": hint_weight, "epochs": epochs, "lr": cfg.train.optim.lr},
-                   "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
-                   "before": before, "after": after, **slower_flags(before, after), **extra}
-    summary = rd.finalize(out, teacher.run_dir, accepted=accepted, reason=reason, compression=compression,
-                          source_onnx=work / "source.onnx", guard_split=teacher.guard_split)
-    return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
+    with rd.clean_on_failure(out):
+        teacher = rd.open_source(teacher_run)
+        cfg, init = student_config(teacher.config, student, name=out.name)
+        overrides: dict[str, Any] = {"epochs": epochs, "progress": False, **recipe}
+        if lr is not None:
+            overrides["lr"] = lr
+        cfg = recipe_config(cfg, **overrides)
+        _check_student(cfg, teacher, pair)
+        work = rd.work_dir(out)
+        before = measure_torch(teacher.model, teacher.bundle, work / "source.onnx", measure=measure,
+                               metadata=teacher.metadata())
+        reg = cfg.train.regularization
+        augmented = bool(cfg.data.augment) or reg.mixup_alpha > 0 or reg.cutmix_alpha > 0
+        kd = KnowledgeDistillation(teacher.model, temperature=temperature, alpha=alpha, hint=pair,
+                                   hint_weight=hint_weight, cache_x=None if augmented else teacher.bundle.train.x,
+                                   task=teacher.bundle.info.task)
+        cand = out / rd.CANDIDATE
+        fit = train_run(cfg, run_dir=cand, callbacks=[kd], bundle=teacher.bundle)
+        if init is not None and (init / rd.ARCH).is_file():
+            rd.write_arch(cand, fit.model)
+        after = measure_torch(fit.model, teacher.bundle, cand / rd.ONNX, measure=measure, metadata={
+            **teacher.metadata(), "model": {"name": cfg.model.name, "options": cfg.model.options()}})
+        extra: dict[str, Any] = {"params_ratio": round(after["params"] / before["params"], 4),
+                                 "teacher_cache_hits": kd.cache_hits}
+        if baseline:
+            plain = train_run(cfg, run_dir=work / "nokd", bundle=teacher.bundle)
+            metric = before["metric"]
+            extra["nokd"] = {f"val_{metric}": plain.summary["val"].get(metric),
+                             f"test_{metric}": plain.summary["test"].get(metric),
+                             "train_seconds": plain.summary.get("train_seconds")}
+        accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch)
+        compression = {"step": "distill", "method": "kd" if pair is None else "kd+hint",
+                       "student": cfg.model.name, "student_options": cfg.model.options(),
+                       "options": {"temperature": temperature, "alpha": alpha, "hint": list(pair) if pair else None,
+                                   "hint_weight": hint_weight, "epochs": epochs, "lr": cfg.train.optim.lr},
+                       "budget": budget_record(budget, before["metric"]),
+                       "before": before, "after": after, **slower_flags(before, after), **extra}
+        summary = rd.finalize(out, teacher.run_dir, accepted=accepted, reason=reason, compression=compression,
+                              source_onnx=work / "source.onnx", guard_split=teacher.guard_split)
+        return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before,
+                              after=after)
 
 
 def _check_student(cfg: Any, teacher: rd.Source, pair: tuple[str, str] | None) -> None:

@@ -1,6 +1,9 @@
-"""The accuracy guard: a pure decision ``judge(before, after, budget) -> (accepted, reason)``.
+"""The guard: a pure decision ``judge(before, after, budget) -> (accepted, reason)``.
 
-Accuracy is compared on the validation split (the test split stays for reporting; a run
+The guard's metric follows the task (:data:`GUARD_METRICS`): top-1 accuracy for
+classification, R2 for regression (accuracy of a real-valued target is 0 for every model, so
+any candidate would pass). A point is 0.01 of the metric either way. It is compared on the
+validation split (the test split stays for reporting; a run
 without one gets a held-out part of its training split, see ``_holdout``); a
 latency budget is checked at ``latency_batch``. A step that is slower than its input on
 ONNX Runtime is reported (``slower_bs<N>``), never hidden, whatever the verdict.
@@ -12,11 +15,25 @@ from typing import Any
 
 from dlopt.compress._types import Budget
 
-__all__ = ["judge", "slower_flags", "accuracy_drop_pt"]
+__all__ = ["judge", "slower_flags", "accuracy_drop_pt", "GUARD_METRICS", "guard_metric", "budget_record"]
+
+# task -> the metric the guard judges (higher is better for both; both are read in points)
+GUARD_METRICS = {"classification": "accuracy", "regression": "r2"}
+
+
+def guard_metric(task: str) -> str:
+    """The metric the guard judges a run of ``task`` on."""
+    return GUARD_METRICS[task]
+
+
+def budget_record(budget: Budget, metric: str) -> dict[str, Any]:
+    """The ``compression.budget`` record: the budget and the metric it is counted in."""
+    return {"metric": metric, "max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms}
 
 
 def accuracy_drop_pt(before: dict[str, Any], after: dict[str, Any], key: str = "val_accuracy") -> float | None:
-    """Accuracy points lost from ``before`` to ``after`` (negative: a gain); None if unknown."""
+    """Points (0.01 of the metric ``key``) lost from ``before`` to ``after`` (negative: a
+    gain); None if unknown."""
     a, b = before.get(key), after.get(key)
     if a is None or b is None:
         return None
@@ -31,16 +48,18 @@ def _latency(m: dict[str, Any], batch: int) -> float | None:
 
 def judge(before: dict[str, Any], after: dict[str, Any], budget: Budget, *,
           latency_batch: int = 64, no_slower: bool = False) -> tuple[bool, str]:
-    """Accept ``after`` unless it loses more than ``budget.max_drop_pt`` validation points
-    against ``before``, misses ``budget.latency_ms`` or (``no_slower``) runs measurably slower
+    """Accept ``after`` unless it loses more than ``budget.max_drop_pt`` validation points of
+    its guard metric (``after["metric"]``; accuracy when unnamed) against ``before``, misses
+    ``budget.latency_ms`` or (``no_slower``) runs measurably slower
     than ``before`` at ``latency_batch``; the reason is one line either way."""
-    drop = accuracy_drop_pt(before, after)
+    metric = after.get("metric") or before.get("metric") or "accuracy"
+    key = f"val_{metric}"
+    drop = accuracy_drop_pt(before, after, key)
     if drop is None:
-        return False, "no validation accuracy measured: cannot check the accuracy budget"
+        return False, f"no validation {metric} measured: cannot check the {metric} budget"
     if drop > budget.max_drop_pt:
-        return False, (f"accuracy dropped {drop:.2f} pt on validation "
-                       f"({before['val_accuracy']:.4f} -> {after['val_accuracy']:.4f}); "
-                       f"budget {budget.max_drop_pt:g} pt")
+        return False, (f"{metric} dropped {drop:.2f} pt on validation "
+                       f"({before[key]:.4f} -> {after[key]:.4f}); budget {budget.max_drop_pt:g} pt")
     if budget.latency_ms is not None:
         lat = _latency(after, latency_batch)
         if lat is None:
@@ -52,7 +71,7 @@ def judge(before: dict[str, Any], after: dict[str, Any], budget: Budget, *,
         return False, (f"slower on ONNX Runtime at batch {latency_batch} ({_latency(before, latency_batch):.3f} -> "
                        f"{_latency(after, latency_batch):.3f} ms): keeping the input model")
     # 0.0 - drop, not -drop: an unchanged accuracy read "change -0.00 pt"
-    return True, f"within budget: validation accuracy change {0.0 - drop:+.2f} pt (budget -{budget.max_drop_pt:g} pt)"
+    return True, f"within budget: validation {metric} change {0.0 - drop:+.2f} pt (budget -{budget.max_drop_pt:g} pt)"
 
 
 def slower_flags(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Measure a model the way it will be served: accuracy on the validation and test splits,
+"""Measure a model the way it will be served: the guard's metric (accuracy, or R2 for
+regression: ``metric`` names it, ``val_<metric>``/``test_<metric>`` hold it) on the validation and test splits,
 parameters, MACs, size on disk, sparsity, and ONNX Runtime p50 latency (the deploy room's
 benchmark harness: a fresh worker process, fixed threads).
 
@@ -19,8 +20,8 @@ from torch import nn
 
 from dlopt.compress._types import MeasureSettings
 
-__all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "onnx_accuracy",
-           "sparsity", "weight_tensors", "export_model"]
+__all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "onnx_accuracy", "torch_score",
+           "onnx_score", "sparsity", "weight_tensors", "export_model"]
 
 log = logging.getLogger(__name__)
 
@@ -28,27 +29,47 @@ log = logging.getLogger(__name__)
 _PARITY_SAMPLES = 256
 
 
-def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
-    return float((outputs.argmax(1) == y).mean()) if len(y) else float("nan")
+def _score(outputs: np.ndarray, y: np.ndarray, metric: str) -> float:
+    """``accuracy`` (top-1 of logits) or ``r2`` (the outputs are the predicted values)."""
+    from dlopt.train.metrics import r2
+
+    if not len(y):
+        return float("nan")
+    if metric == "r2":
+        return r2(np.asarray(y, np.float64), outputs.reshape(len(y)).astype(np.float64))
+    return float((outputs.argmax(1) == y).mean())
 
 
 @torch.inference_mode()
-def torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 1024) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on preprocessed ``x``."""
+def torch_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, metric: str = "accuracy",
+                batch: int = 1024) -> float:
+    """``metric`` (accuracy | r2) of ``model`` (eval mode) on preprocessed ``x``."""
     was = model.training
     model.eval()
     outs = [model(x[i:i + batch]).float().cpu().numpy() for i in range(0, len(x), batch)]
     model.train(was)
-    return _accuracy(np.concatenate(outs), y.cpu().numpy())
+    return _score(np.concatenate(outs), y.cpu().numpy(), metric)
 
 
-def onnx_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, *, batch: int = 1024) -> float:
-    """Top-1 accuracy of an ONNX file on ONNX Runtime."""
+def torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on preprocessed ``x``."""
+    return torch_score(model, x, y, batch=batch)
+
+
+def onnx_score(path: str | Path, x: np.ndarray, y: np.ndarray, *, metric: str = "accuracy",
+               batch: int = 1024) -> float:
+    """``metric`` (accuracy | r2) of an ONNX file on ONNX Runtime (a regression graph outputs
+    the predicted values themselves)."""
     from dlopt.deploy import OnnxModel
 
     runner = OnnxModel.load(path)
     outs = [runner.run(x[i:i + batch]) for i in range(0, len(x), batch)]
-    return _accuracy(np.concatenate(outs), np.asarray(y))
+    return _score(np.concatenate(outs), np.asarray(y), metric)
+
+
+def onnx_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, *, batch: int = 1024) -> float:
+    """Top-1 accuracy of an ONNX file on ONNX Runtime."""
+    return onnx_score(path, x, y, batch=batch)
 
 
 def weight_tensors(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
@@ -114,16 +135,18 @@ def _val_split(bundle: Any) -> Any:
 
 def measure_torch(model: nn.Module, bundle: Any, onnx_path: Path | None, *, measure: MeasureSettings,
                   metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Accuracy (val/test), params, MACs, sizes, sparsity of ``model``; exported to
+    """The guard's metric (val/test), params, MACs, sizes, sparsity of ``model``; exported to
     ``onnx_path`` (parity-checked) and timed there when ``measure.latency``."""
+    from dlopt.compress.guard import guard_metric
     from dlopt.models import summary
 
     model = model.eval()
-    val = _val_split(bundle)
+    val, metric = _val_split(bundle), guard_metric(bundle.info.task)
     s = summary(model, tuple(bundle.info.input_shape))
     out: dict[str, Any] = {
-        "val_accuracy": None if val is None else torch_accuracy(model, val.x, val.y),
-        "test_accuracy": torch_accuracy(model, bundle.test.x, bundle.test.y),
+        "metric": metric,
+        f"val_{metric}": None if val is None else torch_score(model, val.x, val.y, metric=metric),
+        f"test_{metric}": torch_score(model, bundle.test.x, bundle.test.y, metric=metric),
         "params": s.params, "macs": s.macs, **_weight_sizes(model),
         "sparsity": round(sparsity(model), 4),
     }
@@ -137,14 +160,16 @@ def measure_torch(model: nn.Module, bundle: Any, onnx_path: Path | None, *, meas
 
 
 def measure_onnx(path: Path, bundle: Any, *, measure: MeasureSettings) -> dict[str, Any]:
-    """Accuracy (val/test) on ONNX Runtime, file size and latency of an ONNX file."""
+    """The guard's metric (val/test) on ONNX Runtime, file size and latency of an ONNX file."""
+    from dlopt.compress.guard import guard_metric
     from dlopt.deploy import OnnxModel
 
     meta = OnnxModel.load(path).metadata
-    val = _val_split(bundle)
+    val, metric = _val_split(bundle), guard_metric(bundle.info.task)
     out: dict[str, Any] = {
-        "val_accuracy": None if val is None else onnx_accuracy(path, *_split_arrays(val)),
-        "test_accuracy": onnx_accuracy(path, *_split_arrays(bundle.test)),
+        "metric": metric,
+        f"val_{metric}": None if val is None else onnx_score(path, *_split_arrays(val), metric=metric),
+        f"test_{metric}": onnx_score(path, *_split_arrays(bundle.test), metric=metric),
         "params": meta.params, "macs": meta.macs, "size_bytes": path.stat().st_size,
         "onnx_bytes": path.stat().st_size,
     }

@@ -28,8 +28,8 @@ from torch import nn
 from dlopt.compress import _rundir as rd
 from dlopt.compress._types import (Budget, CompressResult, MeasureSettings, Target, check_latency_measured,
                                    parse_target)
-from dlopt.compress.guard import judge, slower_flags
-from dlopt.compress.measure import measure_torch, ort_latency, sparsity, torch_accuracy, weight_tensors
+from dlopt.compress.guard import budget_record, judge, slower_flags
+from dlopt.compress.measure import measure_torch, ort_latency, sparsity, torch_score, weight_tensors
 from dlopt.errors import ConfigError, ModelError
 from dlopt.registry import Registry
 
@@ -376,63 +376,66 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
         budget = Budget(max_drop_pt=budget.max_drop_pt, latency_ms=tgt.value)
     check_latency_measured(budget, measure)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
-    src = rd.open_source(run_dir)
-    if kind == "structured":
-        check_structured(src.model, src.config.model.name, method)
-    lr = rd.rewound_lr(src, lr)
-    work = rd.work_dir(out)
-    before = measure_torch(src.model, src.bundle, work / "source.onnx", measure=measure, metadata=src.metadata())
-    pr = _Pruner(src, out, method=method, kind=kind, target=tgt, round_to=round_to, measure=measure)
-    if tgt.kind == "latency_ms" and steps > 1:
-        log.info("latency target: pruning in one shot (steps=%d ignored)", steps)
-        steps = 1
-
-    model, good_dir, reason, done = src.model, None, "", 0
-    val = src.bundle.val  # open_source guarantees one (carved from train if need be), never test
-    for i in range(1, steps + 1):
-        cand, masks = copy.deepcopy(model), None
+    with rd.clean_on_failure(out):
+        src = rd.open_source(run_dir)
         if kind == "structured":
-            cand = pr.structured(cand, pr.goal(i, steps))
-        else:
-            masks = prune_unstructured(cand, amount=pr.goal(i, steps), scope=method)
-        step_dir = work / f"step-{i}"
-        if finetune_epochs > 0:
-            rd.finetune(src, cand, step_dir, epochs=finetune_epochs, lr=lr, name=out.name,
-                        callbacks=[MaskKeeper(masks)] if masks else [])
-            from dlopt.train import load
+            check_structured(src.model, src.config.model.name, method)
+        lr = rd.rewound_lr(src, lr)
+        work = rd.work_dir(out)
+        before = measure_torch(src.model, src.bundle, work / "source.onnx", measure=measure, metadata=src.metadata())
+        pr = _Pruner(src, out, method=method, kind=kind, target=tgt, round_to=round_to, measure=measure)
+        if tgt.kind == "latency_ms" and steps > 1:
+            log.info("latency target: pruning in one shot (steps=%d ignored)", steps)
+            steps = 1
 
-            cand = load(step_dir).model  # reloaded from disk: config + arch.json + safetensors
+        model, good_dir, reason, done = src.model, None, "", 0
+        val = src.bundle.val  # open_source guarantees one (carved from train if need be), never test
+        metric = before["metric"]
+        for i in range(1, steps + 1):
+            cand, masks = copy.deepcopy(model), None
+            if kind == "structured":
+                cand = pr.structured(cand, pr.goal(i, steps))
+            else:
+                masks = prune_unstructured(cand, amount=pr.goal(i, steps), scope=method)
+            step_dir = work / f"step-{i}"
+            if finetune_epochs > 0:
+                rd.finetune(src, cand, step_dir, epochs=finetune_epochs, lr=lr, name=out.name,
+                            callbacks=[MaskKeeper(masks)] if masks else [])
+                from dlopt.train import load
+
+                cand = load(step_dir).model  # reloaded from disk: config + arch.json + safetensors
+            else:
+                rd.write_model_dir(step_dir, src, cand, name=out.name)
+            step_score = {"metric": metric, f"val_{metric}": torch_score(cand, val.x, val.y, metric=metric)}
+            ok, why = judge(before, step_score, Budget(max_drop_pt=budget.max_drop_pt))
+            if not ok:
+                reason = f"step {i}/{steps} rejected: {why}"
+                if good_dir is None:
+                    good_dir, model = step_dir, cand  # nothing good: measure it for the report, then reject
+                break
+            model, good_dir, done = cand, step_dir, i
+        assert good_dir is not None
+        good_dir.rename(out / rd.CANDIDATE)
+        after = measure_torch(model, src.bundle, out / rd.CANDIDATE / rd.ONNX, measure=measure, metadata=src.metadata())
+        after["sparsity"] = round(sparsity(model), 4)
+        if done == 0:
+            accepted = False
         else:
-            rd.write_model_dir(step_dir, src, cand, name=out.name)
-        step_acc = {"val_accuracy": torch_accuracy(cand, val.x, val.y)}
-        ok, why = judge(before, step_acc, Budget(max_drop_pt=budget.max_drop_pt))
-        if not ok:
-            reason = f"step {i}/{steps} rejected: {why}"
-            if good_dir is None:
-                good_dir, model = step_dir, cand  # nothing good: measure it for the report, then reject
-            break
-        model, good_dir, done = cand, step_dir, i
-    assert good_dir is not None
-    good_dir.rename(out / rd.CANDIDATE)
-    after = measure_torch(model, src.bundle, out / rd.CANDIDATE / rd.ONNX, measure=measure, metadata=src.metadata())
-    after["sparsity"] = round(sparsity(model), 4)
-    if done == 0:
-        accepted = False
-    else:
-        accepted, why = judge(before, after, budget, latency_batch=measure.latency_batch)
-        reason = why if not reason else f"kept step {done}/{steps}; {reason}"
-    removed = {"macs_reduction": round(1 - after["macs"] / before["macs"], 4),
-               "params_reduction": round(1 - after["params"] / before["params"], 4)}
-    note = ("unstructured sparsity shrinks the compressed size (compressed_bytes), not dense latency"
-            if kind == "unstructured" else "channels removed; the model is rebuilt from arch.json")
-    compression = {"step": "prune", "method": method, "kind": kind, "target": str(tgt),
-                   "options": {"steps": steps, "finetune_epochs": finetune_epochs, "round_to": round_to, "lr": lr},
-                   "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
-                   "steps_kept": done, "target_met": _met(tgt, after, removed, measure) and done == steps,
-                   "before": before, "after": after, **removed, **slower_flags(before, after), "note": note}
-    summary = rd.finalize(out, src.run_dir, accepted=accepted, reason=reason, compression=compression,
-                          source_onnx=work / "source.onnx", guard_split=src.guard_split)
-    return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
+            accepted, why = judge(before, after, budget, latency_batch=measure.latency_batch)
+            reason = why if not reason else f"kept step {done}/{steps}; {reason}"
+        removed = {"macs_reduction": round(1 - after["macs"] / before["macs"], 4),
+                   "params_reduction": round(1 - after["params"] / before["params"], 4)}
+        note = ("unstructured sparsity shrinks the compressed size (compressed_bytes), not dense latency"
+                if kind == "unstructured" else "channels removed; the model is rebuilt from arch.json")
+        compression = {"step": "prune", "method": method, "kind": kind, "target": str(tgt),
+                       "options": {"steps": steps, "finetune_epochs": finetune_epochs, "round_to": round_to, "lr": lr},
+                       "budget": budget_record(budget, metric),
+                       "steps_kept": done, "target_met": _met(tgt, after, removed, measure) and done == steps,
+                       "before": before, "after": after, **removed, **slower_flags(before, after), "note": note}
+        summary = rd.finalize(out, src.run_dir, accepted=accepted, reason=reason, compression=compression,
+                              source_onnx=work / "source.onnx", guard_split=src.guard_split)
+        return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before,
+                              after=after)
 
 
 def _met(tgt: Target, after: dict[str, Any], removed: dict[str, float], measure: MeasureSettings) -> bool:

@@ -18,18 +18,16 @@ keeps the faster, so the choice follows the machine rather than a guess.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from dlopt.compress import _rundir as rd
 from dlopt.compress._types import Budget, CompressResult, MeasureSettings, check_latency_measured
-from dlopt.compress.guard import judge, slower_flags
+from dlopt.compress.guard import budget_record, judge, slower_flags
 from dlopt.compress.measure import measure_onnx, measure_torch
 from dlopt.errors import ConfigError, ModelError
 from dlopt.registry import Registry
@@ -68,33 +66,6 @@ def check_quantizable(path: Path) -> bool:
     return bool(types & _CONV)
 
 
-# ORT's quantizers advise running its quant_pre_process on every call; a dlopt user cannot act
-# on it (dlopt exports the graph and ORT shape-infers it on load), so only that line is dropped
-_ORT_ADVICE = ("Please consider to run pre-processing before quantization",
-               "Please consider pre-processing before quantization")
-# per-channel axis 1 does not exist on a rank-1 weight (a LayerNorm/BatchNorm scale in ViT,
-# msresnet's attention fuse): ORT quantizes that tensor per-tensor instead, nothing to act on
-_RANK1_FALLBACK = re.compile(r"Axis -?\d+ is out-of-range for weight '.*' with rank 1$")
-
-
-class _DropOrtNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = str(record.msg)
-        return not (msg.startswith(_ORT_ADVICE) or _RANK1_FALLBACK.match(msg))
-
-
-@contextlib.contextmanager
-def _quiet_ort_noise() -> Iterator[None]:
-    """Drop ORT's pre-processing advice and rank-1 per-channel fallback notes (logged through
-    the root logger) while inside."""
-    root, drop = logging.getLogger(), _DropOrtNoise()
-    root.addFilter(drop)
-    try:
-        yield
-    finally:
-        root.removeFilter(drop)
-
-
 def _copy_metadata(src: Path, dst: Path) -> None:
     import onnx
 
@@ -110,17 +81,18 @@ def _static(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method: 
     from dlopt.deploy import quantize_static_onnx
 
     # uint8 activations: measured here (Xeon, AVX-512 VNNI) U8S8 ResNet-8 bs64 ran 1.7x faster
-    # than ORT FP32, while S8S8 ran 1.6x slower
-    with _quiet_ort_noise():
-        return quantize_static_onnx(src, dst, calibration, per_channel=per_channel,
-                                    calibrate_method=calibrate_method, activation="uint8")
+    # than ORT FP32, while S8S8 ran 1.6x slower (ORT's notes are dropped inside deploy)
+    return quantize_static_onnx(src, dst, calibration, per_channel=per_channel,
+                                calibrate_method=calibrate_method, activation="uint8")
 
 
 @QUANT_METHODS.register("dynamic", kind="ptq", help="INT8 weights, activations quantized at run time (Linear/RNN)")
 def _dynamic(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method: str, per_channel: bool) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet_ort_noise():
+    from dlopt.deploy._quantize import quiet_quantization_notes
+
+    with quiet_quantization_notes():
         quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
     _copy_metadata(src, dst)
     return dst
@@ -238,10 +210,14 @@ def _onnx_bundle(path: Path) -> tuple[Any, dict[str, Any]]:
 
 
 def _calibration(bundle: Any, samples: int, seed: int = 0) -> np.ndarray:
-    """``samples`` training inputs (seeded draw): calibration never sees the test split."""
+    """``samples`` training inputs (seeded draw), all of them when train has fewer: calibration
+    never sees the test split. The summary records ``len()`` of the result, the number used."""
     import torch
 
     idx = np.random.default_rng(seed).permutation(len(bundle.train))[:samples]
+    if len(idx) < samples:
+        log.warning("--calib-samples %d: the training split has %d rows; calibrating on all of them",
+                    samples, len(idx))
     return bundle.train.rows(torch.from_numpy(np.sort(idx))).numpy()  # a held split stays uint8
 
 
@@ -250,7 +226,7 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
                  conv_kernel: str = "auto", budget: Budget | None = None, measure: MeasureSettings | None = None,
                  overwrite: bool = False) -> CompressResult:
     """Quantize a run (or an exported ``.onnx``) into ``out_dir``: ``model.int8.onnx`` beside
-    the FP32 ``model.onnx``; guarded on validation accuracy and ONNX Runtime latency.
+    the FP32 ``model.onnx``; guarded on the validation metric (accuracy or R2) and ONNX Runtime latency.
     ``conv_kernel`` (auto | direct | gemm): see :func:`pick_conv_kernel` (static INT8 and qat)."""
     entry = QUANT_METHODS.get(method)
     if calibration not in CALIBRATIONS:
@@ -274,42 +250,44 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
                               per_channel=per_channel, conv_kernel=conv_kernel, budget=budget, measure=measure,
                               overwrite=overwrite)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
-    source = rd.open_source(p)
-    if entry.info["kind"] == "lowbit":
-        from dlopt.compress.lowbit import check_lowbit
+    with rd.clean_on_failure(out):
+        source = rd.open_source(p)
+        if entry.info["kind"] == "lowbit":
+            from dlopt.compress.lowbit import check_lowbit
 
-        check_lowbit(source.model, source.config.model.name, method)
-    work = rd.work_dir(out)
-    source_onnx = work / "source.onnx"
-    before = measure_torch(source.model, source.bundle, source_onnx, measure=measure, metadata=source.metadata())
-    cand = out / rd.CANDIDATE
-    kind = entry.info["kind"]
-    if kind == "ptq":
-        # the FP32 weights and config reload the model; finalize puts the INT8 file's figures
-        # (compression.after) into its summary, not these FP32 ones
-        rd.write_model_dir(cand, source, source.model, name=out.name)
-        shutil.copy2(source_onnx, cand / rd.ONNX)
-        extra: dict[str, Any] = _int8_onnx(source_onnx, cand / rd.INT8_ONNX, method=method,
-                                           calibration=_calibration(source.bundle, calib_samples),
-                                           calibrate_method=calibration, per_channel=per_channel,
-                                           conv_kernel=conv_kernel, measure=measure)
-        after = measure_onnx(cand / rd.INT8_ONNX, source.bundle, measure=measure)
-    else:
-        build = entry.factory()
-        after, extra = build(source, cand, method=method, epochs=epochs, lr=lr, measure=measure,
-                             calibration=_calibration(source.bundle, calib_samples), calibrate_method=calibration,
-                             conv_kernel=conv_kernel)
-    # low-bit weights have no fast runtime: judge accuracy only, report size honestly
-    no_slower = kind != "lowbit" and measure.latency
-    accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=no_slower)
-    compression = {"step": "quantize", "method": method, "kind": kind,
-                   "options": {"calibration": calibration, "calib_samples": calib_samples,
-                               "per_channel": per_channel, "epochs": epochs, "lr": lr, "conv_kernel": conv_kernel},
-                   "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
-                   "before": before, "after": after, **slower_flags(before, after), **extra}
-    summary = rd.finalize(out, source.run_dir, accepted=accepted, reason=reason, compression=compression,
-                          source_onnx=source_onnx, guard_split=source.guard_split)
-    return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
+            check_lowbit(source.model, source.config.model.name, method)
+        work = rd.work_dir(out)
+        source_onnx = work / "source.onnx"
+        before = measure_torch(source.model, source.bundle, source_onnx, measure=measure, metadata=source.metadata())
+        cand = out / rd.CANDIDATE
+        kind = entry.info["kind"]
+        calib = _calibration(source.bundle, calib_samples)
+        if kind == "ptq":
+            # the FP32 weights and config reload the model; finalize puts the INT8 file's figures
+            # (compression.after) into its summary, not these FP32 ones
+            rd.write_model_dir(cand, source, source.model, name=out.name)
+            shutil.copy2(source_onnx, cand / rd.ONNX)
+            extra: dict[str, Any] = _int8_onnx(source_onnx, cand / rd.INT8_ONNX, method=method, calibration=calib,
+                                               calibrate_method=calibration, per_channel=per_channel,
+                                               conv_kernel=conv_kernel, measure=measure)
+            after = measure_onnx(cand / rd.INT8_ONNX, source.bundle, measure=measure)
+        else:
+            build = entry.factory()
+            after, extra = build(source, cand, method=method, epochs=epochs, lr=lr, measure=measure,
+                                 calibration=calib, calibrate_method=calibration,
+                                 conv_kernel=conv_kernel)
+        # low-bit weights have no fast runtime: judge accuracy only, report size honestly
+        no_slower = kind != "lowbit" and measure.latency
+        accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=no_slower)
+        compression = {"step": "quantize", "method": method, "kind": kind,
+                       "options": {"calibration": calibration, "calib_samples": len(calib),
+                                   "per_channel": per_channel, "epochs": epochs, "lr": lr, "conv_kernel": conv_kernel},
+                       "budget": budget_record(budget, after["metric"]),
+                       "before": before, "after": after, **slower_flags(before, after), **extra}
+        summary = rd.finalize(out, source.run_dir, accepted=accepted, reason=reason, compression=compression,
+                              source_onnx=source_onnx, guard_split=source.guard_split)
+        return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before,
+                              after=after)
 
 
 def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, calib_samples: int,
@@ -321,24 +299,26 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
     check_quantizable(src)
     bundle, guard_split = _onnx_bundle(src)
     out = rd.prepare_out(out_dir, overwrite=overwrite)
-    shutil.copy2(src, out / rd.ONNX)
-    before = measure_onnx(out / rd.ONNX, bundle, measure=measure)
-    int8 = out / rd.INT8_ONNX
-    kernel = _int8_onnx(out / rd.ONNX, int8, method=method, calibration=_calibration(bundle, calib_samples),
-                        calibrate_method=calibration, per_channel=per_channel, conv_kernel=conv_kernel,
-                        measure=measure)
-    after = measure_onnx(int8, bundle, measure=measure)
-    accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=measure.latency)
-    if not accepted:  # the candidate goes to DIR/rejected/, as for run directories
-        (out / rd.REJECTED).mkdir()
-        int8.rename(out / rd.REJECTED / rd.INT8_ONNX)
-    summary = {"schema_version": rundir.SCHEMA_VERSION, "name": out.name, "task": bundle.info.task,
-               "dataset": bundle.info.name, "accepted": accepted, "reason": reason,
-               "compression": {"step": "quantize", "method": method, "kind": "ptq", "source": str(src.resolve()),
-                               "options": {"calibration": calibration, "calib_samples": calib_samples,
-                                           "per_channel": per_channel, "conv_kernel": conv_kernel},
-                               "budget": {"max_drop_pt": budget.max_drop_pt, "latency_ms": budget.latency_ms},
-                               "before": before, "after": after, **slower_flags(before, after), **kernel,
-                               "guard_split": guard_split}}
-    rundir.write_json(out / rundir.SUMMARY, summary)
-    return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before, after=after)
+    with rd.clean_on_failure(out):
+        shutil.copy2(src, out / rd.ONNX)
+        before = measure_onnx(out / rd.ONNX, bundle, measure=measure)
+        int8 = out / rd.INT8_ONNX
+        calib = _calibration(bundle, calib_samples)
+        kernel = _int8_onnx(out / rd.ONNX, int8, method=method, calibration=calib, calibrate_method=calibration,
+                            per_channel=per_channel, conv_kernel=conv_kernel, measure=measure)
+        after = measure_onnx(int8, bundle, measure=measure)
+        accepted, reason = judge(before, after, budget, latency_batch=measure.latency_batch, no_slower=measure.latency)
+        if not accepted:  # the candidate goes to DIR/rejected/, as for run directories
+            (out / rd.REJECTED).mkdir()
+            int8.rename(out / rd.REJECTED / rd.INT8_ONNX)
+        summary = {"schema_version": rundir.SCHEMA_VERSION, "name": out.name, "task": bundle.info.task,
+                   "dataset": bundle.info.name, "accepted": accepted, "reason": reason,
+                   "compression": {"step": "quantize", "method": method, "kind": "ptq", "source": str(src.resolve()),
+                                   "options": {"calibration": calibration, "calib_samples": len(calib),
+                                               "per_channel": per_channel, "conv_kernel": conv_kernel},
+                                   "budget": budget_record(budget, after["metric"]),
+                                   "before": before, "after": after, **slower_flags(before, after), **kernel,
+                                   "guard_split": guard_split}}
+        rundir.write_json(out / rundir.SUMMARY, summary)
+        return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before,
+                              after=after)

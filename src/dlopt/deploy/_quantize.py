@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,7 +19,7 @@ import numpy as np
 
 from dlopt.errors import ModelError
 
-__all__ = ["quantize_static_onnx", "shift_weight_zero_points"]
+__all__ = ["quantize_static_onnx", "shift_weight_zero_points", "quiet_quantization_notes"]
 
 
 class _Reader:
@@ -60,7 +61,7 @@ def quantize_static_onnx(src: str | os.PathLike, dst: str | os.PathLike, calibra
     out = Path(dst)
     with tempfile.TemporaryDirectory(prefix="dlopt-quant-") as tmp:
         staged = Path(tmp) / out.name
-        with _quiet_preprocess_advice():
+        with quiet_quantization_notes():
             quantize_static(str(src), str(staged), reader, quant_format=QuantFormat.QDQ,
                             per_channel=per_channel, activation_type=act_types[activation],
                             weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method])
@@ -107,17 +108,27 @@ def shift_weight_zero_points(src: str | os.PathLike, dst: str | os.PathLike) -> 
     return moved
 
 
-class _DropPreprocessAdvice(logging.Filter):
+# ORT's quantizers advise running its quant_pre_process on every call; a dlopt user cannot act
+# on it (dlopt exports the graph and ORT shape-infers it on load)
+_ORT_ADVICE = ("Please consider to run pre-processing before quantization",
+               "Please consider pre-processing before quantization")
+# per-channel axis 1 does not exist on a rank-1 weight (a LayerNorm/BatchNorm scale in ViT,
+# msresnet's attention fuse): ORT quantizes that tensor per-tensor instead, nothing to act on
+_RANK1_FALLBACK = re.compile(r"Axis -?\d+ is out-of-range for weight '.*' with rank 1$")
+
+
+class _DropQuantizationNotes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
+        msg = record.getMessage()
+        return not (msg.startswith(_ORT_ADVICE) or _RANK1_FALLBACK.match(msg))
 
 
 @contextlib.contextmanager
-def _quiet_preprocess_advice() -> Iterator[None]:
-    """ONNX Runtime logs its advice to run ``quant_pre_process`` on the root logger twice per
-    call; a dlopt user cannot act on it (dlopt owns the graph), so it is dropped, nothing else."""
-    root = logging.getLogger()  # ORT calls logging.warning(): records made by the root logger
-    drop = _DropPreprocessAdvice()
+def quiet_quantization_notes() -> Iterator[None]:
+    """While inside, drop ONNX Runtime quantization's pre-processing advice and rank-1
+    per-channel fallback notes, nothing else: ORT logs them on the root logger (``logging.warning``)
+    on every call and a dlopt user cannot act on them (dlopt owns the graph)."""
+    root, drop = logging.getLogger(), _DropQuantizationNotes()
     root.addFilter(drop)
     try:
         yield
