@@ -52,3 +52,20 @@ def _stage_commands_redo_the_step(rec, tmp_path):
         assert comp.get("method") == rec[name].metrics["method"]
         for key in ("params", "macs"):
             assert comp["after"][key] == rec[name].metrics["after"][key], (name, key)
+
+
+def test_a_regression_prune_stage_shows_the_kept_models_test_r2(tmp_path):
+    doc = {
+        "name": "reg", "runs_dir": str(tmp_path / "runs"),
+        "base": {"data": {"name": "diabetes", "preprocess": [{"op": "zscore"}]},
+                 "model": {"name": "mlp", "width": 16, "depth": 1},
+                 "train": {"epochs": 3, "batch_size": 32, "progress": False, "optim": {"name": "adam", "lr": 0.01}}},
+        "stages": [{"name": "train"},
+                   {"name": "prune", "input": "train", "target": "sparsity=0.5", "finetune_epochs": 1,
+                    "max_drop_pt": 100}],
+    }
+    cfg, opts = parse_pipeline(doc)
+    rec = {r.name: r for r in run_pipeline(cfg, opts, report=False).records}
+    m = rec["prune"].metrics
+    kept = m["after"] if m["accepted"] else m["before"]
+    assert m["test_r2"] == kept["test_r2"]
