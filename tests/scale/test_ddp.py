@@ -4,18 +4,13 @@ process with the same global batch and seed; the checkpoint resumes in another r
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from scale_helpers import worker_env
+from scale_helpers import assert_close_weights as _close, torchrun_fit
 from ddp_fit import fit
-
-SCRIPT = Path(__file__).with_name("ddp_fit.py")
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +18,8 @@ def ddp_run(tmp_path_factory):
     """One 2-process run of ddp_fit.py: (weights dir, run dir)."""
     out = tmp_path_factory.mktemp("ddp")
     run_dir = out / "run"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           str(SCRIPT), str(out), str(run_dir)],
-                          env=worker_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    torchrun_fit(out, run_dir)
     return out, run_dir
-
-
-def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1e-5) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=atol, msg=lambda m: f"{k}: {m}")
 
 
 def test_two_ranks_match_each_other_and_one_process(ddp_run, tmp_path):

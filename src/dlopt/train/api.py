@@ -374,7 +374,8 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
                             write=world.is_main)
     term = cb.GracefulTermination(ckpt)
     handlers += [schedule, ckpt, term]
-    handlers += distributed.dist_handlers(world, batch_size=t.batch_size, mode=dcfg.batch, termination=term)
+    handlers += distributed.dist_handlers(world, batch_size=t.batch_size, mode=dcfg.batch, seed=t.seed,
+                                          termination=term)
     if world.is_main:  # only rank 0 writes and reports
         handlers.append(cb.MetricsLog(d / rundir.METRICS))
     if t.early_stopping.enabled:

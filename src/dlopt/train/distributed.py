@@ -16,6 +16,8 @@ engine needs around them, each a handler on the loop's events:
   averaged), so a bad step stops or is skipped on every rank at once;
 * only rank 0 writes (checkpoints, metrics.jsonl, summary.json, model.safetensors) and
   reports; every rank reads ``checkpoints/last`` on resume (a shared directory across hosts);
+* every rank draws its own random numbers (dropout, augmentation, mixup/cutmix) from a seed
+  derived from (seed, rank), and each rank's random state travels in the checkpoints;
 * after torchrun restarts the group (``--max-restarts``), the run resumes from its last
   checkpoint by itself.
 """
@@ -40,7 +42,7 @@ from dlopt.errors import ConfigError, RunError
 
 __all__ = ["World", "env_world", "session", "prepare_run_dir", "check_supported", "check_devices",
            "dist_handlers", "is_main_process", "launch", "DDPWrap", "GlobalBatch", "ReduceMetrics", "AgreeStop",
-           "AgreeNonFinite"]
+           "AgreeNonFinite", "RankRandomness", "rank_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +265,7 @@ class DDPWrap:
             if state.device.type == "cuda" else None
         # DDP broadcasts rank 0's weights now; a resume then loads the same checkpoint on every rank
         state.model = DistributedDataParallel(state.module, device_ids=ids)
+        state.extra["ddp"] = state.model  # GradAccumulation's no_sync(), even once Compile wrapped it
 
 
 class GlobalBatch:
@@ -323,6 +326,80 @@ class AgreeNonFinite:
                 self._verdict = None
 
 
+def rank_seed(seed: int, rank: int, *, step: int = 0) -> int:
+    """The seed of ``rank``'s own random stream: ``seed`` itself for rank 0 at step 0 (the
+    stream of a one-process run), else a 63-bit seed mixed from (seed, rank, step)."""
+    if rank == 0 and step == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed % 2**64, rank, step]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class RankRandomness:
+    """Every rank draws its own random numbers for what is drawn per sample: dropout and
+    random augmentation (torch's global generator, numpy's, python's) and mixup/cutmix
+    (handlers with ``rank_stream = True`` and a ``reseed(seed)``). Rank 0 keeps the stream a
+    one-process run has; rank r > 0 reseeds from ``rank_seed(seed, r)`` at fit start, after
+    the model was initialised (identically: DDP also broadcasts rank 0's weights). The data
+    order is not touched (the loader has its own seeded generator).
+
+    ``Checkpointing`` calls :meth:`gather` at every save (all ranks save at the same step) and
+    writes every rank's state; on resume with the same process count each rank restores its
+    own (:meth:`restore`), with another count (or a checkpoint without them) ranks > 0 reseed
+    from (seed, rank, step), so they still differ, but the run is no longer exact."""
+
+    order = 14  # fit start: after the model was built, before Checkpointing (1000) restores
+
+    def __init__(self, world: World, *, seed: int) -> None:
+        self.world, self.seed = world, seed
+        self._own: list[Any] = []
+
+    def on_fit_start(self, state: Any) -> None:
+        self._own = [h for h in state.handlers if getattr(h, "rank_stream", False)]
+        state.extra["rank_random"] = self
+        if self.world.rank:
+            self._reseed(step=0)
+
+    def _reseed(self, *, step: int) -> None:
+        from dlopt.train.device import seed_everything
+
+        seed = rank_seed(self.seed, self.world.rank, step=step)
+        seed_everything(seed)
+        for h in self._own:
+            h.reseed(seed)
+
+    def _local_state(self) -> dict[str, Any]:
+        from dlopt.train import checkpoint as io
+        from dlopt.train.callbacks.checkpoint import handler_key
+
+        return {"rng": io.rng_state(), "handlers": {handler_key(h): h.state_dict() for h in self._own}}
+
+    def gather(self) -> list[dict[str, Any]] | None:
+        """Every rank's random state, on rank 0 (None elsewhere); a collective."""
+        states: list[Any] | None = [None] * self.world.world_size if self.world.is_main else None
+        dist.gather_object(self._local_state(), states, dst=0)
+        return states
+
+    def restore(self, saved: Sequence[Mapping[str, Any]] | None, *, step: int) -> None:
+        """After ``Checkpointing`` restored rank 0's state on every rank: this rank's own."""
+        from dlopt.train import checkpoint as io
+        from dlopt.train.callbacks.checkpoint import handler_key
+
+        if saved is not None and len(saved) == self.world.world_size:
+            mine = saved[self.world.rank]
+            io.set_rng_state(mine["rng"])
+            for h in self._own:
+                h.load_state_dict(mine["handlers"][handler_key(h)])
+            return
+        if self.world.is_main:
+            log.warning("the checkpoint holds the random state of %s process(es), this run has %d: ranks > 0 "
+                        "draw fresh random numbers (exact resume needs the same process count)",
+                        len(saved) if saved is not None else 1, self.world.world_size)
+        if self.world.rank:
+            self._reseed(step=step)
+
+
 class ReduceMetrics:
     """At epoch end, before anything reads them: train loss = sum of the ranks' loss sums /
     their batch count; validation metrics = mean over the ranks (equal up to rounding, as
@@ -361,14 +438,16 @@ class AgreeStop:
             state.request_stop("another process stopped")
 
 
-def dist_handlers(world: World, *, batch_size: int, mode: str, termination: Any = None) -> list[Any]:
+def dist_handlers(world: World, *, batch_size: int, mode: str, seed: int, termination: Any = None) -> list[Any]:
     """The handlers a run needs for ``train.batch_size`` read as ``mode`` (one process: the
-    global batch record only); ``termination``: the run's ``GracefulTermination``, which then
-    stops on a signal only when the ranks agree."""
+    global batch record only); ``seed``: ``train.seed``, from which each rank derives its
+    random stream; ``termination``: the run's ``GracefulTermination``, which then stops on a
+    signal only when the ranks agree."""
     record = GlobalBatch(world, global_batch=world.global_batch(batch_size, mode), batch_size=batch_size)
     if not world.enabled:
         return [record]
-    return [record, DDPWrap(world), AgreeNonFinite(world, termination), ReduceMetrics(world), AgreeStop(world)]
+    return [record, DDPWrap(world), RankRandomness(world, seed=seed), AgreeNonFinite(world, termination),
+            ReduceMetrics(world), AgreeStop(world)]
 
 
 # --------------------------------------------------------------------------------- launch

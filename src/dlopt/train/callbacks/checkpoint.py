@@ -1,11 +1,12 @@
 """Checkpointing: ``last`` every N steps and every epoch, ``best`` by a monitored metric, and
 restoring everything on resume. File format and atomicity: :mod:`dlopt.train.checkpoint`.
 
-What a checkpoint holds: model weights, optimizer, RNG states (torch, CUDA, numpy, python),
-the loader position, the loop counters and history, and the ``state_dict()`` of every
-handler that has one (schedule, EMA, fp16 scaler, mixup RNG, early stopping, this callback's
-best score, ...). Saving is only due at optimizer-step boundaries; deciding costs an integer
-compare per batch (no sync unless a save is due).
+What a checkpoint holds: model weights, optimizer, RNG states (torch, CUDA, numpy, python;
+under DDP every rank's, see :class:`~dlopt.train.distributed.RankRandomness`), the loader
+position, the loop counters and history, and the ``state_dict()`` of every handler that has
+one (schedule, EMA, fp16 scaler, mixup RNG, early stopping, this callback's best score, ...).
+Saving is only due at optimizer-step boundaries; deciding costs an integer compare per batch
+(no sync unless a save is due).
 
 ``max_steps`` ending a run inside an epoch: the loop closes that epoch early (evaluation,
 history row, maybe ``best``), which an uninterrupted longer run would not do. So the state
@@ -44,8 +45,9 @@ def _stateful(state: Any) -> list[Any]:
     return [h for h in state.handlers if callable(getattr(h, "state_dict", None))]
 
 
-def checkpoint_files(state: Any) -> dict[str, bytes]:
-    """Everything needed to resume ``state`` exactly, as file name -> bytes."""
+def checkpoint_files(state: Any, *, rank_rng: list[Any] | None = None) -> dict[str, bytes]:
+    """Everything needed to resume ``state`` exactly, as file name -> bytes (``rank_rng``:
+    every DDP rank's random state, stored beside rank 0's ``rng``)."""
     files = {io.WEIGHTS: io.weights_bytes(state.module)}
     handlers: dict[str, Any] = {}
     for h in _stateful(state):
@@ -61,6 +63,8 @@ def checkpoint_files(state: Any) -> dict[str, bytes]:
         "counters": state.counters(),
         "handlers": handlers,
     }
+    if rank_rng is not None:  # one-process checkpoints stay as they were
+        payload["rank_rng"] = rank_rng
     files[io.STATE] = io.state_bytes(payload)
     return files
 
@@ -124,6 +128,9 @@ class Checkpointing:
             reopen = self._reopens()
             ckpt = io.read_checkpoint(self.root / io.OPEN if reopen else self.resume_from, map_location=state.device)
             restore(state, ckpt)
+            ranks = state.extra.get("rank_random")
+            if ranks is not None:  # restore() set rank 0's random state on every rank
+                ranks.restore(ckpt.state.get("rank_rng"), step=state.step)
             if reopen and self.write:  # the early close never happened for this run: nor did its ``best``
                 self._copy_link(io.OPEN_BEST, "best")
             log.info("resumed from %s at epoch %d, step %d", ckpt.path, state.epoch, state.step)
@@ -163,10 +170,12 @@ class Checkpointing:
         if guard is not None:
             guard.flush()  # a pending bad step must raise before anything is written
         io.assert_finite(state.module, step=state.step)
+        ranks = state.extra.get("rank_random")
+        rank_rng = ranks.gather() if ranks is not None else None  # a collective: all ranks save together
         if not self.write:
             self._saved_step, self._saved_epoch = state.step, state.epoch
             return self.root / "last"
-        path = io.write_checkpoint(self.root, checkpoint_files(state), step=state.step,
+        path = io.write_checkpoint(self.root, checkpoint_files(state, rank_rng=rank_rng), step=state.step,
                                    epoch=state.epoch, meta=self.meta)
         if open_epoch:
             self._point_open(path)

@@ -32,6 +32,7 @@ class _MixBase:
 
     order = -1  # mix the loss before penalties are added to it
     state_key = "mix"
+    rank_stream = True  # under DDP each rank reseeds it (dlopt.train.distributed.RankRandomness)
 
     def __init__(self, alpha: float, *, seed: int = 0) -> None:
         self.alpha = alpha
@@ -43,6 +44,10 @@ class _MixBase:
         if self.y_b is not None:
             state.loss = mixed_loss(state.loss, state.loss_fn, state.outputs, self.y_b, self.lam)
             self.y_b = None
+
+    def reseed(self, seed: int) -> None:
+        """Restart the ``lam`` draws from ``seed``."""
+        self.rng.seed(seed)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.getstate()}
