@@ -116,3 +116,13 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def optuna_logging(verbose: bool = False) -> None:
+    """optuna's log lines through dlopt's format: its own handler prints "[I date] A new study
+    created ..." between dlopt's lines (``dlopt tune``, and ``dlopt run`` with a tune stage)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from dlopt.cli._app import command, setup_logging
+from dlopt.cli._app import command, optuna_logging, setup_logging
 
 
 _RESUME = "rerun the same dlopt run command to continue (the stage resumes in place)"
@@ -32,7 +32,7 @@ def run(
 
     cfg, options = load_pipeline(pipeline, overrides)  # everything validated before any work
     if any(s.kind == "tune" for s in cfg.stages):
-        _optuna_logging(verbose)
+        optuna_logging(verbose)
     if threads is not None:
         import torch
 
@@ -56,13 +56,3 @@ def run(
         typer.echo(f"report: removed the earlier report (it no longer matched results.json); "
                    f"write one with: {shlex.join(['dlopt', 'report', str(result.root)])}")
     typer.echo(f"results: {result.root / 'results.json'}")
-
-
-def _optuna_logging(verbose: bool) -> None:
-    # as `dlopt tune` has it: optuna's own handler prints "[I date] A new study created ..."
-    # between the stage lines; its warnings go through dlopt's log format instead
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()

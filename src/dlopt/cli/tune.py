@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from dlopt.cli._app import command, setup_logging
+from dlopt.cli._app import command, optuna_logging, setup_logging
 from dlopt.tune import RESUME_HINT
 
 
@@ -29,14 +29,9 @@ def tune(
 ) -> None:
     """Run or resume a study: sample configs, train, stop bad trials early, keep the best."""
     setup_logging(verbose)
-    import optuna
-
     from dlopt.tune import tune as run_tune
 
-    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    # optuna's own handler prints "[W date] ..." lines: dlopt's log format instead
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
+    optuna_logging(verbose)
     cfg = _load_tune_config(config, overrides)
     result = run_tune(cfg, study=study, study_dir=study_dir, storage=storage, trials=trials,
                       timeout=timeout, workers=workers, on_trial=_print_trial)

@@ -92,7 +92,10 @@ def clean_on_failure(out: Path) -> Iterator[None]:
         yield
     except BaseException:
         for item in out.iterdir():
-            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
         raise
 
 
