@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 from dlopt.cli import app
 from dlopt.pipeline import load_pipeline, run_pipeline
 
+from pipeline_helpers import lenet_base
+
 runner = CliRunner()
 
 DOC = {
     "name": "small-pipe",
-    "base": {"data": {"name": "mnist", "subset": 600, "test_subset": 200},
-             "model": {"name": "lenet5", "width": 0.5},
-             "train": {"epochs": 3, "batch_size": 64, "progress": False, "seed": 0}},
+    "base": lenet_base(subset=600, test_subset=200, epochs=3),
     "stages": [{"name": "train"}, {"name": "export", "input": "train"},
                {"name": "serve_check", "input": "export", "samples": 5}],
 }

@@ -17,13 +17,13 @@ from dlopt.cli import app
 from dlopt.deploy._env import _git_dirty
 from dlopt.pipeline import load_pipeline, run_pipeline
 
+from pipeline_helpers import lenet_base
+
 runner = CliRunner()
 
 DOC = {
     "name": "rundir",
-    "base": {"data": {"name": "mnist", "subset": 300, "test_subset": 100},
-             "model": {"name": "lenet5", "width": 0.5},
-             "train": {"epochs": 1, "batch_size": 64, "progress": False, "seed": 0}},
+    "base": lenet_base(subset=300),
     "stages": [{"name": "lr_find", "steps": 5}],
 }
 REPORT = ("report.html", "report.md", "report-files")

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from dlopt.cli import app
 
+from pipeline_helpers import lenet_base
+
 runner = CliRunner()
 
 DOC = {
     "name": "set-stage",
-    "base": {"data": {"name": "mnist", "subset": 300, "test_subset": 100},
-             "model": {"name": "lenet5", "width": 0.5},
-             "train": {"epochs": 1, "batch_size": 64, "progress": False, "seed": 0}},
+    "base": lenet_base(subset=300),
     "stages": [{"name": "lr_find", "steps": 5},
                {"name": "lr.probe", "type": "lr_find", "steps": 5}],  # a name holding a dot
 }
