@@ -4,6 +4,7 @@ Keys and consistency are checked, never times."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -86,6 +87,27 @@ def test_bench_cli_on_an_onnx_file(lenet, tmp_path):
     _check_report(report, {"onnxruntime"}, "onnxruntime")
     # the file names its dataset, so accuracy is measured on that test split
     assert report["contestants"]["onnxruntime"]["1"]["accuracy"] is not None
+
+
+def test_bench_cli_on_an_onnx_file_whose_data_is_not_here_times_random_inputs(tmp_path, monkeypatch):
+    # a csv: path is relative to where the run was trained: elsewhere bench still times the file
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    Path("rows.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 5},{i % 2}\n" for i in range(40)))
+    Path("run.yaml").write_text(yaml.safe_dump({
+        "name": "rows", "model": {"name": "mlp", "width": 8, "depth": 1},
+        "data": {"name": "csv:rows.csv", "target": "y"},
+        "train": {"epochs": 1, "batch_size": 16, "progress": False}}))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "run.yaml", "--run-dir", "run"]).exit_code == 0
+    assert runner.invoke(app, ["export", "run", "--out", "rows.onnx", "--exporter", "legacy"]).exit_code == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = runner.invoke(app, ["bench", "../rows.onnx", *FAST, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["contestants"]["onnxruntime"]["1"]["accuracy"] is None
 
 
 def test_bench_cli_on_a_run(trained_run):

@@ -16,7 +16,7 @@ import numpy as np
 
 from dlopt.deploy._bench import Contestant, benchmark
 from dlopt.deploy._export import MIN_SAMPLES, ExportReport, export_onnx
-from dlopt.errors import ConfigError
+from dlopt.errors import ConfigError, DataError, first_line
 
 __all__ = ["export_run", "bench_run", "run_metadata"]
 
@@ -64,11 +64,16 @@ def _onnx_inputs(path: Path, samples: int | None) -> tuple[np.ndarray, np.ndarra
     from dlopt.deploy._runtime import OnnxModel
 
     meta = OnnxModel.load(path).metadata
-    if meta.dataset:
+    if not meta.dataset:
+        log.warning("%s names no dataset: timing random inputs, accuracy not measured", path)
+    else:
         from dlopt.config import DataConfig
 
-        return _test_split(DataConfig.model_validate(meta.dataset), samples)
-    log.warning("%s names no dataset: timing random inputs, accuracy not measured", path)
+        try:
+            return _test_split(DataConfig.model_validate(meta.dataset), samples)
+        except DataError as exc:  # e.g. a csv: path relative to where the run was trained
+            log.warning("%s: its dataset cannot be read here (%s): timing random inputs, accuracy not "
+                        "measured", path, first_line(exc))
     rng = np.random.default_rng(0)
     return rng.standard_normal((samples or MIN_SAMPLES, *meta.input_shape)).astype(np.float32), None
 
