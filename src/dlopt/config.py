@@ -133,6 +133,34 @@ def _named(key: str, registry: Any, name: str) -> None:
         raise ConfigError(f"{key}: {err}") from None
 
 
+def _refuse_unused(section: BaseModel, what: str, registry: Any, chosen: list[str],
+                   aliases: dict[str, str] | None = None) -> None:
+    """Refuse an option the user set (``model_fields_set``) that some entry of ``registry``
+    takes but none of the ``chosen`` entries does (``what`` names them): it would be
+    silently ignored, as a loss option the loss does not apply is refused.
+
+    The options each entry takes come from its factory's signature (``Entry.params``);
+    ``aliases`` maps a config field to the factory parameter it feeds. A section naming every
+    field is a resolved config written by dlopt (a run's config.yaml, a study's
+    best_config.yaml, a tune trial): it is re-read as is."""
+    if set(type(section).model_fields) <= section.model_fields_set:
+        return
+    entries = [registry.get(n) for n in chosen]
+    for name in sorted(section.model_fields_set):
+        value = getattr(section, name)
+        if _is_off(value) and value == type(section).model_fields[name].default:
+            continue  # set to its "off" default (label_smoothing: 0): nothing the user asked for is lost
+        param = (aliases or {}).get(name, name)
+        takers = [e.name for e in registry if param in e.params()]
+        if takers and not any(param in e.params() for e in entries):
+            raise ValueError(f"{name} is not used by {what}; it applies to "
+                             f"{', '.join(takers)} (remove it or choose one of those)")
+
+
+def _is_off(value: Any) -> bool:
+    return value is None or value is False or value == 0 or value == "none" or value in ([], ())
+
+
 class OptimConfig(Section):
     """Optimizer by name (``dlopt.train.optim``); ``lr`` is the peak learning rate."""
 
@@ -154,6 +182,13 @@ class OptimConfig(Section):
 
         _named("train.optim.name", OPTIMIZERS, v)
         return v
+
+    @model_validator(mode="after")
+    def _options_used(self) -> "OptimConfig":
+        from dlopt.train.optim import OPTIMIZERS
+
+        _refuse_unused(self, f"optimizer {self.name!r}", OPTIMIZERS, [self.name])
+        return self
 
     @field_validator("betas")
     @classmethod
@@ -198,6 +233,14 @@ class ScheduleConfig(Section):
         _named("train.schedule.name", SCHEDULES, v)
         return v
 
+    @model_validator(mode="after")
+    def _options_used(self) -> "ScheduleConfig":
+        from dlopt.train.schedules import SCHEDULES
+
+        # min_lr is absolute; the factories take it as a fraction of the peak lr
+        _refuse_unused(self, f"schedule {self.name!r}", SCHEDULES, [self.name], {"min_lr": "min_factor"})
+        return self
+
 
 class LossConfig(Section):
     """Loss by name (``dlopt.train.losses``)."""
@@ -215,6 +258,15 @@ class LossConfig(Section):
         if v != "auto":
             _named("train.loss.name", LOSSES, v)
         return v
+
+    @model_validator(mode="after")
+    def _options_used(self) -> "LossConfig":
+        from dlopt.train.losses import LOSSES, default_loss
+
+        # auto is one of two losses once the task is known; create_loss checks the one picked
+        chosen = [default_loss(t) for t in ("classification", "regression")] if self.name == "auto" else [self.name]
+        _refuse_unused(self, f"loss {self.name!r}", LOSSES, chosen, {"class_weights": "weight"})
+        return self
 
 
 class RegularizationConfig(Section):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from dlopt.config import RunConfig, config_to_dict, dump_config, parse_config
@@ -75,12 +76,27 @@ def _field_paths() -> dict[str, str]:
     return paths
 
 
+def _explicit(cfg: BaseModel) -> dict[str, Any]:
+    """``cfg`` as data holding only the fields that were set (every section kept), so the
+    options a user set stay checked against the names a keyword chooses (an optimizer's
+    ``momentum`` against ``optimizer="adam"``), while a resolved config stays whole."""
+    full = cfg.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for key, value in full.items():
+        sub = getattr(cfg, key, None)
+        if isinstance(sub, BaseModel):
+            out[key] = _explicit(sub)
+        elif key in cfg.model_fields_set or key not in type(cfg).model_fields:  # extras: model options
+            out[key] = value
+    return out
+
+
 def recipe_config(base: RunConfig | dict[str, Any] | None = None, **recipe: Any) -> RunConfig:
     """A RunConfig from ``base`` plus short keywords: any train field (``epochs=3``), any
-    field of a train section (``lr``, ``weight_decay``, ``ema_decay``, ``patience``...), a
+    field of a train section (``lr``, ``weight_decay``, ``ema_decay``, ``every_steps``...), a
     section as a dict (``optim={...}``) or a name (``schedule="cosine"``), ``optimizer``,
     top-level ``name``/``data``/``model`` dicts. Unknown keywords are a ConfigError."""
-    data = config_to_dict(base) if isinstance(base, RunConfig) else dict(base or {})
+    data = _explicit(base) if isinstance(base, RunConfig) else dict(base or {})
     paths = _field_paths()
     for key, value in recipe.items():
         if key in ("name",):
@@ -112,22 +128,35 @@ def fit(model: nn.Module | str | dict[str, Any] | None = None, data: Any = None,
         run_dir: str | Path | None = None, callbacks: Sequence[Any] = (), resume: bool = False,
         overwrite: bool = False, **recipe: Any) -> FitResult:
     """Train ``model`` (an ``nn.Module``, a zoo name, a zoo dict ``{"name": "mlp", "width": 64}``
-    or None for ``config.model``) on
-    ``data`` (a dataset name, tensors/arrays, a Dataset/DataLoader, a DataBundle, or None for
-    ``config.data``) with ``config`` plus ``recipe`` keywords (see :func:`recipe_config`).
+    or None for ``config.model``) on ``data``: a dataset name (``"mnist"``), a data config
+    mapping (``{"name": "mnist", "subset": 500}``, merged into ``config.data``), in-memory
+    splits ``{"train": (x, y), "val": ..., "test": ...}``, tensors/arrays ``(x, y)``, a
+    Dataset/DataLoader, a DataBundle, or None for ``config.data``; with ``config`` plus
+    ``recipe`` keywords (see :func:`recipe_config`).
 
     ``run_dir`` defaults to ``runs/<name>``; a non-empty one needs ``resume`` or ``overwrite``.
     """
     if isinstance(model, (str, dict)):
         recipe["model"] = {"name": model} if isinstance(model, str) else dict(model)
-    if isinstance(data, str):
-        recipe.setdefault("data", {})["name"] = data
+    named = _data_config(data)
+    if named is not None:
+        recipe["data"] = named
     cfg = recipe_config(config, **recipe)
     module = model if isinstance(model, nn.Module) else None
-    bundle = None if data is None or isinstance(data, str) else bundle_from(
+    bundle = None if data is None or named is not None else bundle_from(
         data, val_fraction=cfg.data.val_fraction, seed=cfg.data.seed)
     return train_run(cfg, run_dir=run_dir if run_dir is not None else Path("runs") / cfg.name,
                      callbacks=callbacks, resume=resume, overwrite=overwrite, model=module, bundle=bundle)
+
+
+def _data_config(data: Any) -> dict[str, Any] | None:
+    """``fit``'s ``data`` as a data config mapping when it names a dataset (a name, or a
+    mapping without the in-memory splits' keys), else None (in-memory data)."""
+    if isinstance(data, str):
+        return {"name": data}
+    if isinstance(data, dict) and not {"train", "val", "test"} & set(data):
+        return dict(data)
+    return None
 
 
 # ------------------------------------------------------------------------------- train_run

@@ -109,9 +109,10 @@ def one_cycle(*, pct_start: float = 0.25, div_factor: float = 25.0, final_div_fa
 
 
 @SCHEDULES.register("plateau", interval="epoch", needs_metric=True)
-def plateau(**_: Any) -> Callable[[Progress], float]:
+def plateau(*, patience: int = 2, factor: float = 0.1, **_: Any) -> Callable[[Progress], float]:
     """Reduce-on-plateau: the multiplier is ``factor ** reductions``; reductions are decided
-    by :class:`LRSchedule` from the monitored metric (torch ReduceLROnPlateau rules)."""
+    by :class:`LRSchedule` from the monitored metric (torch ReduceLROnPlateau rules), so
+    ``patience`` and ``factor`` are declared here (the options plateau takes) and used there."""
     return lambda p: 1.0
 
 
@@ -244,7 +245,8 @@ def create_schedule(
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     fn = entry.factory(step_size=step_size, gamma=gamma, milestones=milestones, power=power,
                        min_factor=min(1.0, min_lr / base_lr), pct_start=pct_start,
-                       div_factor=div_factor, final_div_factor=final_div_factor)
+                       div_factor=div_factor, final_div_factor=final_div_factor,
+                       patience=patience, factor=factor)
     plateau_cfg = {"patience": patience, "factor": factor, "mode": mode} if entry.info["needs_metric"] else None
     return LRSchedule(optimizer, fn, interval=entry.info["interval"], steps_per_epoch=steps_per_epoch,
                       total_steps=total, warmup_steps=round(warmup_epochs * steps_per_epoch),
