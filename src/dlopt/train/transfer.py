@@ -2,8 +2,8 @@
 
 Parameters whose names and shapes match are copied. A head whose shape differs (another
 class count) keeps its fresh initialization when ``new_head`` is on; otherwise the mismatch
-is an error, as is any other layer of another shape. Freezing and unfreezing live in ``techniques/freeze.py``; discriminative
-learning rates in the optimizer's ``layer_lr``.
+is an error, as is any other layer of another shape. Freezing and unfreezing live in
+``techniques/freeze.py``; discriminative learning rates in the optimizer's ``layer_lr``.
 """
 
 from __future__ import annotations
