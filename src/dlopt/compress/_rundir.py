@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 
 from torch import nn
 
+from dlopt._files import empty_dir, remove_path
 from dlopt.config import RunConfig, config_to_dict, dump_config, load_config, parse_config
 from dlopt.errors import ConfigError
 from dlopt.train import checkpoint as io
@@ -91,11 +92,7 @@ def clean_on_failure(out: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for item in out.iterdir():
-            if item.is_dir():
-                shutil.rmtree(item, ignore_errors=True)
-            else:
-                item.unlink(missing_ok=True)
+        empty_dir(out, ignore_errors=True)
         raise
 
 
@@ -215,8 +212,7 @@ def _describe_candidate(cand: Path, after: dict[str, Any] | None, guard_split: d
 def _move_contents(src: Path, dst: Path) -> None:
     for item in src.iterdir():
         target = dst / item.name
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        remove_path(target)
         shutil.move(str(item), str(target))
 
 

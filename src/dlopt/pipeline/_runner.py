@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from dlopt._files import remove_path
 from dlopt._fslock import hold_exclusive
 from dlopt.errors import ConfigError, DloptError, RunError
 from dlopt.pipeline._context import StageContext, StageRecord
@@ -339,10 +340,7 @@ def _remove_report(root: Path) -> bool:
     replaces (``dlopt report`` writes a current one); True when there was one."""
     found = [root / n for n in _REPORT_FILES if (root / n).exists()]
     for path in found:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        remove_path(path)
     if found:
         log.info("removed the report of an earlier run in %s: it no longer matches results.json", root)
     return bool(found)

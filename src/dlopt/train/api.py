@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -18,6 +17,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from dlopt._files import empty_dir
 from dlopt.config import RunConfig, config_to_dict, dump_config, parse_config
 from dlopt.errors import ConfigError, DloptError, ModelError
 from dlopt.train import checkpoint as io
@@ -208,8 +208,7 @@ def undo_refused_start(d: Path, *, fresh: bool, created: bool) -> Iterator[None]
         # a cv run's folds train in sub-folders: any metrics file below means work was done
         started = next(d.rglob(rundir.METRICS), None) is not None or (d / rundir.CHECKPOINTS).exists()
         if fresh and exc.exit_code == 2 and not started and d.is_dir():
-            for entry in d.iterdir():  # the directory was empty before: all of it is this run's
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            empty_dir(d)  # the directory was empty before: all of it is this run's
             if created:
                 d.rmdir()
         raise

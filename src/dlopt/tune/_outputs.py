@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import threading
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dlopt._files import remove_path
 from dlopt.tune._metrics import Direction
 
 if TYPE_CHECKING:
@@ -205,10 +205,8 @@ def _keep_light_files(d: Path) -> None:
             continue
         if item.is_dir() and re.fullmatch(r"fold-\d+", item.name):
             _keep_light_files(item)
-        elif item.is_dir():
-            shutil.rmtree(item, ignore_errors=True)
         else:
-            item.unlink(missing_ok=True)
+            remove_path(item, ignore_errors=True)
 
 
 def write_plots(study: optuna.Study, study_dir: Path, metrics: Sequence[str]) -> list[Path]:
