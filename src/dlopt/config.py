@@ -363,6 +363,16 @@ class TrainConfig(Section):
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
+    @model_validator(mode="after")
+    def _warmup_shorter_than_run(self) -> "TrainConfig":
+        # a warm-up as long as the run never reaches the base lr; max_steps is compared in steps
+        # once the data gives the steps per epoch (dlopt.train.schedules)
+        w = self.schedule.warmup_epochs
+        if w and w >= self.epochs:
+            raise ValueError(f"schedule.warmup_epochs={w:g}: warm-up {w:g} epochs, run {self.epochs} epochs "
+                             f"(train.epochs); allowed: a warm-up shorter than the run")
+        return self
+
 
 # ------------------------------------------------------------------------------------ run
 class RunConfig(Section):
@@ -582,6 +592,14 @@ class SearchConfig(Section):
     grace: float | None = Field(None, gt=0, description="stale after this many s (4 beats)")
     storage: str | None = None
     study: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_space(cls, v: Any) -> Any:
+        from dlopt.tune._space import check_search_shape
+
+        check_search_shape(v)  # says what a space holds, where pydantic says "Field required"
+        return v
 
     @field_validator("space", mode="before")
     @classmethod

@@ -95,6 +95,7 @@ def test_a_malformed_results_file_or_an_unusable_out_is_one_line_exit_2(tmp_path
     (run / "summary.json").write_text("[]")  # a training run's summary that is not a mapping
     res = runner.invoke(app, ["compare", str(run), str(run)])
     assert res.exit_code == 2 and f"{run}: neither results.json nor a readable summary.json" in res.output
+    assert f"({run / 'summary.json'}: []: need a mapping)" in res.output and res.output.count("\n") == 1
 
 
 def test_stage_table_names_the_batch_sizes_the_bench_timed():
@@ -230,3 +231,93 @@ def test_a_rebuilt_report_drops_plot_files_it_no_longer_shows(pipeline_run):
     assert not stale.exists()
     assert {p.name for p in (pipeline_run / "report-files").iterdir()} == \
         {Path(link).name for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)}
+
+
+def _stage(doc: dict, name: str) -> dict:
+    return next(s for s in doc["stages"] if s["name"] == name)
+
+
+# a hand-edited results.json, at several depths: (how, the key path and words of the line)
+_CORRUPTIONS = [
+    (lambda d: _stage(d, "bench")["metrics"].update(models=5), "stages[5] 'bench' metrics.models=5: need a mapping"),
+    (lambda d: _stage(d, "bench")["timings"]["models"]["train"].update({"1": 3}),
+     "stages[5] 'bench' timings.models.train.1=3: need a mapping"),
+    (lambda d: _stage(d, "tune")["metrics"].update(best_values=[1]), "stages[2] 'tune' metrics.best_values=[1]: need a mapping"),
+    (lambda d: _stage(d, "lr_find")["metrics"].update(suggested_lr=None),
+     "stages[1] 'lr_find' metrics.suggested_lr=None: need a number"),
+    (lambda d: _stage(d, "export")["metrics"].update(parity_max_abs_diff="0.1"),
+     "stages[4] 'export' metrics.parity_max_abs_diff='0.1': need a number"),
+    (lambda d: _stage(d, "train")["artifacts"].update(run=3), "stages[0] 'train' artifacts.run=3: need a string"),
+    (lambda d: _stage(d, "retrain").update(inputs="tune"), "stages[3] 'retrain' inputs='tune': need a list"),
+    (lambda d: d["stages"].__setitem__(1, 5), "stages[1]=5: need a mapping"),
+    (lambda d: _stage(d, "train").pop("name"), "stages[0] name: missing"),
+    (lambda d: d["environment"].update(cpu="x86"), "environment.cpu='x86': need a mapping"),
+    (lambda d: d.update(commands=[1]), "commands[0]=1: need a string"),
+    (lambda d: d.update(stage_commands={"train": "dlopt train"}), "stage_commands.train='dlopt train': need a list"),
+    (lambda d: d.update(stages={}), "stages={}: need a list"),
+]
+
+
+def test_a_hand_corrupted_results_file_is_one_line_naming_the_key(pipeline_run, tmp_path):
+    good = json.loads((pipeline_run / "results.json").read_text())
+    for i, (corrupt, words) in enumerate(_CORRUPTIONS):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        doc = json.loads(json.dumps(good))
+        corrupt(doc)
+        (run / "results.json").write_text(json.dumps(doc))
+        for args in (["report", str(run)], ["compare", str(run), str(pipeline_run), "--out", str(tmp_path / "c")]):
+            res = runner.invoke(app, args)
+            assert res.exit_code == 2 and res.output.count("\n") == 1, (words, res.output)
+            assert f"error: {run / 'results.json'} is not a dlopt results file: {words}" in res.output
+    (run / "results.json").write_text('{"stages": [')
+    res = runner.invoke(app, ["report", str(run)])
+    assert res.exit_code == 2 and "results.json is not JSON: Expecting value at line 1, column 13" in res.output
+
+
+def test_damaged_stage_files_are_left_out_of_the_report_with_a_warning(pipeline_run, tmp_path, caplog):
+    from dlopt.report import build_report
+
+    run = tmp_path / "run"
+    shutil.copytree(pipeline_run, run, ignore=shutil.ignore_patterns("checkpoints", "*.onnx"))
+    (run / "lr_find" / "lr_find.json").write_text(json.dumps({"lrs": [1e-3, 1e-2], "losses": [1.0]}))
+    (run / "retrain" / "run" / "summary.json").write_text(json.dumps({"confusion_matrix": "none"}))
+    (run / "train" / "run" / "metrics.jsonl").write_text("1\n2\n")
+    caplog.set_level("WARNING", logger="dlopt.report")
+    build_report(run)
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("lr_find.json: 2 lrs, 1 losses and 0 smoothed; need one of each per step" in w for w in warned)
+    assert any("summary.json: confusion_matrix='none': need a list" in w for w in warned)
+    assert any("metrics.jsonl: [0]=1: need a mapping" in w for w in warned)
+    md = (run / "report.md").read_text()
+    assert "LR finder" not in md and "Final model" not in md and "| retrain | retrain |" in md
+
+
+def test_a_results_file_whose_inputs_loop_still_gets_its_report():
+    # export -> retrain -> export with no run between: following inputs to the deployed run
+    # used to loop forever (a daemon thread, so the test ends even then)
+    import threading
+
+    from dlopt.report._build import _final_stage
+
+    results = {"stages": [
+        {"name": "export", "type": "export", "inputs": ["retrain"], "artifacts": {"onnx": "m.onnx"}},
+        {"name": "retrain", "type": "export", "inputs": ["export"], "artifacts": {}},
+        {"name": "train", "type": "train", "inputs": [], "artifacts": {"run": "run"}}]}
+    found = []
+    worker = threading.Thread(target=lambda: found.append(_final_stage(results)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert found and found[0]["name"] == "train"  # no deployed run: the last run stage
+
+
+def test_a_report_that_cannot_be_written_is_one_line_exit_2(pipeline_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(pipeline_run / "results.json", run / "results.json")
+    (run / "report.html").mkdir()  # where the page goes
+    res = runner.invoke(app, ["report", str(run)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert f"error: cannot write the report in {run}: Is a directory: {run / 'report.html'}" in res.output
+    res = runner.invoke(app, ["report", str(run / "results.json")])  # the file, not its folder
+    assert res.exit_code == 2 and "results.json: no results.json; allowed: a pipeline run directory" in res.output

@@ -92,3 +92,30 @@ def test_range_test_minimises_the_class_weighted_loss_training_uses():
     plain, weighted = curve("none"), curve("balanced")
     assert len(plain) == len(weighted) == 6
     assert all(abs(a - b) > 1e-4 for a, b in zip(plain, weighted))
+
+
+def test_a_loss_that_blows_up_names_the_rate_of_the_step_that_diverged(tmp_path):
+    # SGD at rates growing 37x a step: the 6th step's loss overflows (found by a scan); that
+    # step is not in the curve, so the curve's last rate is the step before it
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from dlopt.cli import app
+
+    config = tmp_path / "t.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "blowup", "data": {"name": "mnist", "subset": 12, "test_subset": 100},
+        "model": {"name": "mlp"},
+        "train": {"seed": 0, "optim": {"name": "sgd"}, "batch_size": 12, "threads": 1,
+                  "progress": False}}))
+    out = tmp_path / "lr"
+    res = CliRunner().invoke(app, ["lr-find", str(config), "--run-dir", str(out), "--steps", "8",
+                                   "--min-lr", "0.1", "--max-lr", "1e10"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "lr_find.json").read_text())
+    gamma = (1e10 / 0.1) ** (1 / 7)
+    assert doc["diverged"] and len(doc["lrs"]) < 8
+    assert doc["diverged_lr"] == pytest.approx(doc["lrs"][-1] * gamma)  # the step after the curve
+    assert f"{len(doc['lrs'])} steps (diverged at lr {doc['diverged_lr']:.2e})" in res.output

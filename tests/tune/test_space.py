@@ -61,6 +61,23 @@ def _cfg(space, **search):
     ({"train.batch_size": {"type": "int", "low": 16, "high": 64, "step": 16},
       "train.optim.lr": {**LR, "when": {"train.batch_size": [32, 40]}}},
      "train.batch_size never takes 40; its axis draws int values in [16, 64] on step 16"),
+    # a condition on a fixed key (no axis changes it) that never holds: the axis never sampled
+    ({"train.optim.momentum": {"type": "float", "low": 0.8, "high": 0.9,
+                               "when": {"train.optim.name": "momentum"}}},
+     "search.space.train.optim.momentum.when: train.optim.name is fixed at 'adam' (not a search "
+     "axis), never 'momentum', so the axis would never be sampled"),
+    ({"train.optim.lr": {**LR, "when": {"train.batch_size": [32, 128]}}},
+     "search.space.train.optim.lr.when: train.batch_size is fixed at 64 (not a search axis), "
+     "never 32 or 128"),
+    ({"train.optim.lr": {**LR, "when": {"train.optim": "sgd"}}},
+     "search.space.train.optim.lr.when: train.optim is a section; a condition reads one key, "
+     "e.g. train.optim.name"),
+    # an axis split into sections (YAML nesting, or a --set naming an axis the file lacks)
+    ({"train.optim.lr": LR, "train": {"optim": {"lrx": {"high": 0.1}}}},
+     "search.space: no axis 'train.optim.lrx'; axes: train.optim.lr (an axis is one dotted key"),
+    ({"model": {"dropout": [0.1, 0.2]}}, "search.space: no axis 'model.dropout'; axes: none"),
+    ({"train.optim.lr": 0.01}, "search.space.train.optim.lr: 0.01 is not an axis; give a list of "
+                               "choices or a mapping {type: float|int|categorical, ...}"),
     # keys an axis does not have, or has only for the other kind of axis
     ({"train.optim.lr": {**LR, "lgo": True}},
      "search.space.train.optim.lr: unknown key 'lgo'; allowed: choices, grid, high, log, low, "
@@ -191,6 +208,32 @@ def test_cli_unknown_key_exit_2(tmp_path):
                                  "'train.optim.lrate'; allowed: betas,")
 
 
+@pytest.mark.parametrize("search, words", [
+    ({}, "search.space: missing; a search section needs space: a mapping of config keys to axes"),
+    ({"space": {}}, "search.space: empty; a search section needs space: a mapping"),
+    ({"space": ["train.optim.lr"]}, "search.space: got a list; a search section needs space:"),
+    ({"trials": 3, "space": None}, "search.space: got null; a search section needs space:"),
+    (5, "search: need a mapping, got a number; a search section needs space:"),
+])
+def test_a_search_section_without_axes_says_what_it_needs(tmp_path, search, words):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"search": search}))
+    res = runner.invoke(app, ["tune", str(path), "--study-dir", str(tmp_path / "s")])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith(f"error: {words}") and "e.g. space: {train.optim.lr:" in res.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_condition_on_a_fixed_key_that_holds_samples_the_axis():
+    cfg = parse_config({"train": {"optim": {"name": "momentum"}}, "search": {"space": {
+        "train.optim.momentum": {"type": "float", "low": 0.8, "high": 0.9,
+                                 "when": {"train.optim.name": ["sgd", "momentum"]}},
+        "train.optim.lr": LR}}}, TuneConfig)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    params = SearchSpace(cfg.search.space).sample(study.ask(), cfg.model_dump(mode="json"))
+    assert 0.8 <= params["train.optim.momentum"] <= 0.9
+
+
 def test_conditional_axis_only_when_parent_matches():
     cfg = _cfg({
         "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.99,
@@ -254,14 +297,14 @@ def test_grid_filter_keeps_one_point_per_distinct_trial():
     def grid_size(grid, keep=None):
         return AskTellGridSampler(grid, seed=0, keep=keep).grid_size
 
-    cfg = _cfg({
+    cfg = parse_config({"train": {"optim": {"name": "sgd"}}, "search": {"space": {
         "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.9, "grid": 3,
                                  "when": {"train.optim.name": "sgd"}},  # a key outside the space
         "train.optim.lr": {**LR, "grid": 2},
-    })
+    }}}, TuneConfig)
     space = SearchSpace(cfg.search.space)
     base = cfg.model_dump(mode="json", exclude={"search"})
     assert grid_size(space.grid()) == 6
-    assert grid_size(space.grid(), space.grid_filter(base)) == 2  # adam: momentum never read
-    base["train"]["optim"]["name"] = "sgd"
     assert grid_size(space.grid(), space.grid_filter(base)) == 6
+    base["train"]["optim"]["name"] = "adam"
+    assert grid_size(space.grid(), space.grid_filter(base)) == 2  # adam: momentum never read

@@ -115,7 +115,7 @@ def lr_find(
     out = run_dir or Path("runs") / f"{cfg.name}-lr-find"
     res = run_lr_find(cfg, run_dir=out, min_lr=min_lr, max_lr=max_lr, steps=steps)
     end = "diverged" if res.diverged else "reached --max-lr"
-    typer.echo(f"{len(res.lrs)} steps ({end} at lr {res.lrs[-1]:.2e}); lowest smoothed loss "
+    typer.echo(f"{len(res.lrs)} steps ({end} at lr {res.diverged_lr or res.lrs[-1]:.2e}); lowest smoothed loss "
                f"at lr {res.min_loss_lr:.2e}")
     typer.echo(f"suggested lr: {res.suggestion:.2e}")
     typer.echo(f"plot: {res.plot}")

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from dlopt.errors import ConfigError
 from dlopt.report import _plots as plots
+from dlopt.report._schema import check_results, load_json, read_json
 from dlopt.report._tables import (bench_lookup, format_cell, latency_sizes, markdown_table, per_class_rows,
                                    stage_columns, stage_rows, text_table)
 
@@ -45,16 +46,13 @@ def load_results(root: str | Path) -> dict[str, Any]:
     path = Path(root) / "results.json"
     try:
         doc = json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"{root}: no results.json; allowed: a pipeline run directory (dlopt run)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path} is unreadable: {type(exc).__name__}") from None
-    stages = doc.get("stages") if isinstance(doc, dict) else None
-    if not isinstance(stages, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("type"), str)
-            and isinstance(s.get("metrics", {}), dict) for s in stages):
-        raise ConfigError(f"{path} is not a dlopt results file: it needs a 'stages' list of records "
-                          "with a name, a type and metrics (written by dlopt run)")
+    check_results(doc, path)
     return doc
 
 
@@ -62,20 +60,6 @@ def stage_text(root: str | Path) -> str:
     """The stage table of a pipeline run for the terminal (what ``dlopt run``/``report`` print)."""
     results = load_results(root)
     return text_table(stage_rows(results), stage_columns(latency_sizes(results)))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
 
 
 def _stage_dir(root: Path, s: dict[str, Any]) -> Path:
@@ -163,7 +147,7 @@ def _section_curves(root: Path, results: dict[str, Any]) -> Section | None:
     for s in results.get("stages", []):
         run = _artifact(root, s, "run")
         if run is not None and (run / "metrics.jsonl").exists():
-            series[s["name"]] = _rows(run / "metrics.jsonl")
+            series[s["name"]] = read_json(run / "metrics.jsonl") or []
     png = plots.curves_plot(series)
     if not png:
         return None
@@ -174,7 +158,7 @@ def _section_tuning(root: Path, results: dict[str, Any]) -> Section | None:
     figs, texts = [], []
     for s in results.get("stages", []):
         if s["type"] == "lr_find":
-            curve = _read_json(_stage_dir(root, s) / "lr_find.json")
+            curve = read_json(_stage_dir(root, s) / "lr_find.json")
             png = plots.lr_find_plot(curve or {})
             if png:
                 figs.append(Figure(f"lr-find-{s['name']}", f"LR finder ({s['name']})", png))
@@ -201,10 +185,12 @@ def _final_stage(results: dict[str, Any]) -> dict[str, Any] | None:
             if s["type"] != kind:
                 continue
             cur: dict[str, Any] | None = s
-            while cur is not None and "run" not in cur.get("artifacts", {}):
+            seen: set[str] = set()  # a hand-edited file may loop its inputs
+            while cur is not None and "run" not in cur.get("artifacts", {}) and cur["name"] not in seen:
+                seen.add(cur["name"])
                 ins = cur.get("inputs") or []
                 cur = by_name.get(ins[0]) if ins else None
-            if cur is not None:
+            if cur is not None and "run" in cur.get("artifacts", {}):
                 return cur
     runs = [s for s in results.get("stages", []) if "run" in s.get("artifacts", {})]
     return runs[-1] if runs else None
@@ -214,7 +200,7 @@ def _section_final(root: Path, results: dict[str, Any]) -> Section | None:
     s = _final_stage(results)
     if s is None:
         return None
-    summary = _read_json(_artifact(root, s, "run") / "summary.json") or {}  # type: ignore[operator]
+    summary = read_json(_artifact(root, s, "run") / "summary.json") or {}  # type: ignore[operator]
     matrix = summary.get("confusion_matrix")
     if not matrix:
         return None
@@ -238,7 +224,7 @@ def _section_sweeps(root: Path, results: dict[str, Any]) -> list[Section]:
         groups: dict[str, list[list[dict[str, Any]]]] = {}
         for rel in s.get("artifacts", {}).values():
             label = rel.split("/")[0]
-            groups.setdefault(label, []).append(_rows(_stage_dir(root, s) / rel / "metrics.jsonl"))
+            groups.setdefault(label, []).append(read_json(_stage_dir(root, s) / rel / "metrics.jsonl") or [])
         metric = m.get("metric", "accuracy")
         rows = []
         for label, v in (m.get("variants") or {}).items():
@@ -320,6 +306,13 @@ def _render_md(title: str, subtitle: str, sections: Sequence[Section], files: st
 
 
 def _write(out_dir: Path, stem: str, title: str, subtitle: str, sections: list[Section]) -> dict[str, Path]:
+    try:
+        return _write_files(out_dir, stem, title, subtitle, sections)
+    except OSError as exc:  # e.g. a directory where report.html goes, a file named report-files
+        raise ConfigError(f"cannot write the {stem} in {out_dir}: {exc.strerror or exc}: {exc.filename}") from None
+
+
+def _write_files(out_dir: Path, stem: str, title: str, subtitle: str, sections: list[Section]) -> dict[str, Path]:
     files = out_dir / f"{stem}-files"
     files.mkdir(parents=True, exist_ok=True)
     written = set()
@@ -381,17 +374,18 @@ def _as_run(path: Path, label: str,
         for s in res.get("stages", []):
             run = _artifact(path, s, "run")
             if run is not None and (run / "metrics.jsonl").exists():
-                curves[f"{label}/{s['name']}"] = _rows(run / "metrics.jsonl")
+                curves[f"{label}/{s['name']}"] = read_json(run / "metrics.jsonl") or []
         return rows, curves
-    summary = _read_json(path / "summary.json")
-    if not isinstance(summary, dict):
-        raise ConfigError(f"{path}: neither results.json nor a readable summary.json; allowed: a pipeline "
+    summary, problem = load_json(path / "summary.json")
+    if summary is None:
+        why = "" if problem == "missing" else f" ({problem})"
+        raise ConfigError(f"{path}: neither results.json nor a readable summary.json{why}; allowed: a pipeline "
                           "run or a training run")
     row = {"run": label, "stage": path.name, "type": "train", "status": "", "accuracy": summary.get("test", {}).get("accuracy"),
            "params": summary.get("params"), "macs": summary.get("macs"),
            "size_bytes": (path / "model.safetensors").stat().st_size if (path / "model.safetensors").exists() else None,
            "seconds": summary.get("train_seconds"), "note": f"{summary.get('epochs')} epochs"}
-    return [row], {label: _rows(path / "metrics.jsonl")}
+    return [row], {label: read_json(path / "metrics.jsonl") or []}
 
 
 def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Path]:

@@ -44,6 +44,9 @@ class LRFindResult:
     suggestion: float
     min_loss_lr: float
     diverged: bool
+    # the rate of the step that diverged (its loss non-finite, so not in the curve, or 4x the
+    # minimum): past the curve's last rate when the loss blew up outright
+    diverged_lr: float | None = None
     run_dir: Path | None = None
     plot: Path | None = None
 
@@ -101,12 +104,13 @@ def lr_find(
             Path(run_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"--run-dir {run_dir}: cannot create it: {exc.strerror or exc}") from None
-    lrs, losses, diverged, before = _ramp(cfg, min_lr=min_lr, max_lr=max_lr, steps=steps,
-                                          diverge=diverge)
+    lrs, losses, diverged_lr, before = _ramp(cfg, min_lr=min_lr, max_lr=max_lr, steps=steps,
+                                             diverge=diverge)
     suggestion, smoothed = suggest_lr(lrs, losses)
     # the spike filter and the average's lag can leave the blow-up step lowest: never report it
     best = min(range(before), key=smoothed.__getitem__)
-    result = LRFindResult(lrs, losses, smoothed, suggestion, float(lrs[best]), diverged)
+    result = LRFindResult(lrs, losses, smoothed, suggestion, float(lrs[best]),
+                          diverged_lr is not None, diverged_lr)
     if run_dir is not None:
         result.run_dir = Path(run_dir)  # made before the test
         doc = {k: v for k, v in asdict(result).items() if k not in ("run_dir", "plot")}
@@ -116,9 +120,10 @@ def lr_find(
 
 
 def _ramp(cfg: "RunConfig", *, min_lr: float, max_lr: float, steps: int,
-          diverge: float) -> tuple[list[float], list[float], bool, int]:
+          diverge: float) -> tuple[list[float], list[float], float | None, int]:
     """Train with an exponentially growing lr; stop when the loss diverges. Returns the curve,
-    whether it diverged and how many of its steps came before the one that diverged."""
+    the lr of the step that diverged (None: none did) and how many of the curve's steps came
+    before that step."""
     model, batches, loss_fn, optimizer = _parts(cfg, lr=min_lr)
     gamma = (max_lr / min_lr) ** (1 / (steps - 1))
     lrs: list[float] = []
@@ -133,7 +138,7 @@ def _ramp(cfg: "RunConfig", *, min_lr: float, max_lr: float, steps: int,
         loss = loss_fn(model(x), y)
         value = float(loss.detach())  # one sync per step is fine for ~100 steps
         if not math.isfinite(value):  # this step is not in the curve
-            return lrs, losses, True, len(lrs)
+            return lrs, losses, lr, len(lrs)
         loss.backward()
         optimizer.step()
         lrs.append(lr)
@@ -142,8 +147,8 @@ def _ramp(cfg: "RunConfig", *, min_lr: float, max_lr: float, steps: int,
         smooth = avg / (1 - 0.9 ** (step + 1))
         best = min(best, smooth)
         if step >= 5 and smooth > diverge * best:
-            return lrs, losses, True, len(lrs) - 1
-    return lrs, losses, False, len(lrs)
+            return lrs, losses, lr, len(lrs) - 1
+    return lrs, losses, None, len(lrs)
 
 
 def _parts(cfg: "RunConfig", *, lr: float) -> tuple[Any, Iterator[Any], Any, Any]:

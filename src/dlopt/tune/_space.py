@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from dlopt.config import RunConfig, SearchParam, TuneConfig
 
-__all__ = ["Axis", "SearchSpace", "check_search", "set_path", "get_path"]
+__all__ = ["Axis", "SearchSpace", "check_search", "check_search_shape", "set_path", "get_path"]
 
 _MAX_GRID_AXIS = 100  # an int axis with more values than this needs an explicit grid
 _SCALARS = (str, int, float, bool, type(None))
@@ -215,11 +215,14 @@ class SearchSpace:
 
 def _active(axis: Axis, params: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
     for path, want in axis.spec.when.items():
-        have = params[path] if path in params else get_path(base, path, None)
-        allowed = want if isinstance(want, list) else [want]
-        if have not in allowed:
+        if not _holds(params[path] if path in params else get_path(base, path, None), want):
             return False
     return True
+
+
+def _holds(have: Any, want: Any) -> bool:
+    """Whether a ``when:`` entry (a value, or a list of values) accepts ``have``."""
+    return have in (want if isinstance(want, list) else [want])
 
 
 def _ordered(axes: list[Axis]) -> list[Axis]:
@@ -245,6 +248,62 @@ def _ordered(axes: list[Axis]) -> list[Axis]:
 
 
 # ---------------------------------------------------------------------------- validation
+_SPACE_HELP = ("space: a mapping of config keys to axes, e.g. space: {train.optim.lr: {type: "
+               "float, low: 1.0e-4, high: 0.1, log: true}, train.optim.name: [adam, sgd]}")
+
+
+def check_search_shape(search: Any) -> None:
+    """The raw ``search:`` section holds a non-empty ``space`` of axes (one-line ConfigError).
+
+    Runs before the schema, whose words ("search.space: Field required", "search.space.train:
+    unknown key 'optim'" for an axis split into sections) do not say what a space holds."""
+    from dlopt.config import SearchConfig
+
+    if isinstance(search, SearchConfig):  # built, so checked already
+        return
+    if not isinstance(search, Mapping):
+        raise ConfigError(f"search: need a mapping, got {_kind(search)}; a search section "
+                          f"needs {_SPACE_HELP}")
+    space = search.get("space", _MISSING)
+    if not isinstance(space, Mapping) or not space:
+        what = "missing" if space is _MISSING else "empty" if isinstance(space, Mapping) \
+            else f"got {_kind(space)}"
+        raise ConfigError(f"search.space: {what}; a search section needs {_SPACE_HELP}")
+    for key, value in space.items():
+        _check_entry(str(key), value, space)
+
+
+def _check_entry(key: str, value: Any, space: Mapping[str, Any]) -> None:
+    if _is_axis(value):
+        return  # SearchParam checks its keys and values
+    path, node = key, value
+    while isinstance(node, Mapping) and node and not _is_axis(node):
+        name, node = next(iter(node.items()))  # YAML nesting or a --set made sections
+        path = f"{path}.{name}"
+    if path == key:
+        raise ConfigError(f"search.space.{key}: {_yaml(value)} is not an axis; give a list of "
+                          f"choices or a mapping {{type: float|int|categorical, ...}}")
+    axes = ", ".join(k for k, v in space.items() if _is_axis(v)) or "none"
+    raise ConfigError(f"search.space: no axis {path!r}; axes: {axes} (an axis is one dotted "
+                      f"key, e.g. train.optim.lr: {{...}}; --set changes an axis of the file, "
+                      f"it adds none)")
+
+
+def _is_axis(value: Any) -> bool:
+    """A list of choices, an axis mapping (one with an axis's keys) or a built axis."""
+    from dlopt.config import SearchParam
+
+    return isinstance(value, (list, SearchParam)) or (
+        isinstance(value, Mapping) and bool(set(value) & set(SearchParam.model_fields)))
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, in YAML's words."""
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
 def check_search(cfg: "TuneConfig") -> None:
     """Validate ``cfg.search`` against the training config it tunes (one-line ConfigError)."""
     from dlopt.tune._metrics import check_metric, resolve_direction
@@ -329,9 +388,26 @@ def _check_axis(axis: Axis, base: dict[str, Any], space: Mapping[str, Any]) -> N
                 ) from None
         for w in wanted[1:]:  # each listed value must be one the key can take (a typo never matches)
             _check_value(axis, _with(base, dep, w), axis.candidates()[0], what=f"{axis.key}.when")
-        context = _with(context, dep, wanted[0])
+        if dep in space:
+            context = _with(context, dep, wanted[0])
+        else:
+            _check_fixed_condition(axis, dep, want, base)
     for value in axis.candidates():
         _check_value(axis, context, value)
+
+
+def _check_fixed_condition(axis: Axis, dep: str, want: Any, base: Mapping[str, Any]) -> None:
+    """A condition on a key no axis changes holds in every trial or in none: in none, the
+    axis would never be sampled, without a word."""
+    have = get_path(base, dep)
+    if isinstance(have, Mapping):  # its whole dump would be the message
+        raise ConfigError(f"{axis.key}.when: {dep} is a section; a condition reads one key, "
+                          f"e.g. {dep}.{next(iter(have), 'name')}")
+    if not _holds(have, want):
+        asked = " or ".join(map(_yaml, want)) if isinstance(want, list) and want else _yaml(want)
+        raise ConfigError(f"{axis.key}.when: {dep} is fixed at {_yaml(have)} (not a search "
+                          f"axis), never {asked}, so the axis would never be sampled; set "
+                          f"{dep} to that value, make it an axis, or drop the condition")
 
 
 def _check_grid_list(axis: Axis) -> None:
