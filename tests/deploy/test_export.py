@@ -208,7 +208,8 @@ def test_export_refuses_an_output_that_is_not_a_file_path(tmp_path):
 
 @pytest.mark.parametrize(("name", "make", "message"), [
     ("empty.npy", lambda p: np.save(p, np.zeros((0, 1, 28, 28), np.uint8)), "no input values"),
-    ("nan.npy", lambda p: np.save(p, np.full((1, 1, 28, 28), np.nan, np.float32)), "784 input value(s) are NaN"),
+    ("nan.npy", lambda p: np.save(p, np.full((1, 1, 28, 28), np.nan, np.float32)),
+     "nan.npy: nan at index [0, 0, 0, 0] (784 such value(s))"),
     ("inf.csv", lambda p: p.write_text(",".join(["1"] * 5 + ["-inf"] * 779) + "\n"),
      "line 1, column 6: '-inf' is not a finite number"),
     ("c.npy", lambda p: np.save(p, np.zeros((1, 1, 28, 28), np.complex64)), "complex values"),

@@ -15,7 +15,7 @@ from dlopt.cli import app
 from dlopt.errors import ConfigError, DataError
 from dlopt.train import fit, load
 
-from train_helpers import one_error_line
+from train_helpers import DATA, MODEL, one_error_line
 
 runner = CliRunner()
 
@@ -47,6 +47,31 @@ def test_eval_equals_the_summary_of_a_cv_fold_and_of_a_normal_run(tmp_path) -> N
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-4), run.name
         assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-4), run.name
     assert load(normal).evaluate()["loss"] == pytest.approx(_summary_test(normal)["loss"], abs=1e-5)
+
+
+def test_eval_runs_under_the_autocast_the_training_test_pass_ran_under(tmp_path) -> None:
+    # eval ran in fp32: a bf16 run's loss differed from its summary by ~5e-6, its AUC by ~6e-4
+    run = fit(MODEL, DATA, run_dir=tmp_path / "r", precision="bf16", **{**QUICK, "batch_size": 48}).run_dir
+    got, want = load(run).evaluate(), _summary_test(run)
+    assert got == {k: pytest.approx(want[k], rel=0, abs=1e-9) for k in got}
+
+
+def test_eval_on_another_dataset_applies_the_runs_saved_preprocessing(tmp_path) -> None:
+    # --data NAME refitted zscore on that set's own training rows: inputs the model never takes
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    y = (x[:, 0] > 0).astype(int)
+    for name, shift in (("a", 0.0), ("b", 3.0)):
+        rows = "".join(f"{u:.4f},{v:.4f},{w:.4f},{t}\n" for (u, v, w), t in zip(x * (1 + shift) + shift, y))
+        (tmp_path / f"{name}.csv").write_text("u,v,w,y\n" + rows)
+    data = {"name": f"csv:{tmp_path / 'a.csv'}", "target": "y", "preprocess": [{"op": "zscore"}]}
+    run = fit({"name": "mlp", "width": 8}, data, run_dir=tmp_path / "r", **QUICK).run_dir
+    from dlopt.data import splits_of
+
+    m = load(run)
+    other = f"csv:{tmp_path / 'b.csv'}"
+    raw_x, raw_y = splits_of(m.config.data.model_copy(update={"name": other})).test
+    assert m.evaluate(other) == m.evaluate((raw_x, raw_y))  # the saved zscore, as predict applies it
 
 
 def test_eval_of_a_run_trained_on_in_memory_data_needs_data(tmp_path) -> None:
@@ -109,6 +134,17 @@ def test_eval_and_validation_score_the_class_weighted_loss_that_was_trained(tmp_
     assert last.class_weights == pytest.approx(len(bundle.train) / (2 * counts), rel=1e-6)
     last.class_weights = None  # the unweighted loss eval used to report is a different number
     assert abs(last.evaluate(bundle.val)["loss"] - history[-1]["val_loss"]) > 1e-3
+
+
+def test_a_cv_summary_reports_each_folds_class_weights_not_the_last_folds(tmp_path) -> None:
+    # each fold weighs its own training labels; the summary claimed the last fold's for the run
+    data = {"name": "breast-cancer", "preprocess": [{"op": "zscore"}]}
+    res = fit({"name": "mlp", "width": 8}, data, run_dir=tmp_path / "cv", cv=3, class_weights="balanced", **QUICK)
+    s = res.summary
+    assert "class_weights" not in s
+    folds = {f: json.loads((tmp_path / "cv" / f / "summary.json").read_text())["class_weights"] for f in s["folds"]}
+    assert s["cv_class_weights"] == folds and len(folds) == 3
+    assert {"cv_val", "cv_test", "val", "test", "n_train"} <= set(s)  # the other keys are kept
 
 
 def test_balanced_class_weights_on_regression_are_refused_not_dropped(tmp_path) -> None:

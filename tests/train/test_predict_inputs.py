@@ -48,6 +48,13 @@ def mixed_run(tmp_path_factory) -> Path:
                   [{"op": "impute"}, {"op": "label_encode"}])
 
 
+@pytest.fixture(scope="module")
+def imputing_run(tmp_path_factory) -> Path:
+    """Numbers only, with missing cells (impute): a .npy may hold NaN for them."""
+    rows = "".join(f"{'' if i % 6 == 0 else i},{i % 7},{i % 2}\n" for i in range(60))
+    return _train(tmp_path_factory.mktemp("num"), "num", "a,b,y\n" + rows, [{"op": "impute"}])
+
+
 def _predict(run: Path, rows: Path) -> list[str]:
     res = runner.invoke(app, ["predict", str(run), str(rows), "--top", "2"])
     assert res.exit_code == 0, res.output
@@ -98,3 +105,15 @@ def test_a_16bit_image_is_scaled_as_the_image_folder_reads_it(tmp_path) -> None:
     Image.fromarray(arr).save(tmp_path / "x.png")
     x = read_raw_input(tmp_path / "x.png", (1, 8, 8))
     assert x.shape == (1, 1, 8, 8) and np.array_equal(x[0, 0], np.rint(arr / 65535 * 255).astype(np.uint8))
+
+
+def test_npy_nan_is_missing_where_the_run_imputes_but_inf_is_refused_at_its_index(imputing_run, tmp_path) -> None:
+    x = np.array([[3.0, 1.0], [np.nan, 4.0], [5.0, 6.0]])
+    np.save(tmp_path / "nan.npy", x)
+    assert _predict(imputing_run, tmp_path / "nan.npy")[1].startswith(_expected(imputing_run, x.tolist())[1])
+    x[2, 1] = -np.inf
+    np.save(tmp_path / "inf.npy", x)
+    res = runner.invoke(app, ["predict", str(imputing_run), str(tmp_path / "inf.npy")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"{tmp_path / 'inf.npy'}: -inf at index [2, 1] (1 such value(s)); allowed: finite numbers, " \
+           "or NaN for a missing value" in res.output

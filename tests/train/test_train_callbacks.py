@@ -145,3 +145,24 @@ def test_a_cv_run_refused_at_its_first_fold_leaves_nothing(tmp_path) -> None:
     res = CliRunner().invoke(app, ["train", str(cfg), "--run-dir", str(tmp_path / "r"), "--cv", "3"])
     assert res.exit_code == 2 and "train.metric='top5'" in res.output, res.output
     assert not (tmp_path / "r").exists()
+
+
+def test_tensorboard_keeps_one_point_per_epoch_across_resumes(tmp_path) -> None:
+    """6 steps per epoch; max_steps=8 cuts epoch 2, which is closed early (a point at step 8).
+    The resume continues that epoch: its early point used to stay beside the real one."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dlopt.train import train_run
+    from train_helpers import tiny_config
+
+    run = tmp_path / "r"
+    train_run(tiny_config(max_steps=8, tensorboard=True), run_dir=run)
+    train_run(tiny_config(tensorboard=True), run_dir=run, resume=True)
+    train_run(tiny_config(epochs=3, tensorboard=True), run_dir=run, resume=True)  # from an epoch's end
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    history = fit(config=tiny_config(epochs=3), run_dir=tmp_path / "full").history
+    for key in ("train_loss", "val_loss"):
+        points = [(e.step, e.value) for e in events.Scalars(key)]
+        assert points == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in history], key

@@ -90,6 +90,31 @@ def test_predict_bad_input_file_is_one_line(trained, tmp_path) -> None:
         runner.invoke(app, ["predict", str(trained), str(tmp_path / "bad.npy")]), 2)
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_non_finite_npy_value_is_refused_where_it_is_read(trained, tmp_path, bad) -> None:
+    # it was refused after preprocessing, counting values the file never held, at no index
+    x = np.zeros((3, 1, 28, 28), np.float32)
+    x[1, 0, 5, 7] = bad
+    np.save(tmp_path / "x.npy", x)
+    line = one_error_line(runner.invoke(app, ["predict", str(trained), str(tmp_path / "x.npy")]), 2)
+    assert line.startswith(f"error: {tmp_path / 'x.npy'}: {bad} at index [1, 0, 5, 7] (1 such value(s)); "
+                           "allowed: finite numbers"), line
+    from dlopt.errors import DataError
+    from dlopt.train import load
+
+    with pytest.raises(DataError, match=rf"^input: {bad} at index \[1, 0, 5, 7\]"):  # the Python API too
+        load(trained).predict(x)
+
+
+def test_a_missing_csv_cell_of_a_run_that_imputes_none_is_named_by_line(trained, tmp_path) -> None:
+    rows = np.zeros((3, 784), dtype=int).astype(str)
+    rows[1, 9] = "NA"
+    (tmp_path / "x.csv").write_text("".join(",".join(r) + "\n" for r in rows))
+    line = one_error_line(runner.invoke(app, ["predict", str(trained), str(tmp_path / "x.csv")]), 2)
+    assert line.startswith(f"error: CSV {tmp_path / 'x.csv'} line 2, column 10: 'NA' is a missing value, "
+                           "and the run imputes none"), line
+
+
 def test_a_non_empty_run_dir_needs_resume_or_overwrite(trained, tmp_path) -> None:
     cfg = _write(tmp_path, TINY)
     line = one_error_line(runner.invoke(app, ["train", str(cfg), "--run-dir", str(trained)]), 2)
@@ -173,6 +198,8 @@ def test_a_raised_budget_on_an_early_stopped_run_is_refused_and_the_run_kept(tmp
     ("train.optim.betas=[1.0,0.999]", ["train.optim.betas", "must be in [0, 1)"]),  # was torch's traceback
     ("train.optim.layer_lr={features.*: -1}", ["train.optim.layer_lr", "'features.*'", "must be > 0"]),
     ("train.transfer.unfreeze_at_epoch=1", ["train.transfer", "nothing to unfreeze"]),  # was a no-op
+    # the lr never reached its base value: the run ended inside the warm-up
+    ("train.schedule.warmup_epochs=1", ["schedule.warmup_epochs=1", "run 1 epochs", "shorter than the run"]),
     ("data.name=imagenet", ["imagenet", "mnist"]),
 ])
 def test_bad_config_is_one_line_exit_2(override, words, tmp_path) -> None:
@@ -204,6 +231,36 @@ def test_a_run_refused_at_its_start_leaves_nothing_in_the_way(override, words, t
             assert res.exit_code == 0, res.output
         res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run)])
         assert res.exit_code == (0 if words else 2), res.output
+
+
+def test_a_warm_up_longer_than_a_step_budget_is_refused_and_a_raised_one_resumes(tmp_path) -> None:
+    """6 steps per epoch: a 0.5-epoch warm-up is 3 steps. max_steps=2 ended the run inside it
+    without a word; the budget is known in steps only once the data is, so it is refused there."""
+    cfg = _write(tmp_path, {**TINY, "train": {**TINY["train"], "schedule": {"warmup_epochs": 0.5}}})
+    run = tmp_path / "r"
+    line = one_error_line(runner.invoke(app, ["train", str(cfg), "--run-dir", str(run),
+                                              "--set", "train.max_steps=2"]), 2)
+    assert "warm-up 3 steps, run 2 steps (train.max_steps=2)" in line and "shorter than the run" in line
+    assert not run.exists()
+    assert runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--set", "train.max_steps=4"]).exit_code == 0
+    res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume", "--set", "train.max_steps=null"])
+    assert res.exit_code == 0, res.output
+    assert [r[:2] for r in _rows(run)] == [(1, 6)]
+    before = (run / "config.yaml").read_text()  # a refused resume leaves the run's config as it was
+    one_error_line(runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume",
+                                       "--set", "train.max_steps=2"]), 2)
+    assert (run / "config.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("at, words", [(1, "would never unfreeze"), (0, "would never be frozen")])
+def test_an_unfreezing_epoch_outside_the_run_is_refused(tmp_path, at, words) -> None:
+    # the layers silently stayed frozen for the whole run (or were never frozen)
+    transfer = {"freeze": ["features.*"], "unfreeze_at_epoch": at}
+    cfg = _write(tmp_path, {**TINY, "train": {**TINY["train"], "transfer": transfer}})
+    line = one_error_line(runner.invoke(app, ["train", str(cfg), "--run-dir", str(tmp_path / "r")]), 2)
+    assert f"train.transfer.unfreeze_at_epoch={at}: run 1 epochs" in line and words in line
+    assert "allowed: 1 <= unfreeze_at_epoch < train.epochs" in line
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_refused_start_keeps_a_run_directory_that_was_not_empty(tmp_path) -> None:

@@ -94,6 +94,15 @@ def test_warmup_ramps_linearly_then_hands_over() -> None:
     np.testing.assert_allclose(lrs[2 * SPE:3 * SPE], [BASE / 2] * SPE)
 
 
+@pytest.mark.parametrize("name", ["cosine", "polynomial"])
+def test_a_min_lr_above_the_peak_lr_is_refused_not_clipped(name: str) -> None:
+    # it was clipped to the peak: the decaying schedule silently ran at a constant lr
+    with pytest.raises(ConfigError, match=r"min_lr=0.5 is above the peak lr 0.1 .*allowed: min_lr <= lr"):
+        create_schedule(name, _opt(), steps_per_epoch=SPE, epochs=EPOCHS, min_lr=0.5, base_lr=BASE)
+    lrs = _ours(name, min_lr=BASE)  # the edge still runs (at the peak throughout)
+    assert lrs == pytest.approx([BASE] * T)
+
+
 def test_plateau_matches_torch_reduce_on_plateau() -> None:
     values = [1.0, 0.9, 0.95, 0.97, 0.96, 0.5, 0.6, 0.7]
     opt_t = _opt()

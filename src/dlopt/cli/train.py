@@ -152,12 +152,12 @@ def predict(
 
         onnx_model = OnnxModel.load(run, threads=threads)
         x = read_raw_input(input, onnx_model.metadata.raw_shape, categories=_categories(onnx_model.preprocessor),
-                           columns=_columns(onnx_model.preprocessor))
+                           columns=_columns(onnx_model.preprocessor), missing=onnx_model.imputes)
         (pred, proba), names = onnx_model.predict_raw(x), onnx_model.metadata.class_names
     else:
         loaded = load(run, device=device)
         x = read_raw_input(input, loaded.info.input_shape, categories=_categories(loaded.preprocessor),
-                           columns=_columns(loaded.preprocessor))
+                           columns=_columns(loaded.preprocessor), missing=loaded.imputes)
         (pred, proba), names = loaded.predict(x), loaded.info.class_names
     for i, p in enumerate(pred):
         if proba is None:

@@ -189,10 +189,6 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
                 from dlopt.data import load_data
 
                 bundle = load_data(cfg.data)
-            if world.is_main:  # on resume too: a raised budget is the run's now, and config.yaml re-runs it
-                io.atomic_write(d / rundir.CONFIG, dump_config(cfg))
-                if not resume and bundle.preprocessor is not None:
-                    bundle.preprocessor.save(d)
             return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume,
                                device=device, world=world)
 
@@ -341,6 +337,16 @@ def _check_early_stopping(es: Any, task: str, has_val: bool) -> None:
                           f"({'higher' if want == 'max' else 'lower'} is better); use mode: {want}")
 
 
+def _check_unfreeze(t: Any) -> None:
+    """An unfreezing epoch outside the run changes nothing (the layers stay frozen, or never
+    were): said before training, as a warm-up longer than the run is."""
+    at = t.transfer.unfreeze_at_epoch
+    if at is not None and not 1 <= at < t.epochs:
+        raise ConfigError(f"train.transfer.unfreeze_at_epoch={at}: run {t.epochs} epochs, so the frozen layers "
+                          f"would {'never be frozen' if at == 0 else 'never unfreeze'}; allowed: 1 <= "
+                          f"unfreeze_at_epoch < train.epochs (null keeps them frozen)")
+
+
 def _has_val(bundle: Any) -> bool:
     # an empty validation split gets no evaluator (see _evaluator): nothing is monitored
     return bundle.val is not None and len(bundle.val) > 0
@@ -352,6 +358,7 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
     t, info = cfg.train, bundle.info
     monitor, mode = _monitor(cfg, info.task, _has_val(bundle))
     _check_early_stopping(t.early_stopping, info.task, _has_val(bundle))
+    _check_unfreeze(t)
     module, model_name = _build_model(cfg, info, model)
     if t.transfer.init_from and not resume:
         init_from(module, read_init_weights(t.transfer.init_from), new_head=t.transfer.new_head)
@@ -385,6 +392,8 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
                                milestones=s.milestones, power=s.power, min_lr=s.min_lr, pct_start=s.pct_start,
                                div_factor=s.div_factor, final_div_factor=s.final_div_factor,
                                patience=s.patience, factor=s.factor, base_lr=lr)
+    if world.is_main:  # after every refusal above: a refused --resume leaves its run's config.yaml as it was
+        _write_run_files(d, cfg, bundle, resume=resume)
     from dlopt.train.techniques.freeze import frozen_names
 
     frozen = frozen_names(module, t.transfer.freeze, t.transfer.freeze_until)
@@ -428,6 +437,14 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
         state.module.eval()
         return FitResult(model=state.module, run_dir=d, summary={}, history=list(state.history))
     return _finish(cfg, d, state, bundle, ckpt, model_name=model_name, custom=model is not None)
+
+
+def _write_run_files(d: Path, cfg: RunConfig, bundle: Any, *, resume: bool) -> None:
+    """config.yaml (on resume too: a raised budget is the run's now, and config.yaml re-runs
+    it) and, for a new run, the fitted preprocessing."""
+    io.atomic_write(d / rundir.CONFIG, dump_config(cfg))
+    if not resume and bundle.preprocessor is not None:
+        bundle.preprocessor.save(d)
 
 
 def _on_device(split: Any, device: torch.device) -> Any:

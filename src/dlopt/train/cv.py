@@ -3,7 +3,8 @@
 The training and validation splits are pooled and re-split into ``folds`` stratified folds
 (plain k-fold for regression, seeded by ``data.seed``); every fold trains a fresh model in
 ``<run>/fold-<k>/`` and is tested on the same held-out test split. The run's own
-``summary.json`` reports each metric's mean, std and per-fold values. Each fold fits the
+``summary.json`` reports each metric's mean, std and per-fold values (and, with balanced
+class weights, each fold's weights as ``cv_class_weights``). Each fold fits the
 configured preprocessing (zscore, PCA, LDA, imputation...) on its own training rows only, so
 no fold is scored on rows its preprocessing saw; a ``bundle`` passed in (the Python API's
 in-memory data) keeps its own preprocessing.
@@ -120,6 +121,9 @@ def _cross_validate(cfg: Any, d: Path, folds: int, *, callbacks: Sequence[Any], 
                    train_seconds=round(sum(r.summary["train_seconds"] for r in results), 3),
                    best_epoch=None, folds=[str(r.run_dir.name) for r in results])
     summary.pop("confusion_matrix", None)
+    if "class_weights" in summary:  # balanced weights come from each fold's own training labels
+        del summary["class_weights"]
+        summary["cv_class_weights"] = {r.run_dir.name: r.summary["class_weights"] for r in results}
     rundir.write_json(d / rundir.SUMMARY, summary)
     if fold.preprocessor is not None:  # the returned model is the last fold's: its preprocessing
         fold.preprocessor.save(d)

@@ -20,7 +20,7 @@ from dlopt.data._values import infinite_cell
 from dlopt.errors import DataError
 from dlopt.registry import Registry
 
-__all__ = ["check_finite", "read_raw_input", "READERS"]
+__all__ = ["check_finite", "check_raw_finite", "read_raw_input", "READERS"]
 
 #: file suffix -> reader(path, input_shape[, *, categories]) -> np.ndarray
 READERS: Registry[np.ndarray] = Registry("input file type", DataError)
@@ -48,7 +48,7 @@ def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     return arr[None]  # (1, C, H, W)
 
 
-def _read_npy(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
+def _read_npy(path: Path, input_shape: tuple[int, ...], *, missing: bool | None = None) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
@@ -56,18 +56,37 @@ def _read_npy(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(arr, np.ndarray):  # np.load opens any zip (.npz, torch.save files) as an archive
         arr.close()
         raise DataError(f"cannot read {path} as a .npy array: it is a zip archive (.npz?), not one array")
+    check_raw_finite(arr, path, missing=missing)
     return channels_first(arr, input_shape)  # (N, H, W, C) images, as the npz reader takes them
+
+
+_NAN_RULE = {True: ", or NaN for a missing value", False: " (the run imputes no missing values)",
+             None: ", or NaN for a missing value where the run imputes them"}
+
+
+def check_raw_finite(arr: np.ndarray, where: str | Path, *, missing: bool | None) -> None:
+    """Refuse raw inputs (``where``: their file, or "input") holding Inf, or NaN unless the run
+    imputes missing values (``missing``; None: not known, NaN judged after preprocessing), at
+    the first bad index: after preprocessing the error could only count values never written."""
+    if arr.dtype.kind != "f":
+        return
+    bad = np.isinf(arr) if missing is not False else ~np.isfinite(arr)
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{where}: {arr[at]} at index {list(at)} ({int(bad.sum())} such value(s)); "
+                        f"allowed: finite numbers{_NAN_RULE[missing]}")
 
 
 def _read_csv(path: Path, input_shape: tuple[int, ...], *,
               categories: Mapping[int, Sequence[str]] | None = None,
-              columns: Sequence[str] | None = None) -> np.ndarray:
+              columns: Sequence[str] | None = None, missing: bool | None = None) -> np.ndarray:
     """Rows read as training read its CSV: cells stripped, a missing-value token is NaN.
     ``categories`` ({column: training values} of the text columns, None: not known) tells
     which columns keep their text. ``columns`` (the training CSV's feature names, None: not
     known) tells a header line exactly: one naming them all is dropped and its columns are
     taken by name (the target's, or any other, left out); without names a line none of whose
-    cells could be data is a header."""
+    cells could be data is a header. ``missing`` False (the run imputes nothing) refuses a
+    missing cell at its line."""
     lines, rows = _csv_lines(path)
     ragged = next((i for i, r in enumerate(rows) if len(r) != len(rows[0])), None)
     if ragged is not None:
@@ -76,7 +95,7 @@ def _read_csv(path: Path, input_shape: tuple[int, ...], *,
     names, rows, lines = _without_header(rows, lines, path, categories, columns)
     if not rows:
         raise DataError(f"CSV {path} has no data rows")
-    where = _Where(path, lines, names)
+    where = _Where(path, lines, names, missing)
     if categories is None:
         return _guessed_table(rows, where)
     return _typed_table(rows, categories, where)
@@ -125,8 +144,9 @@ def _by_name(rows: list[list[str]], columns: Sequence[str], path: Path) -> list[
 class _Where:
     """Where a cell is, for error lines: the file line, and the column by name when a header named it."""
 
-    def __init__(self, path: Path, lines: list[int], names: list[str]) -> None:
+    def __init__(self, path: Path, lines: list[int], names: list[str], missing: bool | None = None) -> None:
         self.path, self.lines, self.names = path, lines, names
+        self.missing = missing  # whether the run imputes missing cells (None: not known)
 
     def cell(self, r: int, c: int) -> str:
         col = repr(self.names[c]) if self.names else str(c + 1)
@@ -152,9 +172,9 @@ def _guessed_table(rows: list[list[str]], where: _Where) -> np.ndarray:
     numbers = [[cell_number(v) for v in r] for r in rows]
     if all(f is not None for r in numbers for f in r):
         table = np.array(numbers, dtype=np.float64)
-        infinite = np.argwhere(np.isinf(table))
-        if len(infinite):
-            r, c = (int(i) for i in infinite[0])
+        bad = np.argwhere(~np.isfinite(table) if where.missing is False else np.isinf(table))
+        if len(bad):
+            r, c = (int(i) for i in bad[0])
             _check_cell(table[r, c], rows[r][c], where, r, c)
         return table
     return np.array(rows, dtype=object)
@@ -165,6 +185,9 @@ def _check_cell(f: float, cell: str, where: _Where, r: int, c: int) -> None:
     # "N input values are NaN or infinite" for the whole file
     if math.isinf(f):
         raise infinite_cell(cell, where.cell(r, c))
+    if math.isnan(f) and where.missing is False:
+        raise DataError(f"{where.cell(r, c)}: {cell!r} is a missing value, and the run imputes none; "
+                        "allowed: finite numbers (a run trained with preprocess op impute fills them)")
 
 
 def _typed_table(rows: list[list[str]], categories: Mapping[int, Sequence[str]], where: _Where) -> np.ndarray:
@@ -192,17 +215,19 @@ READERS.register(".csv")(_read_csv)
 
 def read_raw_input(path: str | Path, input_shape: tuple[int, ...], *,
                    categories: Mapping[int, Sequence[str]] | None = None,
-                   columns: Sequence[str] | None = None) -> np.ndarray:
+                   columns: Sequence[str] | None = None, missing: bool | None = None) -> np.ndarray:
     """Raw inputs in ``path`` by its suffix (image, .npy, .csv). ``categories`` is the run's
     ``Preprocessor.categories`` (``{}`` for a run without one): it tells a CSV reader which
     columns hold text; None guesses. ``columns``, the run's ``Preprocessor.feature_names``,
     lets it tell a header line from data exactly and take a header's columns by name.
+    ``missing`` (whether the run imputes missing values; None: not known) decides whether a
+    NaN is refused where it is read. Infinite values always are, at their index or line.
     Channels-last images in a .npy, ``(N, H, W, C)``, come back as ``(N, C, H, W)``."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"input file not found: {p}")
     entry = READERS.get(p.suffix.lower())
-    wanted = {"categories": categories, "columns": columns}
+    wanted = {"categories": categories, "columns": columns, "missing": missing}
     extra = {k: v for k, v in wanted.items() if k in entry.params()}
     return _checked(entry.factory(p, tuple(input_shape), **extra), p)
 

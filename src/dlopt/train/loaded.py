@@ -25,9 +25,10 @@ from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 from dlopt.train.device import select_device
 from dlopt.train.inputs import check_labels
-from dlopt.train.inputs_raw import check_finite
+from dlopt.train.inputs_raw import check_finite, check_raw_finite
 from dlopt.train.losses import create_loss
 from dlopt.train.metrics import compute_metrics, predict_outputs, scores_from_outputs
+from dlopt.train.techniques.precision import autocast_context, resolve_precision
 
 __all__ = ["LoadedModel", "load", "evaluate", "predict"]
 
@@ -46,9 +47,16 @@ class LoadedModel:
     device: torch.device
     class_weights: list[float] | None = None  # the balanced loss weights of the training labels
 
+    @property
+    def imputes(self) -> bool:
+        """True when the saved preprocessing fills missing raw values (NaN): ``impute`` runs
+        first (after ``label_encode`` only), so it always sees the raw columns."""
+        return self.preprocessor is not None and "impute" in self.preprocessor.op_names
+
     def prepare(self, x_raw: Any) -> torch.Tensor:
         """Raw inputs -> model inputs ``(N, *input_shape)`` via the saved preprocessing."""
         x = np.asarray(x_raw)
+        check_raw_finite(x, "input", missing=self.imputes)
         if self.preprocessor is not None:
             try:
                 x = self.preprocessor.transform(x)
@@ -86,8 +94,14 @@ class LoadedModel:
                             f"the model takes {tuple(self.info.input_shape)}")
         check_labels(split, self.info.out_features, task=self.info.task, what="evaluation")
         batches = split.batches(batch_size or self.config.train.eval_batch_size, self.device)
-        outputs, targets = predict_outputs(self.model, batches)
+        outputs, targets = predict_outputs(self.model, batches, forward_context=self._forward_context())
         return compute_metrics(outputs, targets, task=self.info.task, loss_fn=self._loss())
+
+    def _forward_context(self) -> Any:
+        """The autocast training's validation and test pass ran under (``train.precision`` on
+        this device), so the scores are the summary's, not the fp32 model's."""
+        precision = resolve_precision(self.config.train.precision, self.device)
+        return autocast_context(self.device, precision)
 
     def _loss(self) -> Any:
         """The loss training minimised and reported (class weights from its training labels)."""
@@ -105,9 +119,7 @@ class LoadedModel:
         if data is None:
             return self._own_test_split()
         if isinstance(data, str):
-            from dlopt.data import load_data
-
-            return load_data(self.config.data.model_copy(update={"name": data})).test
+            return self._test_split(self.config.data.model_copy(update={"name": data}))
         if isinstance(data, (tuple, list)) and len(data) == 2:
             return self._raw_split(data[0], data[1])
         raise DataError(f"evaluate: data must be None, a dataset name, (x, y) or a Split; got {type(data).__name__}")
@@ -118,17 +130,25 @@ class LoadedModel:
         return Split(self.prepare(x_raw), y.reshape(-1))
 
     def _own_test_split(self) -> Split:
-        """The run's raw test split through the run's SAVED preprocessing. Refitting it (as
-        ``load_data`` would) fits on the whole training pool, not on the rows this run was
-        fitted on: a cross-validation fold would be scored on other inputs than its summary."""
         self._check_trained_on_config_data()
+        return self._test_split(self.config.data)
+
+    def _test_split(self, data_cfg: Any) -> Split:
+        """``data_cfg``'s raw test split through the run's SAVED preprocessing. Refitting it (as
+        ``load_data`` would) fits on other rows than the model's: a cross-validation fold would
+        be scored on other inputs than its summary, another dataset on its own statistics."""
         if self.preprocessor is None:  # no saved preprocessing: the data's own is all there is
             from dlopt.data import load_data
 
-            return load_data(self.config.data).test
+            return load_data(data_cfg).test
         from dlopt.data import splits_of
 
-        return self._raw_split(*splits_of(self.config.data).test)
+        x, y = splits_of(data_cfg).test
+        want = self.preprocessor.raw_shape
+        if want is not None and tuple(x.shape[1:]) != tuple(want):
+            raise DataError(f"dataset {data_cfg.name!r} has raw inputs of shape {tuple(x.shape[1:])}; "
+                            f"the run takes {tuple(want)}")
+        return self._raw_split(x, y)
 
     def _check_trained_on_config_data(self) -> None:
         """A run fitted on in-memory data saves the default ``data.name``; its test split is

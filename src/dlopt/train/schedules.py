@@ -24,6 +24,7 @@ import bisect
 import math
 from typing import Any, Callable
 
+from dlopt.errors import ConfigError
 from dlopt.registry import Registry
 
 __all__ = ["SCHEDULES", "LRSchedule", "Progress", "create_schedule"]
@@ -242,12 +243,26 @@ def create_schedule(
     """Build schedule ``name`` for a run of ``epochs`` x ``steps_per_epoch`` optimizer steps
     (``max_steps`` caps it). ``min_lr`` is absolute; it becomes a factor of ``base_lr``."""
     entry = SCHEDULES.get(name)
+    if min_lr > base_lr:  # it was clipped to the peak lr: a decaying schedule silently stayed constant
+        raise ConfigError(f"train.schedule.min_lr={min_lr:g} is above the peak lr {base_lr:g} (train.optim.lr); "
+                          f"allowed: min_lr <= lr")
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     fn = entry.factory(step_size=step_size, gamma=gamma, milestones=milestones, power=power,
                        min_factor=min(1.0, min_lr / base_lr), pct_start=pct_start,
                        div_factor=div_factor, final_div_factor=final_div_factor,
                        patience=patience, factor=factor)
     plateau_cfg = {"patience": patience, "factor": factor, "mode": mode} if entry.info["needs_metric"] else None
+    warmup = round(warmup_epochs * steps_per_epoch)
+    capped = max_steps is not None and max_steps < steps_per_epoch * epochs
+    _check_warmup(warmup, total, what=f"train.max_steps={max_steps}" if capped else f"train.epochs={epochs}",
+                  warmup_epochs=warmup_epochs)
     return LRSchedule(optimizer, fn, interval=entry.info["interval"], steps_per_epoch=steps_per_epoch,
-                      total_steps=total, warmup_steps=round(warmup_epochs * steps_per_epoch),
-                      plateau=plateau_cfg)
+                      total_steps=total, warmup_steps=warmup, plateau=plateau_cfg)
+
+
+def _check_warmup(warmup: int, total: int, *, what: str, warmup_epochs: float) -> None:
+    """A warm-up as long as the run never hands over to the schedule, and a longer one never
+    reaches the base lr: refused in steps (``what`` names the budget that ends the run)."""
+    if warmup and warmup >= total:
+        raise ConfigError(f"train.schedule.warmup_epochs={warmup_epochs:g}: warm-up {warmup} steps, run {total} "
+                          f"steps ({what}); allowed: a warm-up shorter than the run")
