@@ -5,6 +5,11 @@ Outputs are the model's logits ``(N, C)`` (``(N, 1)`` for regression); targets a
 the loss, for every classification loss that can take it. Importing this module does not
 import torch.
 
+A loss is registered with the ``task`` its targets belong to. A classification loss on
+regression (float) targets is refused; a regression loss on class ids regresses one-hot
+targets, one output per class. Only ``bce`` (``single_logit``) takes a single-output
+classifier, whose logit scores class 1 (``sigmoid > 0.5``, as the metrics read it).
+
 ``nll`` applies ``log_softmax`` before ``nll_loss``: zoo models return logits, and on a
 model that already ends in ``log_softmax`` the extra one is the identity.
 """
@@ -20,7 +25,8 @@ __all__ = ["LOSSES", "create_loss", "default_loss", "balanced_class_weights", "c
 
 LossFn = Callable[[Any, Any], Any]
 
-#: name -> factory(*, label_smoothing, weight, huber_delta) -> LossFn. Info: ``task``.
+#: name -> factory(*, label_smoothing, weight, huber_delta) -> LossFn. Info: ``task``, and
+#: ``single_logit`` for a loss that trains a classifier with one output.
 LOSSES: Registry[LossFn] = Registry("loss")
 
 
@@ -59,15 +65,15 @@ def _one_hot_targets(out: Any, y: Any, smoothing: float) -> Any:
     return t
 
 
-@LOSSES.register("bce", task="classification")
+@LOSSES.register("bce", task="classification", single_logit=True)
 def bce(*, label_smoothing: float = 0.0, **_: Any) -> LossFn:
     """Binary cross-entropy with logits, one sigmoid per output (one-hot class targets;
     a single output unit reads class 1 as the positive)."""
     import torch.nn.functional as F
 
     def f(out: Any, y: Any) -> Any:
-        if out.shape[-1] == 1 and not y.dtype.is_floating_point:
-            y = y.float().unsqueeze(-1)
+        if not y.dtype.is_floating_point and (out.dim() < 2 or out.shape[-1] == 1):
+            y = y.float()  # a single logit's target: 1 for class 1
         t = _one_hot_targets(out, y, label_smoothing)
         return F.binary_cross_entropy_with_logits(out, t, pos_weight=None)
 
@@ -143,12 +149,40 @@ def class_weights(mode: str, *, task: str, y: Any, num_classes: int) -> Any:
 def create_loss(name: str, *, task: str, label_smoothing: float = 0.0, weight: Any = None,
                 huber_delta: float = 1.0) -> LossFn:
     """Loss ``name`` (``auto`` picks by task). A setting the loss does not use (a factory
-    declares the options it applies) is a ConfigError, not silently dropped."""
+    declares the options it applies) is a ConfigError, not silently dropped, and so is a
+    classification loss on regression data."""
     entry = LOSSES.get(default_loss(task) if name == "auto" else name)
+    shown = entry.name if name == entry.name else f"{name} ({entry.name})"
+    _check_task(entry.info["task"], task, shown)
     for option, key, used in (("label_smoothing", "label_smoothing", label_smoothing > 0),
                               ("weight", "class_weights", weight is not None)):
         if used and option not in entry.params():
             takers = [e.name for e in LOSSES if option in e.params()]
             raise ConfigError(f"train.loss.{key}: loss {entry.name!r} does not apply it; "
                               f"allowed with: {', '.join(takers)}")
-    return entry.factory(label_smoothing=label_smoothing, weight=weight, huber_delta=huber_delta)
+    fn = entry.factory(label_smoothing=label_smoothing, weight=weight, huber_delta=huber_delta)
+    if task == "classification" and not entry.info.get("single_logit"):
+        return _per_class_outputs(fn, shown)
+    return fn
+
+
+def _check_task(loss_task: str, task: str, shown: str) -> None:
+    """Class-id losses cannot read float targets (the reverse regresses one-hot targets)."""
+    if loss_task == "classification" and task != "classification":
+        allowed = [e.name for e in LOSSES if e.info["task"] == task]
+        raise ConfigError(f"train.loss.name={shown!r} is a classification loss (class ids), but this data is {task} "
+                          f"(float targets); allowed for {task}: {', '.join(allowed)}, auto")
+
+
+def _per_class_outputs(fn: LossFn, shown: str) -> LossFn:
+    """``fn``, refusing a single-output classifier: its logit means class 1 only to ``bce``
+    (cross-entropy over one logit is 0, MSE would move the 0.5 threshold)."""
+    single = [e.name for e in LOSSES if e.info.get("single_logit")]
+
+    def f(out: Any, y: Any) -> Any:
+        if out.dim() < 2 or out.shape[-1] == 1:
+            raise ConfigError(f"train.loss.name={shown!r} needs one output per class, but the model has 1 output; "
+                              f"a single-output (binary) classifier trains with: {', '.join(single)}")
+        return fn(out, y)
+
+    return f

@@ -52,10 +52,13 @@ def top5(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _per_class(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True positives, predicted counts and true counts per class (from the confusion matrix)."""
+    """True positives, predicted counts and true counts of each class present in the labels
+    or the predictions (the classes scikit-learn averages over by default)."""
     c = p.shape[1]
     m = np.bincount(y * c + p.argmax(1), minlength=c * c).reshape(c, c)
-    return np.diag(m).astype(np.float64), m.sum(0).astype(np.float64), m.sum(1).astype(np.float64)
+    pred, true = m.sum(0).astype(np.float64), m.sum(1).astype(np.float64)
+    present = (pred > 0) | (true > 0)
+    return np.diag(m).astype(np.float64)[present], pred[present], true[present]
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -64,25 +67,27 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # Macro scores are computed from the confusion matrix (the same definitions as scikit-learn's
-# ``*_score(average="macro", labels=range(C), zero_division=0)``, tested against it) because
-# the scikit-learn calls cost ~20 ms each in argument validation, every epoch.
+# ``*_score(average="macro", zero_division=0)``, tested against it) because the scikit-learn
+# calls cost ~20 ms each in argument validation, every epoch. Like scikit-learn's, they average
+# over the classes present in labels or predictions: an output no sample has and none is
+# predicted as (labels {1, 2} on three outputs) would pull a perfect score down to 2/3.
 @METRICS.register("precision_macro", task="classification", mode="max")
 def precision_macro(y: np.ndarray, p: np.ndarray) -> float:
-    """Unweighted mean over classes of TP / predicted."""
+    """Unweighted mean over the present classes of TP / predicted."""
     tp, pred, _ = _per_class(y, p)
     return float(_ratio(tp, pred).mean())
 
 
 @METRICS.register("recall_macro", task="classification", mode="max")
 def recall_macro(y: np.ndarray, p: np.ndarray) -> float:
-    """Unweighted mean over classes of TP / actual."""
+    """Unweighted mean over the present classes of TP / actual."""
     tp, _, true = _per_class(y, p)
     return float(_ratio(tp, true).mean())
 
 
 @METRICS.register("f1_macro", task="classification", mode="max")
 def f1_macro(y: np.ndarray, p: np.ndarray) -> float:
-    """Unweighted mean over classes of 2 TP / (predicted + actual)."""
+    """Unweighted mean over the present classes of 2 TP / (predicted + actual)."""
     tp, pred, true = _per_class(y, p)
     return float(_ratio(2 * tp, pred + true).mean())
 
@@ -117,16 +122,14 @@ def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
 # are computed here because importing scipy.stats for rankdata costs ~1 s per process.
 @METRICS.register("auc", task="classification", mode="max")
 def auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC-AUC: binary on the positive class, one-vs-rest macro for more classes (NaN when
-    a class is absent from ``y``)."""
+    """ROC-AUC: binary on the positive class, one-vs-rest macro over the classes present in
+    ``y`` for more outputs (NaN with fewer than two classes present: it is undefined)."""
     present = np.unique(y)
     if len(present) < 2:
         return float("nan")
     if p.shape[1] == 2:
         return _binary_auc(y == 1, p[:, 1])
-    if len(present) < p.shape[1]:
-        return float("nan")
-    return float(np.mean([_binary_auc(y == c, p[:, c]) for c in range(p.shape[1])]))
+    return float(np.mean([_binary_auc(y == c, p[:, c]) for c in present]))
 
 
 @METRICS.register("mse", task="regression", mode="min")
@@ -167,8 +170,8 @@ def scores_from_outputs(outputs: torch.Tensor, task: str) -> torch.Tensor:
     outputs = outputs.float()
     if task == "regression":
         return outputs.reshape(len(outputs), -1)[:, 0]
-    if outputs.shape[1] == 1:
-        p = torch.sigmoid(outputs[:, 0])
+    if outputs.dim() < 2 or outputs.shape[1] == 1:
+        p = torch.sigmoid(outputs.reshape(len(outputs)))
         return torch.stack([1 - p, p], dim=1)
     return torch.softmax(outputs, dim=1)
 

@@ -17,6 +17,8 @@ __all__ = ["Progress", "format_row"]
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
+        if math.isnan(v):  # an undefined metric (auc of one class): the test line's word for it
+            return "n/a"
         return f"{v:.4g}" if math.isfinite(v) else str(v)
     return str(v)
 
