@@ -126,10 +126,16 @@ def check_external_data(proto: Any, model_path: str | os.PathLike) -> list[str]:
 
 
 def postprocess(outputs: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model outputs -> ``(pred, proba)``: class ids + softmax, or regression values + None."""
+    """Model outputs -> ``(pred, proba)``: class ids + softmax (one logit: the sigmoid of class
+    1, as training scores it), or regression values + None."""
     out = np.asarray(outputs, dtype=np.float64)
     if task == "regression":
         return out.reshape(len(out), -1)[:, 0], None
+    if out.ndim < 2 or out.shape[1] == 1:
+        with np.errstate(over="ignore"):
+            p1 = 1.0 / (1.0 + np.exp(-out.reshape(len(out))))
+        proba = np.stack([1.0 - p1, p1], axis=1)
+        return proba.argmax(axis=1), proba
     with np.errstate(invalid="ignore", over="ignore"):  # Inf logits: NaN rows, caller checks
         shifted = out - out.max(axis=1, keepdims=True)
         proba = np.exp(shifted)
