@@ -215,3 +215,16 @@ def test_unstructured_prunes_recurrent_weights(gru_run, tmp_path, fast):
     zeros = sum(int((p == 0).sum()) for p in weights.values()) / sum(p.numel() for p in weights.values())
     assert zeros == pytest.approx(0.5, abs=0.01) == res.after["sparsity"]
     assert (weights["rnn.weight_hh_l0"] == 0).float().mean() > 0.2  # kept zero through fine-tuning
+
+
+def test_target_met_is_false_when_the_guard_rejects_a_finished_candidate(lenet_run, tmp_path):
+    """Every step passed the accuracy check, then the latency budget rejected the result: the
+    output holds the input model, yet target_met read true."""
+    from dlopt.compress import MeasureSettings
+
+    measure = MeasureSettings(batch_sizes=(1,), latency_batch=1, min_runs=3, min_seconds=0.0, exporter="legacy")
+    res = prune_run(lenet_run, tmp_path / "p", method="l1", target="macs=0.5", finetune_epochs=0,
+                    budget=Budget(max_drop_pt=100, latency_ms=1e-6), measure=measure)
+    c = res.summary["compression"]
+    assert not res.accepted and "misses the budget" in res.reason and c["steps_kept"] == 1
+    assert c["candidate_target_met"] and not c["target_met"]

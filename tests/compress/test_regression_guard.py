@@ -87,3 +87,12 @@ def test_cli_names_the_metric_it_judged(diabetes_run, tmp_path):
                                    "dynamic", "--no-latency", "--exporter", "legacy", "--max-drop-pt", "1000"])
     assert res.exit_code == 0, res.output
     assert "accepted: within budget: validation r2 change" in res.output and "test r2 " in res.output
+
+
+def test_taylor_pruning_of_a_regression_run_scores_with_its_loss(diabetes_run, tmp_path, fast):
+    """Taylor scoring took the cross-entropy of the real-valued target: 'expected target dtype
+    to be Long', after the source was measured."""
+    res = prune_run(diabetes_run, tmp_path / "t", method="taylor", target="macs=0.3", finetune_epochs=0,
+                    budget=Budget(max_drop_pt=100), measure=fast)
+    _records_r2(res)
+    assert res.summary["compression"]["candidate_target_met"] and res.after["macs"] < res.before["macs"]

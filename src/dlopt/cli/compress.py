@@ -41,19 +41,49 @@ def _report(res: Any) -> None:
     b, a = res.before, res.after
     verdict = "accepted" if res.accepted else "NOT accepted (best model so far kept)"
     typer.echo(f"{res.run_dir}: {verdict}: {res.reason}")
+    # rejected: the figures after each arrow are the candidate's, not those of the model kept in OUT
+    who = "" if res.accepted else f" input -> rejected candidate ({res.candidate_dir}):"
     metric = a.get("metric") or b.get("metric") or "accuracy"
-    t0, t1 = (m.get(f"test_{metric}") for m in (b, a))
-    typer.echo(f"  test {metric} {float('nan') if t0 is None else t0:.4f} -> {float('nan') if t1 is None else t1:.4f}"
+    typer.echo(f" {who} test {metric} {_num(b.get(f'test_{metric}'))} -> {_num(a.get(f'test_{metric}'))}"
                f"  params {b.get('params')} -> {a.get('params')}  MACs {b.get('macs')} -> {a.get('macs')}"
-               f"  size {b.get('size_bytes')} -> {a.get('size_bytes')} B")
+               f"  {_sizes(b, a)}")
     if "target_met" in c:  # prune: the grid's nearest point can fall short of the target
-        typer.echo(f"  target {c['target']}: {'met' if c['target_met'] else 'NOT met'} (MACs removed "
-                   f"{c['macs_reduction']:.1%}, params removed {c['params_reduction']:.1%}, "
-                   f"sparsity {a.get('sparsity', 0.0):.1%})")
+        typer.echo(_target_line(c, a, accepted=res.accepted))
+    if c.get("nokd"):  # distill --baseline: the same student trained without the teacher
+        typer.echo(f"  same student without KD (--baseline): test {metric} {_num(c['nokd'].get(f'test_{metric}'))}")
     for bs, t in (a.get("latency_ms") or {}).items():
         t0 = (b.get("latency_ms") or {}).get(bs)
         word = "SLOWER" if c.get(f"slower_bs{bs}") else "ok"
         typer.echo(f"  ORT p50 batch {bs}: {t0} -> {t} ms (speedup {c.get(f'speedup_bs{bs}')}x, {word})")
+
+
+def _num(value: Optional[float]) -> str:
+    return f"{float('nan') if value is None else value:.4f}"
+
+
+def _sizes(b: dict[str, Any], a: dict[str, Any]) -> str:
+    """Like with like: the two ONNX files when both were written (an INT8 file against the FP32
+    export, not against the FP32 safetensors), else the weights files; plus what a dense file
+    does not show: low-bit weights packed, zeroed weights compressed."""
+    if b.get("onnx_bytes") is not None and a.get("onnx_bytes") is not None:
+        text = f"ONNX size {b['onnx_bytes']} -> {a['onnx_bytes']} B"
+    else:
+        text = f"size {b.get('size_bytes')} -> {a.get('size_bytes')} B"
+    if a.get("packed_bytes") is not None:
+        text += f" (weights packed: {b.get('size_bytes')} -> {a['packed_bytes']} B)"
+    elif a.get("sparsity") and a.get("compressed_bytes") is not None:
+        text += f" (weights gzip: {b.get('compressed_bytes')} -> {a['compressed_bytes']} B)"
+    return text
+
+
+def _target_line(c: dict[str, Any], a: dict[str, Any], *, accepted: bool) -> str:
+    figures = (f"MACs removed {c['macs_reduction']:.1%}, params removed {c['params_reduction']:.1%}, "
+               f"sparsity {a.get('sparsity', 0.0):.1%}")
+    if accepted:
+        return f"  target {c['target']}: {'met' if c['target_met'] else 'NOT met'} ({figures})"
+    reached = "reached it" if c.get("candidate_target_met") else "fell short of it"
+    return (f"  target {c['target']}: NOT met by the kept model (the input, unchanged); the rejected "
+            f"candidate {reached} ({figures})")
 
 
 _DROP = typer.Option(0.5, "--max-drop-pt",
@@ -148,6 +178,9 @@ def quantize(
     lr: float = typer.Option(1e-4, "--lr"),
     conv_kernel: str = typer.Option("auto", "--conv-kernel",
                                     help="INT8 conv kernel: auto (time both, keep the faster) | direct | gemm"),
+    data: Optional[str] = typer.Option(None, "--data", help="an .onnx source's data to calibrate and judge on "
+                                       "(default: the dataset its metadata names): a name (npz:FILE) or a "
+                                       "YAML data mapping ('{name: csv:FILE, target: label}')"),
     max_drop_pt: float = _DROP, latency_ms: Optional[float] = _LAT, no_latency: bool = _NOLAT,
     threads: int = _THREADS, exporter: str = _EXPORTER,
     overwrite: bool = typer.Option(False, "--overwrite"),
@@ -161,4 +194,22 @@ def quantize(
     _report(_call("quantize", quantize_run, src, out, method=method, calibration=calibration,
                   calib_samples=calib_samples, per_channel=per_channel, epochs=epochs, lr=lr,
                   conv_kernel=conv_kernel, budget=budget,
-                  measure=measure, overwrite=overwrite))
+                  measure=measure, overwrite=overwrite, data=_data(data)))
+
+
+def _data(text: Optional[str]) -> Any:
+    """``--data``: a dataset name, or a YAML mapping of data config keys."""
+    import yaml
+
+    from dlopt.errors import ConfigError
+
+    if text is None or not text.lstrip().startswith("{"):
+        return text
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError:
+        mapping = None
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"--data {text!r} is not a YAML mapping; allowed: a dataset name or e.g. "
+                          f"'{{name: csv:rows.csv, target: label}}'")
+    return mapping

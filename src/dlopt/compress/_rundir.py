@@ -19,13 +19,14 @@ from typing import Any, Iterator, Sequence
 from torch import nn
 
 from dlopt._files import empty_dir, remove_path
+from dlopt.compress._types import REJECTED
 from dlopt.config import RunConfig, config_to_dict, dump_config, load_config, parse_config
-from dlopt.errors import ConfigError
+from dlopt.errors import ConfigError, ModelError
 from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 
-__all__ = ["Source", "open_source", "finetune", "write_model_dir", "prepare_out", "finalize", "clean_on_failure",
-           "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED", "INIT_WEIGHTS"]
+__all__ = ["Source", "open_source", "check_zoo_run", "finetune", "write_model_dir", "prepare_out", "finalize",
+           "clean_on_failure", "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED", "INIT_WEIGHTS"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ ARCH = "arch.json"
 ONNX = "model.onnx"
 INT8_ONNX = "model.int8.onnx"
 CANDIDATE = ".candidate"
-REJECTED = "rejected"
 _WORK = ".work"
 INIT_WEIGHTS = "init.safetensors"  # the weights a fine-tuning run started from
 # files that make a run directory's model (copied when the source is kept)
@@ -74,13 +74,31 @@ def open_source(run_dir: str | Path) -> Source:
     d = Path(run_dir)
     if not (d / rundir.WEIGHTS).is_file():
         raise ConfigError(f"{d} is not a finished run directory (no {rundir.WEIGHTS})")
+    check_zoo_run(d)
     loaded = load(d)
     bundle, guard = with_guard_split(load_data(loaded.config.data), seed=loaded.config.data.seed)
     return Source(run_dir=d, loaded=loaded, bundle=bundle, guard_split=guard)
 
 
-def prepare_out(out_dir: str | Path, *, overwrite: bool) -> Path:
-    """Create the output run directory (a non-empty one needs ``overwrite``)."""
+def check_zoo_run(d: Path) -> None:
+    """ModelError when the run at ``d`` trained a user's nn.Module: a step rebuilds its models
+    from a run's files (config + arch.json + weights), which only a zoo model allows."""
+    summary = d / rundir.SUMMARY
+    if summary.is_file() and rundir.read_json(summary).get("custom_model"):
+        raise ModelError(f"{d} was trained on a custom nn.Module, which prune, distill and quantize cannot rebuild "
+                         f"from the run's files; allowed: a zoo-model run, or the module exported to ONNX "
+                         f"(dlopt.deploy.export_onnx) and `dlopt quantize FILE.onnx --data DATA`")
+
+
+def prepare_out(out_dir: str | Path, *, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
+    """Create the output run directory (a non-empty one needs ``overwrite``). One that is or
+    holds one of the step's ``inputs`` is refused first: ``overwrite`` would delete the input."""
+    out = Path(out_dir).resolve()
+    for given in inputs:
+        path = Path(given).resolve()
+        if path == out or out in path.parents:
+            raise ConfigError(f"--out {out_dir} {'is' if path == out else 'holds'} the input {given}, which "
+                              f"--overwrite would delete; allowed: an output directory outside the input")
     return rundir.prepare_run_dir(out_dir, overwrite=overwrite, resumable=False)
 
 

@@ -10,7 +10,9 @@ from typing import Any
 from dlopt.errors import ConfigError
 
 __all__ = ["Target", "parse_target", "Budget", "MeasureSettings", "CompressResult", "check_fraction",
-           "check_latency_measured"]
+           "check_latency_measured", "REJECTED"]
+
+REJECTED = "rejected"  # OUT/rejected: where a candidate the guard refused is kept for inspection
 
 # target kind -> what its value means (for the error message and docs)
 _TARGET_KINDS = {
@@ -108,3 +110,9 @@ class CompressResult:
     summary: dict[str, Any] = field(default_factory=dict)
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def candidate_dir(self) -> Path:
+        """Where the measured candidate (``after``) is: ``run_dir`` when accepted, else
+        ``run_dir/rejected``."""
+        return Path(self.run_dir) if self.accepted else Path(self.run_dir) / REJECTED

@@ -161,6 +161,7 @@ def student_config(teacher_cfg: Any, student: str | dict[str, Any] | Path, *, na
         from dlopt.config import load_config
 
         init = Path(student)
+        rd.check_zoo_run(init)
         scfg = load_config(init / rundir.CONFIG)
         model = {"name": scfg.model.name, **scfg.model.options()}
         if (init / rd.ARCH).is_file():
@@ -195,7 +196,8 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
     pair = _hint_pair(hint)
     budget, measure = budget or Budget(), measure or MeasureSettings()
     check_latency_measured(budget, measure)
-    out = rd.prepare_out(out_dir, overwrite=overwrite)
+    student_run = [student] if isinstance(student, (str, Path)) and Path(student).is_dir() else []
+    out = rd.prepare_out(out_dir, overwrite=overwrite, inputs=[teacher_run, *student_run])
     with rd.clean_on_failure(out):
         teacher = rd.open_source(teacher_run)
         cfg, init = student_config(teacher.config, student, name=out.name)

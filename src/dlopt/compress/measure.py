@@ -21,7 +21,7 @@ from torch import nn
 from dlopt.compress._types import MeasureSettings
 
 __all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "onnx_accuracy", "torch_score",
-           "onnx_score", "sparsity", "weight_tensors", "export_model"]
+           "onnx_score", "sparsity", "weight_tensors", "export_model", "onnx_size_reduction"]
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +176,11 @@ def measure_onnx(path: Path, bundle: Any, *, measure: MeasureSettings) -> dict[s
     if measure.latency:
         out["latency_ms"] = ort_latency(path, bundle.test.x.numpy(), measure)
     return out
+
+
+def onnx_size_reduction(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """``{"onnx_size_reduction": fraction}`` of ONNX file bytes removed from ``before``'s file to
+    ``after``'s (like with like: ``size_bytes`` of an FP32 source is its safetensors weights, of
+    an INT8 candidate its ONNX file); empty unless both files were written."""
+    b, a = before.get("onnx_bytes"), after.get("onnx_bytes")
+    return {"onnx_size_reduction": round(1 - a / b, 4)} if a is not None and b else {}

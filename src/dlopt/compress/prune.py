@@ -201,13 +201,17 @@ def check_structured(model: nn.Module, name: str, method: str) -> None:
 
 
 def _taylor_grads(model: nn.Module, bundle: Any, batch: int = 128) -> None:
+    from dlopt.train.losses import create_loss
+
+    # the task's default loss: cross-entropy on a regression target failed ("expected Long")
+    loss = create_loss("auto", task=bundle.info.task)
     model.train()
     model.zero_grad(set_to_none=True)
     for i in range(_TAYLOR_BATCHES):
         rows = slice(i * batch, (i + 1) * batch)
         xb, yb = bundle.train.rows(rows), bundle.train.y[rows]  # a held split stays uint8
         if len(xb):
-            nn.functional.cross_entropy(model(xb), yb).backward()
+            loss(model(xb), yb).backward()
     model.eval()
 
 
@@ -375,7 +379,7 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
     if tgt.kind == "latency_ms" and budget.latency_ms is None:
         budget = Budget(max_drop_pt=budget.max_drop_pt, latency_ms=tgt.value)
     check_latency_measured(budget, measure)
-    out = rd.prepare_out(out_dir, overwrite=overwrite)
+    out = rd.prepare_out(out_dir, overwrite=overwrite, inputs=[run_dir])
     with rd.clean_on_failure(out):
         src = rd.open_source(run_dir)
         if kind == "structured":
@@ -430,12 +434,22 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
         compression = {"step": "prune", "method": method, "kind": kind, "target": str(tgt),
                        "options": {"steps": steps, "finetune_epochs": finetune_epochs, "round_to": round_to, "lr": lr},
                        "budget": budget_record(budget, metric),
-                       "steps_kept": done, "target_met": _met(tgt, after, removed, measure) and done == steps,
+                       "steps_kept": done, **_target_record(tgt, after, removed, measure, accepted=accepted,
+                                                            finished=done == steps),
                        "before": before, "after": after, **removed, **slower_flags(before, after), "note": note}
         summary = rd.finalize(out, src.run_dir, accepted=accepted, reason=reason, compression=compression,
                               source_onnx=work / "source.onnx", guard_split=src.guard_split)
         return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before,
                               after=after)
+
+
+def _target_record(tgt: Target, after: dict[str, Any], removed: dict[str, float], measure: MeasureSettings, *,
+                   accepted: bool, finished: bool) -> dict[str, bool]:
+    """``target_met``: the kept model (OUT) reaches the target, so never when the guard rejected
+    the candidate (OUT then holds the input); ``candidate_target_met``: the measured candidate
+    (``after``, whose figures ``macs_reduction``/``params_reduction`` are) reaches it, kept or not."""
+    reached = _met(tgt, after, removed, measure)
+    return {"target_met": reached and accepted and finished, "candidate_target_met": reached}
 
 
 def _met(tgt: Target, after: dict[str, Any], removed: dict[str, float], measure: MeasureSettings) -> bool:

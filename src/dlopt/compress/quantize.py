@@ -28,8 +28,8 @@ import numpy as np
 from dlopt.compress import _rundir as rd
 from dlopt.compress._types import Budget, CompressResult, MeasureSettings, check_latency_measured
 from dlopt.compress.guard import budget_record, judge, slower_flags
-from dlopt.compress.measure import measure_onnx, measure_torch
-from dlopt.errors import ConfigError, ModelError
+from dlopt.compress.measure import measure_onnx, measure_torch, onnx_size_reduction
+from dlopt.errors import ConfigError, DataError, ModelError, first_line
 from dlopt.registry import Registry
 
 __all__ = ["QUANT_METHODS", "quantize_run", "quantize_onnx", "check_quantizable", "CALIBRATIONS", "CONV_KERNELS",
@@ -193,20 +193,42 @@ def _int8_onnx(src: Path, dst: Path, *, method: str, calibration: np.ndarray, ca
                             batch=measure.latency_batch)
 
 
-def _onnx_bundle(path: Path) -> tuple[Any, dict[str, Any]]:
-    """The data named in an exported file's metadata (its training run's data config) and the
-    guard's split record (a held-out part of train when the run had no validation split)."""
+def _onnx_bundle(path: Path, data: str | dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The data an exported file is calibrated and judged on (:func:`_data_config`) and the
+    guard's split record (a held-out part of train when the run had no validation split).
+    Data of another input shape than the file's is refused: nothing could be calibrated or judged."""
     from dlopt.compress._holdout import with_guard_split
-    from dlopt.config import DataConfig
     from dlopt.data import load_data
     from dlopt.deploy import OnnxModel
 
     meta = OnnxModel.load(path).metadata
-    if not meta.dataset:
-        raise ConfigError(f"{path}: its metadata names no dataset; export it with `dlopt export RUN` "
-                          f"or quantize the run directory instead")
-    cfg = DataConfig.model_validate(meta.dataset)
-    return with_guard_split(load_data(cfg), seed=cfg.seed)
+    cfg = _data_config(path, meta.dataset, data)
+    where = "--data" if data is not None else "its metadata"
+    try:
+        bundle = load_data(cfg)
+    except DataError as exc:  # e.g. a csv: path relative to where the run was trained
+        if data is not None:
+            raise
+        raise DataError(f"{path}: dataset {cfg.name!r} named by its metadata cannot be read here ({first_line(exc)}); "
+                        f"allowed: --data NAME naming the data the model was trained on") from None
+    shape = tuple(bundle.info.input_shape)
+    if shape != tuple(meta.input_shape):
+        raise ConfigError(f"{path} takes inputs of shape {tuple(meta.input_shape)} but dataset {cfg.name!r} (named "
+                          f"by {where}) gives {shape}, so nothing can be calibrated or judged on it; allowed: "
+                          f"--data NAME naming the data the model was trained on (e.g. npz:FILE or csv:FILE)")
+    return with_guard_split(bundle, seed=cfg.seed)
+
+
+def _data_config(path: Path, dataset: dict[str, Any], data: str | dict[str, Any] | None) -> Any:
+    """``data`` (a dataset name or data config mapping), else the file's metadata ``dataset``
+    (its training run's data config), validated."""
+    from dlopt.config import DataConfig, parse_config
+
+    named = dataset if data is None else {"name": data} if isinstance(data, str) else dict(data)
+    if not named:
+        raise ConfigError(f"{path}: its metadata names no dataset; allowed: --data NAME (the data it was trained "
+                          f"on, e.g. npz:FILE or csv:FILE), or quantize the run directory instead")
+    return parse_config(named, DataConfig)
 
 
 def _calibration(bundle: Any, samples: int, seed: int = 0) -> np.ndarray:
@@ -224,10 +246,12 @@ def _calibration(bundle: Any, samples: int, seed: int = 0) -> np.ndarray:
 def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", calibration: str = "minmax",
                  calib_samples: int = 512, per_channel: bool = True, epochs: int = 1, lr: float = 1e-4,
                  conv_kernel: str = "auto", budget: Budget | None = None, measure: MeasureSettings | None = None,
-                 overwrite: bool = False) -> CompressResult:
+                 overwrite: bool = False, data: str | dict[str, Any] | None = None) -> CompressResult:
     """Quantize a run (or an exported ``.onnx``) into ``out_dir``: ``model.int8.onnx`` beside
     the FP32 ``model.onnx``; guarded on the validation metric (accuracy or R2) and ONNX Runtime latency.
-    ``conv_kernel`` (auto | direct | gemm): see :func:`pick_conv_kernel` (static INT8 and qat)."""
+    ``conv_kernel`` (auto | direct | gemm): see :func:`pick_conv_kernel` (static INT8 and qat).
+    ``data`` (an ``.onnx`` source only): the dataset name or data config mapping to calibrate and
+    judge on, instead of the one the file's metadata names."""
     entry = QUANT_METHODS.get(method)
     if calibration not in CALIBRATIONS:
         raise ConfigError(f"--calibration {calibration!r} is invalid; allowed: {', '.join(CALIBRATIONS)}")
@@ -248,8 +272,11 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
             raise ConfigError(f"method {method!r} trains the model: give a run directory, not {p.name}")
         return _quantize_file(p, Path(out_dir), method=method, calibration=calibration, calib_samples=calib_samples,
                               per_channel=per_channel, conv_kernel=conv_kernel, budget=budget, measure=measure,
-                              overwrite=overwrite)
-    out = rd.prepare_out(out_dir, overwrite=overwrite)
+                              overwrite=overwrite, data=data)
+    if data is not None:
+        raise ConfigError(f"--data is for an .onnx source; {p} is a run directory, quantized on its own data "
+                          f"(allowed: drop --data)")
+    out = rd.prepare_out(out_dir, overwrite=overwrite, inputs=[p])
     with rd.clean_on_failure(out):
         source = rd.open_source(p)
         if entry.info["kind"] == "lowbit":
@@ -283,7 +310,8 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
                        "options": {"calibration": calibration, "calib_samples": len(calib),
                                    "per_channel": per_channel, "epochs": epochs, "lr": lr, "conv_kernel": conv_kernel},
                        "budget": budget_record(budget, after["metric"]),
-                       "before": before, "after": after, **slower_flags(before, after), **extra}
+                       "before": before, "after": after, **onnx_size_reduction(before, after),
+                       **slower_flags(before, after), **extra}
         summary = rd.finalize(out, source.run_dir, accepted=accepted, reason=reason, compression=compression,
                               source_onnx=source_onnx, guard_split=source.guard_split)
         return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before,
@@ -292,13 +320,13 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
 
 def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, calib_samples: int,
                    per_channel: bool, conv_kernel: str, budget: Budget, measure: MeasureSettings,
-                   overwrite: bool) -> CompressResult:
+                   overwrite: bool, data: str | dict[str, Any] | None) -> CompressResult:
     """An exported FP32 file in, ``model.onnx`` + ``model.int8.onnx`` + ``summary.json`` out."""
     from dlopt.train import rundir
 
     check_quantizable(src)
-    bundle, guard_split = _onnx_bundle(src)
-    out = rd.prepare_out(out_dir, overwrite=overwrite)
+    bundle, guard_split = _onnx_bundle(src, data)
+    out = rd.prepare_out(out_dir, overwrite=overwrite, inputs=[src])
     with rd.clean_on_failure(out):
         shutil.copy2(src, out / rd.ONNX)
         before = measure_onnx(out / rd.ONNX, bundle, measure=measure)
@@ -317,7 +345,8 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
                                    "options": {"calibration": calibration, "calib_samples": len(calib),
                                                "per_channel": per_channel, "conv_kernel": conv_kernel},
                                    "budget": budget_record(budget, after["metric"]),
-                                   "before": before, "after": after, **slower_flags(before, after), **kernel,
+                                   "before": before, "after": after, **onnx_size_reduction(before, after),
+                                   **slower_flags(before, after), **kernel,
                                    "guard_split": guard_split}}
         rundir.write_json(out / rundir.SUMMARY, summary)
         return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before,

@@ -139,6 +139,30 @@ def _paired(rounds: list[dict[str, dict[str, Any]]], base: str, name: str) -> di
             for bs in rounds[0][name]["batches"]}
 
 
+def _fitting_inputs(contestants: Sequence[Contestant], x: np.ndarray,
+                    y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x, y`` when they fit the ONNX contestants' input shape. ONNX files alone are timed on
+    random inputs of their shape (a warning, no labels) instead, as an .onnx naming no dataset
+    is: its metadata can name data it was not trained on. Otherwise one line (ConfigError)."""
+    from dlopt.deploy._runtime import OnnxModel
+
+    shapes = {c.source["onnx"]: tuple(OnnxModel.load(c.source["onnx"]).input_shape)
+              for c in contestants if "onnx" in c.source}
+    if len(set(shapes.values())) > 1:
+        named = ", ".join(f"{Path(p).name}: {s}" for p, s in shapes.items())
+        raise ConfigError(f"benchmark contestants take inputs of different shapes ({named}); allowed: files of "
+                          f"one model")
+    if not shapes or set(shapes.values()) == {x.shape[1:]}:
+        return x, y
+    path, shape = next(iter(shapes.items()))
+    if len(shapes) < len(contestants):  # a PyTorch contestant takes x as it is: no random stand-in
+        raise ConfigError(f"benchmark inputs of shape {x.shape[1:]} do not fit {path} (takes {shape}); "
+                          f"allowed: inputs of the model's shape")
+    log.warning("%s takes inputs of shape %s, not %s as the data given (its metadata can name data it was not "
+                "trained on): timing random inputs, accuracy not measured", path, shape, x.shape[1:])
+    return np.random.default_rng(0).standard_normal((len(x), *shape)).astype(np.float32), None
+
+
 def benchmark(
     contestants: Sequence[Contestant],
     x: np.ndarray,
@@ -177,6 +201,7 @@ def benchmark(
     x = np.ascontiguousarray(x, dtype=np.float32)
     if len(x) == 0:
         raise ConfigError("benchmark needs at least one input sample")
+    x, y = _fitting_inputs(contestants, x, y)
     spec = {"batch_sizes": sizes, "threads": int(threads), "min_runs": int(min_runs),
             "min_seconds": float(min_seconds), "warmup_seconds": float(warmup_seconds),
             "max_seconds": float(max_seconds)}
