@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import logging
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from dlopt.models import create_model
-from dlopt.train import train_run
+from dlopt.train import fit, train_run
 from dlopt.train.techniques import pool_first, restore_pool_order
 from dlopt.train.techniques.pool_first import _PoolThenAct
 
@@ -64,7 +66,7 @@ class _SeesRewrite:
 
 def test_training_with_and_without_the_rewrite_is_bitwise_equal(tmp_path) -> None:
     seen_on, seen_off = _SeesRewrite(), _SeesRewrite()
-    on = train_run(tiny_config(pool_first=True), run_dir=tmp_path / "on", callbacks=[seen_on])
+    on = train_run(tiny_config(), run_dir=tmp_path / "on", callbacks=[seen_on])  # on by default for the zoo
     off = train_run(tiny_config(pool_first=False), run_dir=tmp_path / "off", callbacks=[seen_off])
     assert set(seen_on.moved) == {2} and set(seen_off.moved) == {0}
     assert_same_weights(weights(on.run_dir), weights(off.run_dir))
@@ -72,3 +74,53 @@ def test_training_with_and_without_the_rewrite_is_bitwise_equal(tmp_path) -> Non
     # the trained model comes back in its original layer order (Conv+ReLU stay fusable on export)
     assert not any(isinstance(m, _PoolThenAct) for m in on.model.modules())
     assert isinstance(on.model.features[0][1], nn.ReLU)
+
+
+class _SkipNet(nn.Module):
+    """Iterates its Sequential and keeps the map after the first ReLU as a skip (U-Net style):
+    moving that ReLU behind the pool would hand the skip pre-activation values."""
+
+    def __init__(self, *, skip: bool = True) -> None:
+        super().__init__()
+        self.skip = skip
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = None
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == 1 and self.skip:
+                kept = x
+        return self.head(torch.cat([x.mean((2, 3)), (x if kept is None else kept).amin((2, 3))], 1))
+
+
+def _fit_custom(tmp_path, name: str, *, skip: bool, **recipe) -> tuple[list[int], dict[str, torch.Tensor]]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 1, 8, 8)).astype(np.float32)
+    y = (x[:, 0, :4].mean((1, 2)) > 0).astype(np.int64)
+    torch.manual_seed(0)
+    seen = _SeesRewrite()
+    fit(_SkipNet(skip=skip), (x, y), epochs=1, batch_size=32, run_dir=tmp_path / name, progress=False,
+        deterministic=True, callbacks=[seen], **recipe)
+    return seen.moved, weights(tmp_path / name)
+
+
+def test_a_custom_model_is_not_rewritten_by_default(tmp_path) -> None:
+    moved, _ = _fit_custom(tmp_path, "default", skip=False)
+    assert set(moved) == {0}
+
+
+def test_an_opted_in_rewrite_that_changes_the_output_is_undone(tmp_path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="dlopt.train.techniques.pool_first"):
+        moved, on = _fit_custom(tmp_path, "on", skip=True, pool_first=True)
+    assert set(moved) == {0}
+    assert "changes what _SkipNet computes" in caplog.text
+    assert_same_weights(on, _fit_custom(tmp_path, "off", skip=True, pool_first=False)[1])
+
+
+def test_an_opted_in_rewrite_that_keeps_the_output_is_applied(tmp_path) -> None:
+    moved, on = _fit_custom(tmp_path, "on", skip=False, pool_first=True)
+    assert set(moved) == {1}
+    assert_same_weights(on, _fit_custom(tmp_path, "off", skip=False, pool_first=False)[1])

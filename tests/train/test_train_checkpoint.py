@@ -216,3 +216,27 @@ def test_a_raised_budget_forgets_the_best_of_the_cut_it_continues(tmp_path) -> N
     assert read_checkpoint(tmp_path / "cut" / "checkpoints" / "best").manifest["step"] == 6
     assert_same_weights(weights(full.run_dir), weights(raised.run_dir))
     assert not (tmp_path / "cut" / "checkpoints" / "open").exists()  # gone once the run went past it
+
+
+class _ScriptedScores(_ScriptedLoss):
+    """Every epoch scores val_accuracy 1.0 (saturated); ``val_loss`` per step as scripted."""
+
+    def on_epoch_end(self, state) -> None:
+        super().on_epoch_end(state)
+        state.metrics["val_accuracy"] = state.history[-1]["val_accuracy"] = 1.0
+
+
+def test_a_tie_on_accuracy_goes_to_the_lower_val_loss_also_after_resume(tmp_path) -> None:
+    """Crashed in epoch 3 and resumed: the best epoch's val_loss comes back with the checkpoint,
+    so epoch 3 (tied on accuracy, lower loss) replaces epoch 2 as an uninterrupted run does."""
+    from train_helpers import Crash, StopAt, weights
+
+    losses = {6: 0.5, 12: 0.2, 18: 0.1}
+    cfg = tiny_config(epochs=3)
+    with pytest.raises(Crash):
+        train_run(cfg, run_dir=tmp_path / "r", callbacks=[_ScriptedScores(losses), StopAt(13)])
+    resumed = train_run(cfg, run_dir=tmp_path / "r", callbacks=[_ScriptedScores(losses)], resume=True)
+    assert resumed.summary["best_epoch"] == 3 and resumed.summary["val"]["loss"] == 0.1
+    best = read_checkpoint(tmp_path / "r" / "checkpoints" / "best")
+    assert best.manifest["epoch"] == 3
+    assert_same_weights(weights(resumed.run_dir), best.weights)

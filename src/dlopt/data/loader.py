@@ -5,22 +5,31 @@ and each epoch draws batches through one seeded ``torch.randperm`` (no per-sampl
 no worker processes). :class:`DataLoaderWrapper` covers user ``Dataset``s. Both resume
 exactly from ``state_dict()`` (epoch, batch position, seed) and shard for DDP: every rank
 takes a disjoint slice of the same seeded permutation.
+
+A model with BatchNorm1d cannot train on a batch of one sample of features (torch refuses its
+batch statistics), so :func:`min_batch_for` gives it ``min_batch=2``: a trailing batch of one sample
+is left out of each epoch. The rule is part of ``len(loader)``, which schedules, ``max_steps``
+and resume count with, and every DDP rank holds the same number of samples, so all ranks drop
+together.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
+import logging
 from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from dlopt.data._types import Split
 from dlopt.errors import ConfigError
 
-__all__ = ["InMemoryLoader", "DataLoaderWrapper", "make_loader"]
+__all__ = ["InMemoryLoader", "DataLoaderWrapper", "make_loader", "min_batch_for"]
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -34,13 +43,14 @@ class _Resumable:
     """Epoch/position bookkeeping shared by both loaders."""
 
     def __init__(self, n: int, *, batch_size: int, shuffle: bool, seed: int, drop_last: bool,
-                 rank: int, world_size: int) -> None:
+                 rank: int, world_size: int, min_batch: int = 1) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: must be >= 1")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"rank={rank}, world_size={world_size}: need 0 <= rank < world_size")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.min_batch = min_batch  # a smaller trailing batch is left out
         self.epoch = 0
         self.position = 0  # batches already handed out in this epoch
 
@@ -50,8 +60,8 @@ class _Resumable:
         return self.n // self.world_size if self.world_size > 1 else self.n
 
     def __len__(self) -> int:
-        m = self.samples_per_rank
-        return m // self.batch_size if self.drop_last else math.ceil(m / self.batch_size)
+        full, rest = divmod(self.samples_per_rank, self.batch_size)
+        return full + int(rest > 0 and not self.drop_last and rest >= self.min_batch)
 
     def indices(self, epoch: int | None = None) -> torch.Tensor:
         """This rank's sample order for ``epoch`` (default: the current one)."""
@@ -94,13 +104,17 @@ class InMemoryLoader(_Resumable):
 
     def __init__(self, split: Split, *, batch_size: int, shuffle: bool = True, seed: int = 0,
                  device: str | torch.device = "cpu", drop_last: bool = False, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, min_batch: int = 1) -> None:
         super().__init__(len(split), batch_size=batch_size, shuffle=shuffle, seed=seed,
-                         drop_last=drop_last, rank=rank, world_size=world_size)
+                         drop_last=drop_last, rank=rank, world_size=world_size, min_batch=min_batch)
         self.device = torch.device(device)
         # held uint8 pixels move as pixels (a quarter of the memory and of the copy) and each
         # gathered batch is divided on the device
         self.split = split.to(self.device)
+
+    def first_inputs(self, n: int) -> torch.Tensor:
+        """The inputs of the split's first ``n`` samples, in stored order (the position stays)."""
+        return self.split.rows(slice(0, n))
 
     def __iter__(self) -> Iterator[Batch]:
         split = self.split
@@ -120,12 +134,17 @@ class DataLoaderWrapper(_Resumable):
 
     def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool = True, seed: int = 0,
                  device: str | torch.device = "cpu", drop_last: bool = False, rank: int = 0,
-                 world_size: int = 1, num_workers: int = 0) -> None:
+                 world_size: int = 1, num_workers: int = 0, min_batch: int = 1) -> None:
         super().__init__(len(dataset), batch_size=batch_size, shuffle=shuffle, seed=seed,  # type: ignore[arg-type]
-                         drop_last=drop_last, rank=rank, world_size=world_size)
+                         drop_last=drop_last, rank=rank, world_size=world_size, min_batch=min_batch)
         self.dataset = dataset
         self.device = torch.device(device)
         self.num_workers = num_workers
+
+    def first_inputs(self, n: int) -> torch.Tensor:
+        """The inputs of the dataset's first ``n`` samples, in stored order (the position stays)."""
+        rows = [self.dataset[i] for i in range(min(n, self.n))]
+        return default_collate(rows)[0].to(self.device)
 
     def __iter__(self) -> Iterator[Batch]:
         # The batch list is computed up front so a resume skips batches without loading them.
@@ -146,15 +165,30 @@ class DataLoaderWrapper(_Resumable):
         return plan
 
 
+def min_batch_for(module: nn.Module) -> int:
+    """The fewest samples a training batch of ``module`` may hold: 2 when it has BatchNorm1d
+    layers (one sample of features has no batch statistics), else 1. BatchNorm2d/3d take their
+    statistics over the spatial positions too, so a batch of one image trains."""
+    return 2 if any(isinstance(m, nn.BatchNorm1d) for m in module.modules()) else 1
+
+
 def make_loader(data: Split | Dataset | DataLoader, *, batch_size: int, shuffle: bool, seed: int = 0,
                 device: str | torch.device = "cpu", drop_last: bool = False, rank: int = 0,
-                world_size: int = 1, loader: str = "auto") -> InMemoryLoader | DataLoaderWrapper:
+                world_size: int = 1, loader: str = "auto",
+                min_batch: int = 1) -> InMemoryLoader | DataLoaderWrapper:
     """Batches of ``data`` on ``device``; ``loader``: auto (in-memory for a Split), memory,
-    or dataloader. ``len(result)`` is the number of batches per epoch on this rank."""
+    or dataloader. ``min_batch`` (:func:`min_batch_for` the model): a smaller trailing batch
+    is left out of every epoch. ``len(result)`` is the number of batches per epoch on this rank."""
     kw = dict(batch_size=batch_size, shuffle=shuffle, seed=seed, device=device,
-              drop_last=drop_last, rank=rank, world_size=world_size)
+              drop_last=drop_last, rank=rank, world_size=world_size, min_batch=min_batch)
     if loader not in ("auto", "memory", "dataloader"):
         raise ConfigError(f"data.loader={loader!r}: must be auto, memory or dataloader")
+    made = _make(data, loader, kw)
+    _check_min_batch(made)
+    return made
+
+
+def _make(data: Any, loader: str, kw: dict[str, Any]) -> InMemoryLoader | DataLoaderWrapper:
     if isinstance(data, Split):
         if loader == "dataloader":
             return DataLoaderWrapper(TensorDataset(data.x, data.y), **kw)
@@ -166,3 +200,22 @@ def make_loader(data: Split | Dataset | DataLoader, *, batch_size: int, shuffle:
             raise ConfigError("data.loader=memory needs a Split of tensors; got a torch Dataset")
         return DataLoaderWrapper(data, **kw)
     raise ConfigError(f"make_loader needs a Split or a torch Dataset, got {type(data).__name__}")
+
+
+def _check_min_batch(loader: _Resumable) -> None:
+    """Refuse batches that are all too small; say once that a too-small trailing one is left out."""
+    m, need = loader.samples_per_rank, loader.min_batch
+    if need <= 1:
+        return
+    each = " per process" if loader.world_size > 1 else ""
+    if loader.batch_size < need:
+        raise ConfigError(f"train.batch_size={loader.batch_size}{each}: a model with BatchNorm1d needs at least "
+                          f"{need} samples per training batch (batch statistics); allowed: batch_size >= {need}")
+    if m < need:
+        raise ConfigError(f"{m} training sample(s){each}: a model with BatchNorm1d needs at least {need} per "
+                          f"training batch (batch statistics); allowed: {need} or more training samples")
+    rest = m % loader.batch_size
+    if 0 < rest < need and not loader.drop_last:
+        log.warning("the last training batch of each epoch would hold %d of the %d samples, too few for "
+                    "BatchNorm's batch statistics: it is left out (another sample each epoch when shuffled)",
+                    rest, m)

@@ -48,8 +48,8 @@ def train_epoch(state: State, hooks: Hooks) -> None:
         state.extra["epoch_lr"] = state.lr
     elif state.loss_sum is None:  # defensive: a resume always restores it
         state.loss_sum = torch.zeros((), device=state.device)
+    state.module.train()  # before EPOCH_START: a handler may keep some layers in eval mode (frozen BatchNorm)
     hooks.fire(Event.EPOCH_START, state)
-    state.module.train()
     if hasattr(state.loader, "set_epoch"):
         state.loader.set_epoch(state.epoch)
     # Pre-resolved hook tuples: an event with no handler costs one empty loop.

@@ -8,6 +8,9 @@ one (schedule, EMA, fp16 scaler, mixup RNG, early stopping, this callback's best
 Saving is only due at optimizer-step boundaries; deciding costs an integer compare per batch
 (no sync unless a save is due).
 
+``best`` breaks ties: when the monitored metric equals the best so far (an accuracy that
+saturates at 1.0), the epoch with the lower ``val_loss`` wins (:func:`is_better`).
+
 ``max_steps`` ending a run inside an epoch: the loop closes that epoch early (evaluation,
 history row, maybe ``best``), which an uninterrupted longer run would not do. So the state
 before the close is saved first and linked as ``open`` (with ``open-best``, the ``best`` of
@@ -27,7 +30,7 @@ import torch
 
 from dlopt.train import checkpoint as io
 
-__all__ = ["Checkpointing", "handler_key", "restore"]
+__all__ = ["Checkpointing", "handler_key", "is_better", "restore"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,21 @@ def restore(state: Any, ckpt: io.Checkpoint) -> None:
         ) from None
 
 
+def is_better(value: float, best: float | None, *, mode: str, loss: float | None = None,
+              best_loss: float | None = None) -> bool:
+    """Whether an epoch scoring ``value`` beats ``best`` (``mode``: max or min); on a tie the
+    lower validation ``loss`` wins when both epochs have one (the earlier epoch otherwise)."""
+    if best is None:
+        return True
+    if value != best:
+        return value > best if mode == "max" else value < best
+    return loss is not None and best_loss is not None and loss < best_loss
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
 class Checkpointing:
     """Writes ``checkpoints/last`` (every ``every_steps`` and every epoch end) and
     ``checkpoints/best`` (when ``monitor`` improves); restores ``resume_from`` at fit start."""
@@ -120,6 +138,7 @@ class Checkpointing:
         self.resume_from = resume_from
         self.best: float | None = None
         self.best_epoch: int | None = None
+        self.best_loss: float | None = None  # the best epoch's val_loss, to break ties
         self._saved_step = -1
         self._saved_epoch = -1
 
@@ -155,12 +174,13 @@ class Checkpointing:
     def _update_best(self, state: Any) -> bool:
         if not self.keep_best or self.monitor is None:
             return False
-        value = state.metrics.get(self.monitor)
-        if value is None or not math.isfinite(value):
+        value = _finite(state.metrics.get(self.monitor))
+        if value is None:
             return False
-        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        loss = _finite(state.metrics.get("val_loss")) if self.monitor != "val_loss" else None
+        better = is_better(value, self.best, mode=self.mode, loss=loss, best_loss=self.best_loss)
         if better:
-            self.best, self.best_epoch = float(value), state.epoch
+            self.best, self.best_epoch, self.best_loss = value, state.epoch, loss
         return better
 
     def save(self, state: Any, *, best: bool = False, open_epoch: bool = False) -> Path:
@@ -205,7 +225,8 @@ class Checkpointing:
             (self.root / dst).unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_loss": self.best_loss}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.best_loss = state.get("best_loss")  # absent in older checkpoints: ties keep the earlier epoch

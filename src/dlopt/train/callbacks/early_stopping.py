@@ -2,6 +2,9 @@
 
 The decision is the pure function :func:`should_stop` over the metric's history; the
 callback only records values and keeps them in its ``state_dict`` (restored on resume).
+Patience follows the monitored metric alone: an epoch that only ties it (an accuracy stuck at
+1.0 while ``val_loss`` falls) is no improvement here, though the best checkpoint takes it when
+its ``val_loss`` is lower; monitor ``val_loss`` to train on while the loss still falls.
 """
 
 from __future__ import annotations

@@ -10,15 +10,27 @@ untouched. The rewrite is undone when the fit ends (also after an error): a trai
 Conv -> ReLU adjacent, which ONNX Runtime fuses at inference. Layers that carry forward hooks
 when the fit starts (e.g. a distillation hint, registered by a technique of lower ``order``)
 are left alone, since their outputs would change.
+
+The rewrite assumes every ``nn.Sequential`` runs whole. dlopt's zoo models do, so they get it
+by default; a user's model may iterate or slice one (keeping a skip after an activation), so
+it is rewritten only when ``train.pool_first: true`` is set explicitly, and only if one
+eval-mode forward of a real batch gives the same output with and without the rewrite
+(otherwise it is undone, with a warning).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["PoolFirst", "pool_first", "restore_pool_order"]
+__all__ = ["PoolFirst", "checked_pool_first", "pool_first", "restore_pool_order"]
+
+log = logging.getLogger(__name__)
+
+_CHECK_ROWS = 64  # samples of the batch the opt-in check runs
 
 _MONOTONE = (nn.ReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.CELU, nn.Tanh, nn.Sigmoid, nn.Hardtanh,
              nn.Hardsigmoid, nn.Softplus, nn.LeakyReLU)
@@ -87,14 +99,76 @@ def restore_pool_order(module: nn.Module) -> int:
     return restored
 
 
+def _is_zoo(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("dlopt.models.")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Bitwise equality of two outputs (a tensor, or a tuple/list/dict of them)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_same, a, b))
+    return bool(a == b)
+
+
+def checked_pool_first(module: nn.Module, x: torch.Tensor) -> int:
+    """:func:`pool_first`, kept only if ``module`` (in eval mode, no grad) gives the same output
+    on ``x`` with and without it; returns how many activations moved (0: undone or none)."""
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            before = module(x)
+            moved = pool_first(module)
+            if not moved:
+                return 0
+            try:
+                kept = _same(before, module(x))
+            except Exception:  # noqa: BLE001  the rewritten model failing is "not the same" too
+                kept = False
+    finally:
+        module.train(was)
+    if not kept:
+        restore_pool_order(module)
+        log.warning("train.pool_first: the rewrite changes what %s computes (its output on a training batch "
+                    "differs), so it is off for this run", type(module).__name__)
+        return 0
+    return moved
+
+
+def _opted_in(state: Any) -> bool:
+    """Whether the run's config sets ``train.pool_first`` explicitly (not by default)."""
+    cfg = state.extra.get("cfg")
+    return cfg is not None and "pool_first" in cfg.train.model_fields_set
+
+
 class PoolFirst:
     """Rewrites the model at fit start (before channels_last/compile/EMA copy it) and undoes
-    the rewrite on the trained module and on the evaluation copy when the fit closes."""
+    the rewrite on the trained module and on the evaluation copy when the fit closes.
+
+    A zoo model is rewritten; any other module only when ``explicit`` (None: when the run's
+    config sets ``train.pool_first``) and :func:`checked_pool_first` finds the same output."""
 
     order = 5
 
+    def __init__(self, *, explicit: bool | None = None) -> None:
+        self.explicit = explicit
+
     def on_fit_start(self, state: Any) -> None:
-        pool_first(state.module)
+        module = state.module
+        if _is_zoo(module):
+            pool_first(module)
+            return
+        explicit = _opted_in(state) if self.explicit is None else self.explicit
+        first_inputs = getattr(state.loader, "first_inputs", None)
+        if not explicit or first_inputs is None:
+            log.info("train.pool_first: %s is not a zoo model, left as written (set train.pool_first: true "
+                     "to try the rewrite)", type(module).__name__)
+            return
+        checked_pool_first(module, first_inputs(_CHECK_ROWS))
 
     def on_close(self, state: Any) -> None:
         for m in {id(m): m for m in (state.module, state.eval_model) if m is not None}.values():
