@@ -3,21 +3,25 @@ restart decision, and the CLI's one-line refusals (no processes started)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
-from types import SimpleNamespace
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
 from typer.testing import CliRunner
 
 from dlopt.cli import app
 from dlopt.config import parse_config
-from dlopt.errors import ConfigError
+from dlopt.errors import ConfigError, RunError
 from dlopt.train.callbacks import Terminated
-from dlopt.train.distributed import (World, _group_error, _restart_flags, _signal_error, check_supported,
-                                     env_world)
+from dlopt.train.device import environment, usable_cpus
+from dlopt.train.distributed import (LAUNCHER_ENV, World, _first_line, _group_error, _restart_flags, _signal_error,
+                                     check_supported, env_world, record_failure)
 
 runner = CliRunner()
 
@@ -104,17 +108,88 @@ def test_cli_refuses_cuda_processes_without_gpus(tmp_path):
     assert "cuda" in res.output and not (tmp_path / "r").exists()
 
 
-def _failed(*codes: int) -> list:
-    return [(rank, SimpleNamespace(exitcode=code)) for rank, code in enumerate(codes)]
+def _failed(tmp_path, monkeypatch, *outcomes: tuple[int, str | None]) -> list:
+    """torchrun's record of each rank: its exit code and the error line it reported through
+    ``record_failure`` (None: it said nothing, e.g. killed)."""
+    failures, group = [], Path(tempfile.mkdtemp(dir=tmp_path))  # fresh files for every group
+    for rank, (code, line) in enumerate(outcomes):
+        path = group / f"error-{rank}.json"
+        if line is not None:
+            monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(path))
+            record_failure(line, code)
+        failures.append((rank, ProcessFailure(local_rank=rank, pid=1, exitcode=code, error_file=str(path))))
+    return failures
 
 
-def test_launcher_exit_code_follows_the_processes():
-    """torchrun ends the survivors with SIGTERM (-15): the code of those that failed by
-    themselves decides, as in one process."""
-    refused = _group_error(_failed(-signal.SIGTERM, 2), 2, 0)
-    assert refused.exit_code == 2 and "1 of 2 processes refused the run" in str(refused)
-    assert _group_error(_failed(143, 143), 2, 0).exit_code == 143
-    crashed = _group_error(_failed(1, -signal.SIGKILL), 2, 1)
-    assert crashed.exit_code == 1 and "first: rank 1 (signal 9)" in str(crashed)
+METRIC = "train.metric='r2' is not computed on validation for classification"
+LOST = ("rank 0: lost the other processes (Read error [127.0.0.1]:1: Connection reset by peer); "
+        "with --max-restarts torchrun restarts the group from the last checkpoint")
+STOPPED = "stopped by SIGTERM (on another process) at step 7 (epoch 2, batch 3); checkpoint saved in r/last"
+
+
+def test_launcher_reports_one_line_for_the_group(tmp_path, monkeypatch):
+    """The processes' lines reach the launcher (torchrun's error files), which picks the one
+    that says why: rank 0's own error, else the killed process (not rank 0's lost peer), with
+    the exit code a process alone would give."""
+    refused = _group_error(_failed(tmp_path, monkeypatch, (2, METRIC), (2, METRIC)), 2, 0)
+    assert isinstance(refused, ConfigError) and str(refused) == METRIC
+    stopped = _group_error(_failed(tmp_path, monkeypatch, (143, STOPPED), (143, "stopped by SIGTERM at step 7")), 2, 0)
+    assert isinstance(stopped, Terminated) and str(stopped) == STOPPED
+    lost = _group_error(_failed(tmp_path, monkeypatch, (1, LOST), (-signal.SIGKILL, None)), 2, 1)
+    assert type(lost) is RunError and str(lost) == (
+        "process rank 1 of 2 was killed (signal 9, SIGKILL) and the group stopped after 1 restart(s); "
+        "continue with --resume from its last checkpoint, if one was saved")
+    # torchrun stopped rank 0 (-15) before it said anything: rank 1's own line (a crash: named)
+    alone = _group_error(_failed(tmp_path, monkeypatch, (-signal.SIGTERM, None), (2, METRIC)), 2, 0)
+    assert isinstance(alone, ConfigError) and str(alone) == METRIC
+    crash = _group_error(_failed(tmp_path, monkeypatch, (-signal.SIGTERM, None), (1, "ValueError: x")), 2, 0)
+    assert type(crash) is RunError and str(crash) == "rank 1: ValueError: x"
+
+
+def test_launcher_exit_code_follows_the_processes(tmp_path, monkeypatch):
+    """No process said why: the code of those that failed by themselves decides."""
+    refused = _group_error(_failed(tmp_path, monkeypatch, (-signal.SIGTERM, None), (2, None)), 2, 0)
+    assert refused.exit_code == 2 and "1 of 2 processes failed after 0 restart(s); first: rank 1" in str(refused)
+    assert _group_error(_failed(tmp_path, monkeypatch, (143, None), (143, None)), 2, 0).exit_code == 143
+    crashed = _group_error(_failed(tmp_path, monkeypatch, (1, None), (-signal.SIGKILL, None)), 2, 1)
+    assert crashed.exit_code == 1 and "rank 1 of 2 was killed (signal 9, SIGKILL)" in str(crashed)
     assert isinstance(_signal_error(signal.SIGTERM), Terminated)
+    assert str(_signal_error(signal.SIGTERM, (STOPPED, 143))) == STOPPED  # rank 0's: where it saved
     assert isinstance(_signal_error(signal.SIGINT), KeyboardInterrupt)  # the CLI's "interrupted", 130
+
+
+def test_only_rank_0_of_a_plain_torchrun_prints_its_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "e.json"))
+    monkeypatch.setenv("RANK", "0")
+    assert record_failure(METRIC, 2)
+    monkeypatch.setenv(LAUNCHER_ENV, "1")  # dlopt train --nproc: the launcher prints for the group
+    assert not record_failure(METRIC, 2)
+    monkeypatch.delenv(LAUNCHER_ENV)
+    monkeypatch.setenv("RANK", "1")
+    assert not record_failure(METRIC, 2)
+    assert ProcessFailure(local_rank=1, pid=1, exitcode=2, error_file=str(tmp_path / "e.json")).message == METRIC
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE")  # not torchrun's process: nowhere else to go
+    assert record_failure(METRIC, 2)
+
+
+def test_lost_peer_line_drops_gloo_source_location():
+    gloo = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+                        "[127.0.0.1]:15546: Connection reset by peer. This may indicate a possible hang")
+    assert _first_line(gloo) == "Read error [127.0.0.1]:15546: Connection reset by peer"
+
+
+@pytest.mark.parametrize("procs, message", [
+    (1, "threads={t} is more than the {c} CPUs this process may use; torch's threads will contend "
+        "(use --threads {c} or fewer)"),
+    (2, "threads={t} x 2 processes is more than the {c} CPUs they share; torch's threads will contend "
+        "(use --threads {e} or fewer)"),
+])
+def test_oversubscribed_threads_warning_reads(monkeypatch, caplog, procs, message):
+    cpus = usable_cpus()
+    threads = cpus // procs + 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(procs))
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with caplog.at_level(logging.WARNING, logger="dlopt.train.device"), environment(threads=threads):
+        pass
+    expected = message.format(t=threads, c=cpus, e=max(1, cpus // procs))
+    assert [r.getMessage() for r in caplog.records] == [expected]

@@ -88,11 +88,10 @@ def _warn_oversubscribed(threads: int) -> None:
     cpus, procs = usable_cpus(), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if threads * procs <= cpus or os.environ.get("LOCAL_RANK", "0") != "0":
         return
-    each = max(1, cpus // procs)
-    who = "this process" if procs == 1 else f"the {procs} processes of this machine"
-    log.warning("threads=%d%s is more than the %d CPUs %s may use; torch's threads will contend "
-                "(use --threads %d or fewer)", threads, "" if procs == 1 else f" x {procs} processes", cpus,
-                who, each)
+    asked, whose = (f"threads={threads}", "this process may use") if procs == 1 else \
+        (f"threads={threads} x {procs} processes", "they share")
+    log.warning("%s is more than the %d CPUs %s; torch's threads will contend (use --threads %d or fewer)",
+                asked, cpus, whose, max(1, cpus // procs))
 
 
 @contextlib.contextmanager

@@ -25,11 +25,15 @@ engine needs around them, each a handler on the loop's events:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -42,9 +46,14 @@ from dlopt.errors import ConfigError, RunError
 
 __all__ = ["World", "env_world", "session", "prepare_run_dir", "check_supported", "check_devices",
            "dist_handlers", "is_main_process", "launch", "DDPWrap", "GlobalBatch", "ReduceMetrics", "AgreeStop",
-           "AgreeNonFinite", "RankRandomness", "rank_seed"]
+           "AgreeNonFinite", "RankRandomness", "rank_seed", "record_failure", "LAUNCHER_ENV"]
 
 log = logging.getLogger(__name__)
+
+#: set by :func:`launch` for its processes: the launcher prints the group's one error line
+LAUNCHER_ENV = "DLOPT_LAUNCHER"
+# what a rank reports when a peer went away: a consequence, never the group's cause
+_LOST = "lost the other processes"
 
 
 # ---------------------------------------------------------------------------------- world
@@ -140,7 +149,7 @@ def session(device: torch.device, *, backend: str = "auto", timeout_s: float = 3
     except (dist.DistError, RuntimeError) as exc:
         if not _is_comm_error(exc):
             raise
-        raise RunError(f"rank {world.rank}: lost the other processes ({_first_line(exc)}); "
+        raise RunError(f"rank {world.rank}: {_LOST} ({_first_line(exc)}); "
                        "with --max-restarts torchrun restarts the group from the last checkpoint") from None
     finally:
         if owned and dist.is_initialized():
@@ -181,7 +190,9 @@ def _is_comm_error(exc: BaseException) -> bool:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    # gloo's lines end with a long hint about hanging workers: the first sentence is enough
+    # gloo's lines start with its source location ("[.../pair.cc:537] ") and end with a long
+    # hint about hanging workers: the first sentence between them is what happened
+    text = re.sub(r"^\[[^\]\s]+:\d+\]\s*", "", text)
     return text.splitlines()[0].split(". ")[0][:160] if text else type(exc).__name__
 
 
@@ -451,58 +462,161 @@ def dist_handlers(world: World, *, batch_size: int, mode: str, seed: int, termin
 
 
 # --------------------------------------------------------------------------------- launch
+def record_failure(message: str, exit_code: int) -> bool:
+    """A torchrun process's error line, written where torchrun collects it (its
+    ``TORCHELASTIC_ERROR_FILE``: read back by :func:`launch`, shown in a plain torchrun's
+    failure report). Returns whether this process should print the line itself: rank 0 under a
+    plain torchrun, or any process the line could not be handed on from (``dlopt train --nproc``
+    prints one line for the group; the other ranks' lines repeat rank 0's or follow from its failure)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    handed_on = bool(path) and _write_record(Path(str(path)), message, exit_code)
+    if not handed_on or (os.environ.get("RANK", "0") == "0" and LAUNCHER_ENV not in os.environ):
+        return True
+    log.debug("error (reported by the launcher or rank 0): %s", message)
+    return False
+
+
+def _write_record(path: Path, message: str, exit_code: int) -> bool:
+    # torchrun's "new message format" (a plain string) plus the code the launcher needs
+    record = {"message": message, "timestamp": int(time.time()), "dlopt": {"exit_code": exit_code}}
+    try:
+        path.write_text(json.dumps(record))
+    except OSError:
+        return False
+    return True
+
+
 def launch(worker_args: Sequence[str], *, nproc: int, max_restarts: int = 0) -> None:
     """Run ``python -m dlopt <worker_args>`` in ``nproc`` processes on this machine through
     torchrun (``torch.distributed.run``, standalone rendezvous), which restarts the whole group
-    up to ``max_restarts`` times after a process dies. Raises :class:`RunError` when it fails
-    for good (torchrun stops the survivors within its shutdown timeout, so it never hangs)."""
+    up to ``max_restarts`` times after a process dies. Raises :class:`RunError` (or the
+    error a process reported) when it fails for good: torchrun stops the survivors within its
+    shutdown timeout, so it never hangs, and the group's failure reads as one line."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     if nproc < 1 or max_restarts < 0:
         raise ConfigError(f"--nproc={nproc}, --max-restarts={max_restarts}: need nproc >= 1, max-restarts >= 0")
-    argv = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}",
-            "-m", "dlopt", *worker_args]
-    args = get_args_parser().parse_args(argv)
-    log.info("torchrun %s", " ".join(argv))
+    with tempfile.TemporaryDirectory(prefix="dlopt-torchrun-") as logs, _launcher_env(), _quiet_torchrun():
+        argv = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}",
+                f"--log-dir={logs}", "-m", "dlopt", *worker_args]
+        log.info("torchrun %s", " ".join(argv))
+        try:
+            run(get_args_parser().parse_args(argv))
+        except ChildFailedError as exc:
+            raise _group_error(sorted(exc.failures.items()), nproc, max_restarts) from None
+        except SignalException as exc:  # torchrun stopped its processes before re-raising
+            raise _signal_error(exc.sigval, _rank0_record(Path(logs))) from None
+        finally:
+            sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _launcher_env() -> Iterator[None]:
+    """Tell the processes (they inherit the environment) that the launcher reports for them."""
+    os.environ[LAUNCHER_ENV] = "1"
     try:
-        run(args)
-    except ChildFailedError as exc:
-        raise _group_error(sorted(exc.failures.items()), nproc, max_restarts) from None
-    except SignalException as exc:  # torchrun stopped its processes before re-raising
-        raise _signal_error(exc.sigval) from None
+        yield
     finally:
-        sys.stdout.flush()
+        os.environ.pop(LAUNCHER_ENV, None)
 
 
-def _signal_error(sig: signal.Signals) -> BaseException:
-    """The exit a one-process run would give: SIGTERM 143 (the processes saved a checkpoint),
-    Ctrl-C 130 ("interrupted"), another signal 1."""
+@contextlib.contextmanager
+def _quiet_torchrun() -> Iterator[None]:
+    """torchrun's own warnings and errors ("Sending process N closing signal", "failed
+    (exitcode: -9) ...") repeat what the launcher's line says, and its OMP_NUM_THREADS banner
+    what docs/scaling.md says; shown with --verbose only."""
+    if log.isEnabledFor(logging.INFO):
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("torch.distributed.elastic", "torch.distributed.run")]
+    null, propagate = logging.NullHandler(), [lg.propagate for lg in loggers]
+    for lg in loggers:  # records stop here: no handler up the chain, not even logging's last resort
+        lg.addHandler(null)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, was in zip(loggers, propagate):
+            lg.propagate = was
+            lg.removeHandler(null)
+
+
+def _rank0_record(logs: Path) -> tuple[str, int] | None:
+    """Rank 0's error line and exit code in torchrun's latest attempt, if it wrote one
+    (``<logs>/<run>/attempt_<k>/<local rank>/error.json``)."""
+    files = sorted(logs.glob("*/attempt_*/0/error.json"), key=lambda f: int(f.parent.parent.name.split("_")[1]))
+    if not files:
+        return None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = json.loads(files[-1].read_text())
+        return str(data["message"]), int(data["dlopt"]["exit_code"])
+    return None
+
+
+def _signal_error(sig: signal.Signals, rank0: tuple[str, int] | None = None) -> BaseException:
+    """The exit a one-process run would give: SIGTERM 143 with rank 0's line (where it saved
+    the checkpoint), Ctrl-C 130 ("interrupted"), another signal 1."""
     from dlopt.train.callbacks.signals import RESUME_HINT, Terminated
 
-    if sig == signal.SIGTERM:
-        return Terminated(f"stopped by signal {sig.name}; {RESUME_HINT}")
     if sig == signal.SIGINT:
         return KeyboardInterrupt()
-    return RunError(f"stopped by signal {sig.name}; {RESUME_HINT}")
+    if sig == signal.SIGTERM and rank0 is not None and rank0[1] == Terminated.exit_code:
+        return Terminated(rank0[0])
+    error = Terminated if sig == signal.SIGTERM else RunError
+    return error(f"stopped by signal {sig.name}; {RESUME_HINT}")
 
 
-def _group_error(failures: list[tuple[int, Any]], nproc: int, max_restarts: int) -> RunError | ConfigError:
-    """The launcher's one line, naming a process that failed by itself (torchrun ends the
-    others with SIGTERM), with the exit code they agree on: 2 when each refused the run (a
-    config or data error, printed by it), 143 when SIGTERM stopped them at a checkpoint, else 1."""
+def _reported(failure: Any) -> bool:
+    """The process wrote its error line (:func:`record_failure`) before it exited."""
+    return bool(getattr(failure, "error_file_data", {}).get("dlopt"))
+
+
+def _group_error(failures: list[tuple[int, Any]], nproc: int, max_restarts: int) -> BaseException:
+    """The launcher's one line for a group that failed for good (``failures``: torchrun's
+    ``ProcessFailure`` per rank, by rank): the error a process reported by itself (rank 0's
+    first), else the process that was killed (the others then lost it), else any report,
+    else a count; with the exit code a process would give alone (2 config or data error,
+    143 SIGTERM at a checkpoint, else 1). torchrun ends the survivors with SIGTERM (-15)."""
+    reported = [(r, f) for r, f in failures if _reported(f)]
+    own = [(r, f) for r, f in reported if _LOST not in f.message]
+    killed = [(r, f) for r, f in failures if f.exitcode < 0 and f.exitcode != -signal.SIGTERM]
+    if own or (reported and not killed):
+        return _reported_error(*(own or reported)[0])
+    if killed:
+        return _killed_error(*killed[0], nproc, max_restarts)
+    return _count_error(failures, nproc, max_restarts)
+
+
+def _reported_error(rank: int, failure: Any) -> BaseException:
+    from dlopt.train.callbacks.signals import Terminated
+
+    kind = {ConfigError.exit_code: ConfigError, Terminated.exit_code: Terminated}.get(failure.exitcode, RunError)
+    # a config or data error is the user's whatever rank saw it first; a failure is that rank's
+    mine = rank == 0 or kind is ConfigError
+    return kind(failure.message if mine else f"rank {rank}: {failure.message}")
+
+
+def _killed_error(rank: int, failure: Any, nproc: int, max_restarts: int) -> RunError:
+    from dlopt.train.callbacks.signals import RESUME_HINT
+
+    sig = -failure.exitcode
+    with contextlib.suppress(ValueError):
+        sig = f"{sig}, {signal.Signals(sig).name}"
+    return RunError(f"process rank {rank} of {nproc} was killed (signal {sig}) and the group stopped after "
+                    f"{max_restarts} restart(s); {RESUME_HINT} from its last checkpoint, if one was saved")
+
+
+def _count_error(failures: list[tuple[int, Any]], nproc: int, max_restarts: int) -> BaseException:
+    """No process said why: how many failed, and the first that failed by itself."""
     from dlopt.train.callbacks.signals import RESUME_HINT, Terminated
 
     own = [(r, f) for r, f in failures if f.exitcode != -signal.SIGTERM] or failures
-    own.sort(key=lambda rf: (rf[1].exitcode >= 0, rf[0]))  # a killed process is the likely cause
     codes = {f.exitcode for _, f in own}
-    if codes == {ConfigError.exit_code}:
-        return ConfigError(f"{len(own)} of {nproc} processes refused the run; see the error above")
     if codes == {Terminated.exit_code}:
         return Terminated(f"{len(own)} of {nproc} processes stopped by SIGTERM at a checkpoint; {RESUME_HINT}")
-    rank, failure = own[0]
-    code = failure.exitcode
+    kind = ConfigError if codes == {ConfigError.exit_code} else RunError
+    rank, code = own[0][0], own[0][1].exitcode
     how = f"signal {-code}" if code < 0 else f"exit code {code}"
-    return RunError(f"{len(own)} of {nproc} processes failed after {max_restarts} restart(s); "
-                    f"first: rank {rank} ({how}); see its messages above")
+    return kind(f"{len(own)} of {nproc} processes failed after {max_restarts} restart(s); first: rank {rank} ({how})")
