@@ -6,6 +6,8 @@ registries so a bad name fails before anything runs, with one line that lists va
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +30,8 @@ __all__ = [
     "DistributedConfig",
     "TrainConfig",
     "RunConfig",
+    "CUSTOM_MODEL",
+    "IN_MEMORY_DATA",
     "check_run_name",
     "SearchParam",
     "SearchConfig",
@@ -37,6 +41,7 @@ __all__ = [
     "apply_overrides",
     "dump_config",
     "format_validation_error",
+    "option_users",
 ]
 
 
@@ -73,6 +78,12 @@ class AugmentStep(Section):
     size: float = Field(0.25, gt=0.0, le=1.0)
 
 
+# what config.yaml records for a run of dlopt.fit on a user nn.Module or in-memory data: no
+# factory builds these, so `dlopt train` refuses them instead of training the zoo defaults
+CUSTOM_MODEL = "custom"  # model: {name: custom, class: "package.module.Class"}
+IN_MEMORY_DATA = "in-memory"  # data: {name: in-memory, ...}; the data itself is not saved
+
+
 class DataConfig(Section):
     """Which dataset, how it is split, preprocessed, augmented and loaded."""
 
@@ -96,7 +107,8 @@ class DataConfig(Section):
         # after, not a field validator: IDX sets in data_dir count as dataset names too
         from dlopt.data import check_dataset_name
 
-        check_dataset_name(self.name, self.data_dir)
+        if self.name != IN_MEMORY_DATA:  # a fit() run's record; dlopt.train.api refuses to rebuild it
+            check_dataset_name(self.name, self.data_dir)
         return self
 
 
@@ -113,6 +125,8 @@ class ModelConfig(BaseModel):
         from dlopt.errors import ModelError
         from dlopt.models import check_model_options
 
+        if self.name == CUSTOM_MODEL:  # a fit() run's record; dlopt.train.api refuses to rebuild it
+            return self
         try:
             check_model_options(self.name, self.options())
         except ModelError as err:  # a config file's mistake: report it as one
@@ -133,27 +147,57 @@ def _named(key: str, registry: Any, name: str) -> None:
         raise ConfigError(f"{key}: {err}") from None
 
 
-def _refuse_unused(section: BaseModel, what: str, registry: Any, chosen: list[str],
-                   aliases: dict[str, str] | None = None) -> None:
-    """Refuse an option the user set (``model_fields_set``) that some entry of ``registry``
-    takes but none of the ``chosen`` entries does (``what`` names them): it would be
-    silently ignored, as a loss option the loss does not apply is refused.
+# a config field -> the factory parameter it feeds, where they differ (min_lr is absolute;
+# the schedules take it as a fraction of the peak lr)
+_ALIASES = {"schedule": {"min_lr": "min_factor"}, "loss": {"class_weights": "weight"}}
 
-    The options each entry takes come from its factory's signature (``Entry.params``);
-    ``aliases`` maps a config field to the factory parameter it feeds. A section naming every
-    field is a resolved config written by dlopt (a run's config.yaml, a study's
-    best_config.yaml, a tune trial): it is re-read as is."""
+
+def _registry_of(section: str) -> tuple[Any, str]:
+    """The registry behind ``train.<section>.name`` and what its entries are called."""
+    if section == "optim":
+        from dlopt.train.optim import OPTIMIZERS
+        return OPTIMIZERS, "optimizer"
+    if section == "schedule":
+        from dlopt.train.schedules import SCHEDULES
+        return SCHEDULES, "schedule"
+    from dlopt.train.losses import LOSSES
+    return LOSSES, "loss"
+
+
+def option_users(section: str, name: str, option: str) -> list[str] | None:
+    """When ``train.<section>.name`` = ``name`` (section: optim, schedule or loss) does not use
+    the config field ``option`` while other choices do: those choices, else None.
+
+    The options each choice takes come from its factory's signature (``Entry.params``)."""
+    registry, _ = _registry_of(section)
+    param = _ALIASES.get(section, {}).get(option, option)
+    takers = [e.name for e in registry if param in e.params()]
+    if section == "loss" and name == "auto":
+        from dlopt.train.losses import default_loss
+
+        # auto is one of two losses once the task is known; create_loss checks the one picked
+        chosen = [default_loss(t) for t in ("classification", "regression")]
+    else:
+        chosen = [name]
+    return takers if takers and not set(chosen) & set(takers) else None
+
+
+def _refuse_unused(section: BaseModel, key: str) -> None:
+    """Refuse an option the user set (``model_fields_set``) that the ``name`` chosen in
+    ``train.<key>`` does not use (:func:`option_users`): it would be silently ignored.
+
+    A section naming every field is a resolved config written by dlopt (a run's config.yaml,
+    a study's best_config.yaml, a tune trial): it is re-read as is."""
     if set(type(section).model_fields) <= section.model_fields_set:
         return
-    entries = [registry.get(n) for n in chosen]
-    for name in sorted(section.model_fields_set):
-        value = getattr(section, name)
-        if _is_off(value) and value == type(section).model_fields[name].default:
+    name = getattr(section, "name")
+    for field in sorted(section.model_fields_set):
+        value = getattr(section, field)
+        if _is_off(value) and value == type(section).model_fields[field].default:
             continue  # set to its "off" default (label_smoothing: 0): nothing the user asked for is lost
-        param = (aliases or {}).get(name, name)
-        takers = [e.name for e in registry if param in e.params()]
-        if takers and not any(param in e.params() for e in entries):
-            raise ValueError(f"{name} is not used by {what}; it applies to "
+        takers = option_users(key, name, field)
+        if takers:
+            raise ValueError(f"{field} is not used by {_registry_of(key)[1]} {name!r}; it applies to "
                              f"{', '.join(takers)} (remove it or choose one of those)")
 
 
@@ -185,9 +229,7 @@ class OptimConfig(Section):
 
     @model_validator(mode="after")
     def _options_used(self) -> "OptimConfig":
-        from dlopt.train.optim import OPTIMIZERS
-
-        _refuse_unused(self, f"optimizer {self.name!r}", OPTIMIZERS, [self.name])
+        _refuse_unused(self, "optim")
         return self
 
     @field_validator("betas")
@@ -235,10 +277,7 @@ class ScheduleConfig(Section):
 
     @model_validator(mode="after")
     def _options_used(self) -> "ScheduleConfig":
-        from dlopt.train.schedules import SCHEDULES
-
-        # min_lr is absolute; the factories take it as a fraction of the peak lr
-        _refuse_unused(self, f"schedule {self.name!r}", SCHEDULES, [self.name], {"min_lr": "min_factor"})
+        _refuse_unused(self, "schedule")
         return self
 
 
@@ -261,11 +300,7 @@ class LossConfig(Section):
 
     @model_validator(mode="after")
     def _options_used(self) -> "LossConfig":
-        from dlopt.train.losses import LOSSES, default_loss
-
-        # auto is one of two losses once the task is known; create_loss checks the one picked
-        chosen = [default_loss(t) for t in ("classification", "regression")] if self.name == "auto" else [self.name]
-        _refuse_unused(self, f"loss {self.name!r}", LOSSES, chosen, {"class_weights": "weight"})
+        _refuse_unused(self, "loss")
         return self
 
 
@@ -344,7 +379,9 @@ class TrainConfig(Section):
     compile: bool = False
     channels_last: bool = False
     pool_first: bool = Field(
-        True, description="train with monotone activations moved behind max-pools (same function, cheaper)"
+        True, description="train with monotone activations moved behind max-pools (same function, cheaper); "
+                          "zoo models by default, a custom nn.Module only when set explicitly and its output "
+                          "on a training batch is unchanged"
     )
     retain_host_memory: bool = Field(
         True, description="CPU: keep freed memory in the process (no page faults per step; process-wide)"
@@ -401,35 +438,89 @@ def check_run_name(name: str) -> str:
 # ------------------------------------------------------------------------------ load/dump
 def format_validation_error(err: ValidationError, *, prefix: str = "") -> str:
     """One line for the first error: the key, the bad value and what is allowed."""
-    e = err.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after",))
-    key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+    errors = err.errors(include_url=False)
+    e = errors[0]
+    loc = _file_loc(e["loc"])
+    key = f"{prefix}{'.'.join(map(str, loc))}" if loc else prefix.rstrip(".") or "config"
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
-        allowed = _allowed_keys(err.title, e["loc"])
-        return f"unknown key {key!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        model = _model_at(err.title, loc[:-1])
+        allowed = sorted(model.model_fields) if model is not None else []
+        guess = _close_keys(model, str(loc[-1])) if model is not None else []
+        where = f"{prefix}{''.join(f'{p}.' for p in loc[:-1])}"
+        return (f"unknown key {key!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+                + (f"; did you mean {' or '.join(repr(where + g) for g in guess)}?" if guess else ""))
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if e["type"] in ("value_error", "assertion_error") and "input" not in e:
         return f"{key}: {msg}"
+    if loc != tuple(e["loc"]):  # a union: say every member it could have been
+        others = [x["msg"] for x in errors[1:] if x["loc"] != e["loc"] and _file_loc(x["loc"]) == loc]
+        msg += "".join(f" or {m.removeprefix('Input should be ').split(',')[0]}" for m in others)
     bad = e.get("input")
     if isinstance(bad, dict):
         return f"{key}: {msg}"
     return f"{key}={bad!r}: {msg}"
 
 
-def _allowed_keys(title: str, loc: tuple) -> list[str]:
+# pydantic's names for a union member or a validator step: "list[any]", "int", "function-after"
+_TAGS = re.compile(r"[\w-]+\[.*\]|int|float|str|bool|none|bytes|decimal|function-\w+", re.S)
+
+
+def _file_loc(loc: tuple) -> tuple:
+    """An error's location as keys of the file: without pydantic's tags for the union member
+    or validator that failed (a model's class name too), which the user never wrote."""
+    models = _model_names()
+    return tuple(p for p in loc if not (isinstance(p, str) and (_TAGS.fullmatch(p) or p in models)))
+
+
+def _model_names() -> set[str]:
+    """Class names of every pydantic model loaded (a union of models tags its members so)."""
+    seen: set[type] = set()
+    todo: list[type] = [BaseModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                todo.append(sub)
+    return {c.__name__ for c in seen}
+
+
+def _model_at(title: str, loc: tuple) -> type[BaseModel] | None:
+    """The section schema at ``loc`` (list items and mapping values included) in the
+    registered schema called ``title``."""
     model: type[BaseModel] | None = _SCHEMAS.get(title)
-    for part in loc[:-1]:
+    item = False  # the part is a list index or a mapping key, not a field
+    for part in loc:
         if model is None:
-            return []
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
+            return None
+        if item:
+            item = False
+            continue
+        ann = getattr(model.model_fields.get(str(part)), "annotation", None)
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
         if model is None:
             inner = getattr(ann, "__args__", ())
             model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    return sorted(model.model_fields) if model is not None else []
+            item = model is not None and getattr(ann, "__origin__", None) in (list, dict)
+    return model
+
+
+def _close_keys(model: type[BaseModel], name: str) -> list[str]:
+    """Keys of ``model`` a mistyped or misplaced ``name`` may have meant: a section's field of
+    that name (``lr`` -> ``optim.lr``), else a close spelling (``epochz`` -> ``epochs``)."""
+    nested = [p for p in _sub_keys(model) if p.rsplit(".", 1)[-1] == name]
+    return nested[:3] or difflib.get_close_matches(name, list(model.model_fields), n=1)
+
+
+def _sub_keys(model: type[BaseModel], depth: int = 2) -> list[str]:
+    """Dotted keys of the sections inside ``model``, ``depth`` sections deep."""
+    out: list[str] = []
+    for field, info in model.model_fields.items():
+        ann = info.annotation
+        if depth and isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += [f"{field}.{k}" for k in [*ann.model_fields, *_sub_keys(ann, depth - 1)]]
+    return out
 
 
 _SCHEMAS: dict[str, type[BaseModel]] = {}

@@ -237,8 +237,8 @@ def test_a_condition_on_a_fixed_key_that_holds_samples_the_axis():
 def test_conditional_axis_only_when_parent_matches():
     cfg = _cfg({
         "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.99,
-                                 "when": {"train.optim.name": "sgd"}},
-        "train.optim.name": ["adam", "sgd"],
+                                 "when": {"train.optim.name": "momentum"}},
+        "train.optim.name": ["adam", "momentum"],
         "train.optim.lr": LR,
     })
     space = SearchSpace(cfg.search.space)
@@ -250,11 +250,11 @@ def test_conditional_axis_only_when_parent_matches():
     for _ in range(20):
         params = space.sample(study.ask(), base)
         seen.add(params["train.optim.name"])
-        assert ("train.optim.momentum" in params) == (params["train.optim.name"] == "sgd")
+        assert ("train.optim.momentum" in params) == (params["train.optim.name"] == "momentum")
         run = SearchSpace.apply(cfg, params)
         assert run.train.optim.lr == params["train.optim.lr"]
         assert not hasattr(run, "search")
-    assert seen == {"adam", "sgd"}
+    assert seen == {"adam", "momentum"}
 
 
 def test_int_step_log_and_list_shorthand():
@@ -278,7 +278,7 @@ def test_grid_values():
         "train.optim.weight_decay": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.05},
         "train.loss.label_smoothing": {"type": "float", "low": 0.0, "high": 0.2,
                                        "grid": [0.0, 0.2]},
-        "train.optim.name": ["adam", "sgd"],
+        "train.optim.name": ["adam", "nadam"],  # both use eps
         "train.epochs": {"type": "int", "low": 2, "high": 8, "grid": 1},
         "train.optim.eps": {"type": "float", "low": 1e-9, "high": 1e-7, "log": True, "grid": 1},
     }, sampler="grid")
@@ -288,7 +288,7 @@ def test_grid_values():
     assert grid["train.batch_size"] == [32, 64, 96, 128]
     assert grid["train.optim.weight_decay"] == [0.0, 0.05, 0.1]
     assert grid["train.loss.label_smoothing"] == [0.0, 0.2]
-    assert grid["train.optim.name"] == ["adam", "sgd"]
+    assert grid["train.optim.name"] == ["adam", "nadam"]
 
 
 def test_grid_filter_keeps_one_point_per_distinct_trial():
@@ -297,9 +297,9 @@ def test_grid_filter_keeps_one_point_per_distinct_trial():
     def grid_size(grid, keep=None):
         return AskTellGridSampler(grid, seed=0, keep=keep).grid_size
 
-    cfg = parse_config({"train": {"optim": {"name": "sgd"}}, "search": {"space": {
+    cfg = parse_config({"train": {"optim": {"name": "momentum"}}, "search": {"space": {
         "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.9, "grid": 3,
-                                 "when": {"train.optim.name": "sgd"}},  # a key outside the space
+                                 "when": {"train.optim.name": "momentum"}},  # a key outside the space
         "train.optim.lr": {**LR, "grid": 2},
     }}}, TuneConfig)
     space = SearchSpace(cfg.search.space)

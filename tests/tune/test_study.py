@@ -93,18 +93,19 @@ def test_a_resumed_grid_study_visits_every_point_once(tmp_path):
     assert len(points) == 6 and len(set(points)) == 6
 
 
-def _grid_space(when="momentum", lrs=(1e-3, 1e-2, 1e-1)):
+def _grid_space(when=None, lrs=(1e-3, 1e-2, 1e-1)):
     return {"train.optim.name": ["adam", "momentum"], "train.optim.lr": list(lrs),
             "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.9,
-                                     "grid": [0.5, 0.9], "when": {"train.optim.name": when}}}
+                                     "grid": [0.5, 0.9], "when": when or {"train.optim.name": "momentum"}}}
 
 
 @pytest.mark.parametrize("change", ["values", "seed", "conditions"])
 def test_a_grid_study_resumed_with_another_grid_is_refused(tmp_path, change):
     tune(tune_config(_grid_space(), sampler={"name": "grid", "seed": 1}, pruner="none"),
          study_dir=tmp_path, trials=2, objective=digits_objective, plots=False)
-    space = {"values": _grid_space(lrs=(1e-3, 3e-3, 1e-2)),
-             "conditions": _grid_space(when="adam")}.get(change, _grid_space())  # same size
+    space = {"values": _grid_space(lrs=(1e-3, 3e-3, 1e-2)),  # same size
+             "conditions": _grid_space(when={"train.optim.name": "momentum",  # fewer points
+                                             "train.optim.lr": [1e-3, 1e-2]})}.get(change, _grid_space())
     # its stored grid ids index the first start's list: another list would repeat and skip points
     cfg = tune_config(space, sampler={"name": "grid", "seed": 2 if change == "seed" else 1},
                       pruner="none")

@@ -35,6 +35,9 @@ def export(
     setup_logging(verbose)
     from dlopt.deploy import export_run
 
+    if out.suffix.lower() != ".onnx":  # x.pt would hold ONNX that torch.load and tools keyed on .pt misread
+        raise ConfigError(f"--out {out}: the file is ONNX; allowed: a path ending in .onnx, e.g. "
+                          f"{out.with_suffix('.onnx')}")
     rep = export_run(run, out, exporter=exporter, samples=samples, atol=atol)
     agree = "n/a" if rep.top1_agreement is None else f"{rep.top1_agreement:.2%}"
     # a small test split is topped up with random rows: say how many were not real samples

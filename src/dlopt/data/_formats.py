@@ -38,10 +38,19 @@ def _existing(path: str | Path, *, directory: bool = False) -> Path:
     return p
 
 
+def _no_target(target: str | None, labels: str) -> None:
+    """Only a csv table has a column to name as the target: elsewhere ``data.target`` would be
+    ignored without a word (``labels``: where the format's labels come from)."""
+    if target is not None:
+        raise DataError(f"data.target={target!r}: {labels}; data.target names the target column of a "
+                        f"csv: dataset (remove it)")
+
+
 # -------------------------------------------------------------------------------------- npz
 @FORMATS.register("npz", help="numpy .npz with arrays x, y (optional x_test, y_test, class_names)")
-def read_npz(*, path: str) -> RawData:
+def read_npz(*, path: str, target: str | None = None) -> RawData:
     """Arrays ``x``/``y`` (and optionally ``x_test``/``y_test``, ``class_names``) from an .npz."""
+    _no_target(target, f"npz file {path} takes its labels from array 'y'")
     p = _existing(path)
     arrays = _npz_arrays(p)
     for key in ("x", "y"):
@@ -292,9 +301,10 @@ def _integer_classes(col: np.ndarray, p: Path, name: str) -> bool:
 
 # ------------------------------------------------------------------------------ imagefolder
 @FORMATS.register("imagefolder", help="one sub-folder of images per class (nested folders included)")
-def read_imagefolder(*, path: str, bad_samples: str = "fail") -> RawData:
+def read_imagefolder(*, path: str, bad_samples: str = "fail", target: str | None = None) -> RawData:
     """Images in ``<dir>/<class>/**``; every file is checked first (``bad_samples``: fail|skip).
     16-bit and float images are scaled to 8 bits, palette images read as RGB (:func:`image_8bit`)."""
+    _no_target(target, f"image folder {path} takes its labels from its class sub-folders")
     root = _existing(path, directory=True)
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -380,8 +390,9 @@ def _decode(f: Path) -> tuple[np.ndarray | None, str]:
 
 # -------------------------------------------------------------------------------------- idx
 @FORMATS.register("idx", help="folder with the four standard MNIST-style IDX files")
-def read_idx_dir(*, path: str) -> RawData:
+def read_idx_dir(*, path: str, target: str | None = None) -> RawData:
     """An IDX set folder (train/t10k images and labels)."""
+    _no_target(target, f"IDX set {path} takes its labels from its label files")
     p = _existing(path, directory=True)
     return idx_raw(p, source=str(p))
 

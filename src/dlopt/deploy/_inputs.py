@@ -103,6 +103,8 @@ def check_batch(x: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def _batch_shaped(x: np.ndarray, spec: InputSpec) -> np.ndarray:
     """``x`` as ``(N, *raw_shape)`` (one sample gets the batch axis), else a 422."""
+    if spec.raw_shape[:1] == (1,) and x.ndim in (2, 3) and x.shape[-2:] == spec.raw_shape[1:]:
+        x = x.reshape(-1, *spec.raw_shape)  # gray (H, W) / (N, H, W), as `dlopt predict` takes them
     if x.shape == spec.raw_shape:  # one sample without the batch axis
         x = x[None]
     if x.shape[1:] != spec.raw_shape:

@@ -347,7 +347,22 @@ def open_model(path: str | os.PathLike, settings: ServeSettings) -> OnnxModel:
     """The served model's ONNX Runtime session: ``settings.threads`` intra-op threads and no
     memory plan per input shape, since requests come at every batch size (1 .. max_batch)
     and the plans would add up (~25 MiB for LeNet-5; docs/reliability.md)."""
+    _refuse_directory(Path(path))
     return OnnxModel.load(path, threads=settings.threads, mem_pattern=False)
+
+
+def _refuse_directory(path: Path) -> None:
+    """A directory (a training run's, most likely) is not a model file: say which file to serve,
+    where the loader would call it "not found"."""
+    if not path.is_dir():
+        return
+    files = sorted(str(f) for f in path.glob("*.onnx"))
+    if files:
+        raise ConfigError(f"{path} is a directory; serve one of its .onnx files: {', '.join(files)}")
+    if (path / "summary.json").is_file() or (path / "config.yaml").is_file():
+        raise ConfigError(f"{path} is a training run directory; serve takes an .onnx file: export it first "
+                          f"(dlopt export {path} --out {path / 'model.onnx'}) and serve that file")
+    raise ConfigError(f"{path} is a directory; allowed: a local .onnx file (dlopt export)")
 
 
 def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,

@@ -85,20 +85,31 @@ def export_stage(ctx: StageContext, opts: ExportOptions) -> StageOutput:
 
 
 # --------------------------------------------------------------------------------- bench
+_MIN_BENCH_SAMPLES = 64
+
+
 class BenchOptions(Options):
     """ONNX Runtime latency of every model in ``inputs`` (the first is the baseline) on the
     same test samples, one fresh process each (``dlopt.deploy.benchmark``)."""
 
     batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 64], min_length=1)
     threads: int = Field(1, ge=1)
-    samples: int | None = Field(1000, ge=64)
+    samples: int | None = Field(1000, description=f"test samples timed (>= {_MIN_BENCH_SAMPLES}); null: all")
     min_runs: int = Field(30, ge=3)
     min_seconds: float = Field(1.0, gt=0)
     rounds: int = Field(3, ge=1, description="every model timed once per round (fresh processes); "
                                                 "speedups are medians of per-round ratios")
 
 
-@STAGES.register("bench", schema=BenchOptions, accepts=("run", "onnx"), produces="bench", needs_any_input=True)
+def _check_bench(pipeline: Any, opts: BenchOptions) -> None:
+    # here, not as a schema bound: pydantic's words name neither the key's meaning nor null
+    if opts.samples is not None and opts.samples < _MIN_BENCH_SAMPLES:
+        raise ConfigError(f"samples={opts.samples} is too few; allowed: an integer >= {_MIN_BENCH_SAMPLES}, "
+                          f"or null for the whole test split")
+
+
+@STAGES.register("bench", schema=BenchOptions, accepts=("run", "onnx"), produces="bench", needs_any_input=True,
+                 check=_check_bench)
 def bench_stage(ctx: StageContext, opts: BenchOptions) -> StageOutput:
     """Benchmark the models of ``inputs`` on the serving runtime; ``bench.json`` keeps it all."""
     from dlopt.deploy import Contestant, benchmark

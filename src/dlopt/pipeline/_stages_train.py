@@ -137,6 +137,9 @@ class LRFindOptions(Options):
 
 
 def _check_lr(pipeline: Any, opts: LRFindOptions) -> None:
+    for key in ("min_lr", "max_lr"):  # the schema lets .inf through; lr_find refuses it in its flags' words
+        if not math.isfinite(getattr(opts, key)):
+            raise ConfigError(f"{key}={getattr(opts, key)}: need a finite number > 0")
     if opts.min_lr >= opts.max_lr:
         raise ConfigError(f"min_lr={opts.min_lr:g} >= max_lr={opts.max_lr:g}; need min_lr < max_lr")
     _check_run_config(deep_merge(pipeline.base, opts.config, {"name": "check"}))

@@ -17,7 +17,7 @@ from dlopt.errors import ConfigError
 from dlopt.report import _plots as plots
 from dlopt.report._schema import check_results, load_json, read_json
 from dlopt.report._tables import (bench_lookup, format_cell, latency_sizes, markdown_table, per_class_rows,
-                                   stage_columns, stage_rows, text_table)
+                                   regression_note, stage_columns, stage_rows, text_table)
 
 __all__ = ["Figure", "Section", "build_report", "compare_runs", "load_results", "stage_text"]
 
@@ -384,7 +384,8 @@ def _as_run(path: Path, label: str,
     row = {"run": label, "stage": path.name, "type": "train", "status": "", "accuracy": summary.get("test", {}).get("accuracy"),
            "params": summary.get("params"), "macs": summary.get("macs"),
            "size_bytes": (path / "model.safetensors").stat().st_size if (path / "model.safetensors").exists() else None,
-           "seconds": summary.get("train_seconds"), "note": f"{summary.get('epochs')} epochs"}
+           "seconds": summary.get("train_seconds"),
+           "note": "; ".join(p for p in (regression_note(summary.get("test", {})), f"{summary.get('epochs')} epochs") if p)}
     return [row], {label: read_json(path / "metrics.jsonl") or []}
 
 

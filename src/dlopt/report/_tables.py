@@ -4,10 +4,10 @@ and the terminal. Pure functions."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["COLUMNS", "stage_rows", "stage_columns", "latency_sizes", "format_cell", "markdown_table",
-           "text_table", "per_class_rows", "bench_lookup"]
+           "text_table", "per_class_rows", "bench_lookup", "regression_note"]
 
 
 def stage_columns(sizes: tuple[int, int] = (1, 64)) -> dict[str, str]:
@@ -100,12 +100,20 @@ def _mean_std(mean: float, std: float) -> str:
     return f"{mean:.4g}±{std:.2g}"
 
 
+def regression_note(test: Mapping[str, Any]) -> str:
+    """A row's words for a regression run, which has no accuracy figure: its test r2, mae and
+    rmse, those ``test`` holds ("test r2 0.8648, mae 0.8290"); "" where it has an accuracy."""
+    if _num(test.get("accuracy")):
+        return ""
+    parts = [f"{k} {test[k]:.4f}" for k in ("r2", "mae", "rmse") if _num(test.get(k))]
+    return f"test {', '.join(parts)}" if parts else ""
+
+
 def _note(s: dict[str, Any]) -> str:
     m = s.get("metrics", {})
-    note = _kind_note(s)
-    if not _num(m.get("accuracy")) and _num(m.get("test_r2")):  # regression: no accuracy column figure
-        return "; ".join(p for p in (f"test r2 {m['test_r2']:.4f}", note) if p)
-    return note
+    test = {k[len("test_"):]: v for k, v in m.items() if k.startswith("test_")}
+    parts = (regression_note({**test, "accuracy": m.get("accuracy")}), _kind_note(s))
+    return "; ".join(p for p in parts if p)
 
 
 def _kind_note(s: dict[str, Any]) -> str:

@@ -319,6 +319,8 @@ def check_search(cfg: "TuneConfig") -> None:
         _check_x0(space, search.sampler.options["x0"])
     if SAMPLERS.get(search.sampler.name).info.get("needs_grid"):
         _check_grid_conditions(space, space.grid(), base)  # grid() raises for continuous axes
+    for axis in space.axes:  # after the checks of what the axes hold, which say more
+        _check_used(axis, base, search.space)
     for i, obj in enumerate(search.objectives):
         check_metric(obj.metric, key=f"search.objectives[{i}].metric")
         resolve_direction(obj.metric, obj.direction, key=f"search.objectives[{i}]")
@@ -394,6 +396,48 @@ def _check_axis(axis: Axis, base: dict[str, Any], space: Mapping[str, Any]) -> N
             _check_fixed_condition(axis, dep, want, base)
     for value in axis.candidates():
         _check_value(axis, context, value)
+
+
+def _check_used(axis: Axis, base: Mapping[str, Any], space: Mapping[str, "SearchParam"]) -> None:
+    """An option of the optimizer/schedule/loss (``train.optim.momentum``) must be used by every
+    choice a trial can pair it with: else those trials differ only in a value nothing reads."""
+    from dlopt.config import option_users
+
+    parts = axis.path.split(".")
+    if len(parts) != 3 or parts[0] != "train" or parts[1] not in ("optim", "schedule", "loss") \
+            or parts[2] == "name":
+        return
+    name_key = f"train.{parts[1]}.name"
+    for name in _names_with(axis, name_key, base, space):
+        takers = option_users(parts[1], name, parts[2])
+        if takers:
+            raise ConfigError(f"{axis.key}: {name_key}={_yaml(name)} does not use {parts[2]} "
+                              f"(its trials would ignore the value); {_used_hint(name_key, takers, space)}")
+
+
+def _names_with(axis: Axis, name_key: str, base: Mapping[str, Any],
+                space: Mapping[str, "SearchParam"]) -> list[Any]:
+    """The values ``name_key`` can have in a trial that samples ``axis``."""
+    if name_key not in space:
+        return [get_path(base, name_key)]
+    if name_key in axis.spec.when:
+        want = axis.spec.when[name_key]
+        return want if isinstance(want, list) and want else [want]
+    spec = space[name_key]
+    own = [get_path(base, name_key)] if spec.when else []  # a switched-off axis keeps the config's
+    return own + [c for c in spec.choices or [] if c not in own]
+
+
+def _used_hint(name_key: str, takers: list[str], space: Mapping[str, "SearchParam"]) -> str:
+    """How to pair the axis only with choices that use it."""
+    if name_key not in space:
+        return f"it applies to {', '.join(takers)}: set {name_key} to one of those, or drop the axis"
+    drawn = [c for c in space[name_key].choices or [] if c in takers]
+    when = f"when: {{{name_key}: [{', '.join(map(str, drawn or takers[:1]))}]}}"
+    if drawn:
+        return f"sample it only with those that do: {when}"
+    return (f"it applies to {', '.join(takers)}: add one to the {name_key} axis and give this "
+            f"axis {when}, or drop the axis")
 
 
 def _check_fixed_condition(axis: Axis, dep: str, want: Any, base: Mapping[str, Any]) -> None:
