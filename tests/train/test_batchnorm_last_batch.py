@@ -73,3 +73,12 @@ def test_only_batchnorm1d_needs_two_samples() -> None:
     image_net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
     assert (min_batch_for(_bn_net()), min_batch_for(image_net), min_batch_for(nn.Linear(2, 2))) == (2, 1, 1)
     image_net.train()(torch.randn(1, 1, 5, 5))  # one image still has 9 positions per channel
+
+
+def test_fit_trains_a_batchnorm1d_model_whose_last_batch_would_hold_one_sample(tmp_path) -> None:
+    import dlopt
+
+    split = _split(33)
+    res = dlopt.fit(_bn_net(), (split.x.numpy(), split.y.numpy()), epochs=1, batch_size=32,
+                    val_fraction=0, run_dir=tmp_path / "run", progress=False)
+    assert res.summary["steps"] == 1  # the batch of 32; the 33rd sample waits for the next shuffle

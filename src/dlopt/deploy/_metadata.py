@@ -32,7 +32,9 @@ class ModelMetadata:
 
     ``input_shape`` is one model input sample; ``raw_shape`` one raw sample before the saved
     preprocessing (equal to ``input_shape`` when ``preprocess`` is None). ``preprocess`` is a
-    ``Preprocessor.state_dict()`` (arrays included).
+    ``Preprocessor.state_dict()`` (arrays included). ``model`` is ``{"name", "options"}`` of a
+    zoo model or ``{"name": "custom", "class": "package.module.Class"}`` of a user's module;
+    ``dataset`` the run's data config, empty when it trained on in-memory data.
     """
 
     task: str = "classification"

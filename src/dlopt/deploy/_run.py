@@ -6,6 +6,7 @@ preprocessor) and the plain-input functional core (``export_onnx``, ``benchmark`
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -33,16 +34,40 @@ def _test_split(data_cfg: Any, samples: int | None) -> tuple[np.ndarray, np.ndar
 
 
 def run_metadata(loaded: Any) -> dict[str, Any]:
-    """What an exported file records about the run it came from."""
-    cfg = loaded.config
+    """What an exported file records about the run it came from: its zoo model and options or,
+    for a user's nn.Module, ``{"name": "custom", "class": "package.module.Class"}``; its data
+    config, or ``{}`` for in-memory data (no dataset to take test samples from)."""
     return {
         "task": loaded.info.task,
         "class_names": list(loaded.info.class_names),
         "preprocess": loaded.preprocessor,
         "source_run": str(Path(loaded.run_dir).resolve()) if loaded.run_dir else "",
-        "model": {"name": cfg.model.name, "options": cfg.model.options()},
-        "dataset": cfg.data.model_dump(mode="json"),
+        "model": _model_record(loaded),
+        "dataset": _dataset_record(loaded),
     }
+
+
+def _model_record(loaded: Any) -> dict[str, Any]:
+    from dlopt.config import CUSTOM_MODEL
+    from dlopt.train.api import model_class
+
+    cfg = loaded.config
+    summary = Path(loaded.run_dir or "") / "summary.json"
+    # runs saved before config.yaml named the module kept the zoo default; their summary flags it
+    older = summary.is_file() and json.loads(summary.read_text()).get("custom_model")
+    if cfg.model.name == CUSTOM_MODEL or older:
+        return {"name": CUSTOM_MODEL, "class": model_class(loaded.model)}
+    return {"name": cfg.model.name, "options": cfg.model.options()}
+
+
+def _dataset_record(loaded: Any) -> dict[str, Any]:
+    from dlopt.config import IN_MEMORY_DATA
+
+    data = loaded.config.data
+    # older in-memory runs saved the default data.name; their dataset info holds another
+    if data.name == IN_MEMORY_DATA or loaded.info.name != data.name:
+        return {}
+    return data.model_dump(mode="json")
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, exporter: str = "dynamo",

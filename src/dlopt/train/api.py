@@ -8,6 +8,8 @@ technique and callback objects, and hands them to the loop. Nothing below it see
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +20,9 @@ from pydantic import BaseModel
 from torch import nn
 
 from dlopt._files import empty_dir
-from dlopt.config import RunConfig, config_to_dict, dump_config, parse_config
-from dlopt.errors import ConfigError, DloptError, ModelError
+from dlopt.config import (CUSTOM_MODEL, IN_MEMORY_DATA, ModelConfig, RunConfig, config_to_dict, dump_config,
+                          parse_config)
+from dlopt.errors import ConfigError, DloptError, ModelError, first_line
 from dlopt.train import checkpoint as io
 from dlopt.train import callbacks as cb
 from dlopt.train import distributed
@@ -37,7 +40,7 @@ from dlopt.train.schedules import create_schedule
 from dlopt.train.state import State
 from dlopt.train.transfer import init_from, read_init_weights
 
-__all__ = ["FitResult", "fit", "train_run", "recipe_config", "undo_refused_start"]
+__all__ = ["FitResult", "fit", "train_run", "recipe_config", "undo_refused_start", "model_class"]
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +167,21 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
               overwrite: bool = False, model: nn.Module | None = None, bundle: Any = None) -> FitResult:
     """Run ``cfg`` in ``run_dir`` (``train.cv`` > 1: k-fold cross-validation, one sub-run per
     fold). ``model``/``bundle`` replace the config's model/data (used by ``fit``). Under
-    torchrun every rank calls it; see :mod:`dlopt.train.distributed`."""
+    torchrun every rank calls it; see :mod:`dlopt.train.distributed`. The saved config names
+    what ran: ``model: {name: custom, class: ...}`` for ``model``, ``data: {name: in-memory}``
+    for a ``bundle`` of in-memory data; such a config is refused without them."""
+    cfg = _as_ran(cfg, model, bundle)
+    _check_rebuildable(cfg, model, bundle)
     t = cfg.train
     distributed.check_supported(distributed.env_world(), cv=t.cv, unfreeze_at_epoch=t.transfer.unfreeze_at_epoch)
     if cfg.train.cv:
         from dlopt.train.cv import cross_validate
 
+        if bundle is not None:
+            _warn_test_split(bundle, cv=True)
         return cross_validate(cfg, run_dir=run_dir, folds=cfg.train.cv, callbacks=callbacks,
                               overwrite=overwrite, resume=resume, model=model, bundle=bundle)
+    fingerprint = _data_fingerprint(bundle) if cfg.data.name == IN_MEMORY_DATA else None
     device = select_device(t.device)
     if t.retain_host_memory and device.type == "cpu":
         retain_host_memory()
@@ -182,6 +192,7 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
                                                 config_text=dump_config(cfg), device=device)
         if resume and world.is_main:
             _check_resume_config(d, cfg)
+            _check_resume_data(d, fingerprint)
         with environment(threads=t.threads, deterministic=t.deterministic), \
                 undo_refused_start(d, fresh=fresh and not resume and world.is_main, created=created):
             seed_everything(t.seed)
@@ -190,7 +201,68 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
 
                 bundle = load_data(cfg.data)
             return _fit_bundle(cfg, d, bundle, model=model, callbacks=callbacks, resume=resume,
-                               device=device, world=world)
+                               device=device, world=world, fingerprint=fingerprint)
+
+
+def model_class(module: nn.Module) -> str:
+    """``package.module.Class`` of a user's module, as a run of it records it."""
+    cls = type(module)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _as_ran(cfg: RunConfig, model: nn.Module | None, bundle: Any) -> RunConfig:
+    """``cfg`` naming what trains: the config's model and data sections otherwise keep their
+    defaults (lenet5, mnist), which config.yaml, checkpoints and exports would then claim."""
+    update: dict[str, Any] = {}
+    if model is not None:
+        update["model"] = ModelConfig(name=CUSTOM_MODEL, **{"class": model_class(model)})
+    # a bundle of the config's own dataset (cv folds, compress) has its name; fit's has "custom"
+    if bundle is not None and bundle.info.name != cfg.data.name:
+        update["data"] = cfg.data.model_copy(update={"name": IN_MEMORY_DATA})
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def _check_rebuildable(cfg: RunConfig, model: nn.Module | None, bundle: Any) -> None:
+    """The config of a fit() run (``dlopt train runs/x/config.yaml``) without the module or data
+    it names: refused, as they live only in the Python process that ran it."""
+    custom = model is None and cfg.model.name == CUSTOM_MODEL
+    in_memory = bundle is None and cfg.data.name == IN_MEMORY_DATA
+    if not (custom or in_memory):
+        return
+    cls = str(cfg.model.options().get("class", "MyModule"))
+    what = [f"a user nn.Module ({cls})"] * custom + ["in-memory data"] * in_memory
+    args = [f"{cls.rsplit('.', 1)[-1]}(...)"] * custom + [("(x, y)" if custom else "data=(x, y)")] * in_memory
+    raise ConfigError(f"this config is the record of a run of {' on '.join(what)}, which it does not hold; "
+                      f"retrain it from Python: dlopt.fit({', '.join(args)}, config=dlopt.load_config(PATH))")
+
+
+def _data_fingerprint(bundle: Any) -> dict[str, Any]:
+    """Rows, sample shape and a blake2b hash of the splits' bytes, shapes and dtypes: what a
+    resume on in-memory data compares (the config cannot name such data)."""
+    h = hashlib.blake2b(digest_size=16)
+    splits = {id(s): (name, s) for name, s in (("train", bundle.train), ("val", bundle.val), ("test", bundle.test))
+              if s is not None}
+    for name, split in splits.values():
+        for part, t in (("x", split.x), ("y", split.y)):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}.{part} {tuple(t.shape)} {t.dtype}\n".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy())
+    return {"rows": sum(len(s) for _, s in splits.values()), "shape": list(bundle.info.input_shape),
+            "blake2b": h.hexdigest()}
+
+
+def _check_resume_data(d: Path, fingerprint: dict[str, Any] | None) -> None:
+    if fingerprint is None:
+        return
+    old = io.read_meta(d / rundir.CHECKPOINTS).get("data_fingerprint")
+    if old is None or old == fingerprint:  # None: saved before runs kept one; nothing to compare
+        return
+
+    def rows(fp: dict[str, Any]) -> str:
+        return f"{fp['rows']} rows of shape {tuple(fp['shape'])} (blake2b {fp['blake2b'][:12]})"
+
+    raise ConfigError(f"cannot resume {d} on other data: it trained on in-memory data of {rows(old)}, this call "
+                      f"passes {rows(fingerprint)}; pass the run's data, or start over with overwrite=True")
 
 
 @contextlib.contextmanager
@@ -217,11 +289,26 @@ def _check_resume_config(d: Path, cfg: RunConfig) -> None:
         saved = yaml.safe_load((d / rundir.CONFIG).read_text())
     except (OSError, yaml.YAMLError):
         raise ConfigError(f"cannot resume {d}: its {rundir.CONFIG} is missing or unreadable") from None
-    diff = _first_diff(saved, config_to_dict(cfg))
+    now = config_to_dict(cfg)
+    diff = _first_diff(_as_recorded(saved, now, io.read_meta(d / rundir.CHECKPOINTS)), now)
     if diff is not None and diff[0] not in _RESUMABLE_CHANGES:
         key, old, new = diff
         raise ConfigError(f"cannot resume {d} with a changed config: {key} was {old!r}, now {new!r}")
     _check_raise_after_early_stop(d, (saved or {}).get("train", {}), cfg.train)
+
+
+def _as_recorded(saved: Any, now: dict[str, Any], meta: dict[str, Any]) -> Any:
+    """A config.yaml saved before runs named a user module / in-memory data holds the config's
+    defaults there (lenet5, mnist): read as the record it would be now, so such a run resumes."""
+    if not isinstance(saved, dict):
+        return saved
+    old = dict(saved)
+    if meta.get("custom_model") and (old.get("model") or {}).get("name") != CUSTOM_MODEL:
+        old["model"] = now["model"]
+    data = old.get("data") or {}
+    if now["data"]["name"] == IN_MEMORY_DATA and (meta.get("info") or {}).get("name") != data.get("name"):
+        old["data"] = {**data, "name": IN_MEMORY_DATA}
+    return old
 
 
 def _check_raise_after_early_stop(d: Path, old: dict[str, Any], t: Any) -> None:
@@ -255,19 +342,42 @@ def _build_model(cfg: RunConfig, info: Any, module: nn.Module | None) -> tuple[n
                         **cfg.model.options()), cfg.model.name
 
 
+_ONE_TENSOR = "dlopt supports a model taking one input tensor and returning one logits tensor"
+
+
 def _out_features(module: nn.Module, x: torch.Tensor) -> int:
     """Head width from one dry forward (eval mode, no grad); shape errors become ModelError."""
+    _check_one_input(module)
     was = module.training
     module.eval()
     try:
         with torch.no_grad():
             out = module(x[:2])
-    except (RuntimeError, ValueError, IndexError) as exc:
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
         raise ModelError(f"model forward failed on inputs of shape {tuple(x.shape[1:])}: "
-                         f"{str(exc).splitlines()[0]}") from None
+                         f"{first_line(exc)}") from None
     finally:
         module.train(was)
+    if not isinstance(out, torch.Tensor):
+        got = (f"a dict (keys {', '.join(repr(k) for k in out)})" if isinstance(out, dict)
+               else f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list))
+               else f"a {type(out).__name__}")
+        raise ModelError(f"the model returned {got}, not one tensor; {_ONE_TENSOR}: wrap the model in an "
+                         f"nn.Module whose forward returns the logits")
     return int(out.shape[-1]) if out.dim() > 1 else 1
+
+
+def _check_one_input(module: nn.Module) -> None:
+    """The loop calls ``model(x)``: a forward that needs more inputs would fail mid-batch."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C forward: the dry run speaks for it
+        return
+    needed = [p.name for p in params if p.default is p.empty
+              and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if len(needed) > 1:
+        raise ModelError(f"the model's forward takes {len(needed)} inputs ({', '.join(needed)}); {_ONE_TENSOR} "
+                         f"(model(x)): wrap it in an nn.Module whose forward(x) builds the others")
 
 
 def _techniques(t: Any, *, device: torch.device, augment: nn.Module | None, frozen: list[str],
@@ -354,7 +464,8 @@ def _has_val(bundle: Any) -> bool:
 
 def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None,
                 callbacks: Sequence[Any], resume: bool, device: torch.device,
-                world: distributed.World = distributed.World()) -> FitResult:
+                world: distributed.World = distributed.World(),
+                fingerprint: dict[str, Any] | None = None) -> FitResult:
     t, info = cfg.train, bundle.info
     monitor, mode = _monitor(cfg, info.task, _has_val(bundle))
     _check_early_stopping(t.early_stopping, info.task, _has_val(bundle))
@@ -370,12 +481,13 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
             check_labels(split, out, task=info.task, what=name)
 
     from dlopt.data import build_augment, make_loader
+    from dlopt.data.loader import min_batch_for
 
     # several processes: each rank takes its slice of the same seeded permutation
     dcfg = t.distributed
     loader = make_loader(bundle.train, batch_size=world.local_batch(t.batch_size, dcfg.batch), shuffle=True,
                          seed=t.seed, device=device, loader=cfg.data.loader, rank=world.rank,
-                         world_size=world.world_size)
+                         world_size=world.world_size, min_batch=min_batch_for(module))
     weight = class_weights(t.loss.class_weights, task=info.task, y=bundle.train.y, num_classes=out)
     weight = None if weight is None else weight.to(device)
     loss_fn = create_loss(t.loss.name, task=info.task, label_smoothing=t.loss.label_smoothing,
@@ -405,6 +517,10 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
             "custom_model": model is not None}
     if weight is not None:  # eval must score the loss that was trained: keep the training labels' weights
         meta["class_weights"] = weight.tolist()
+    if fingerprint is not None:
+        meta["data_fingerprint"] = fingerprint
+    if world.is_main:
+        _warn_test_split(bundle)
     ckpt = cb.Checkpointing(d / rundir.CHECKPOINTS, every_steps=t.checkpoint.every_steps,
                             keep_best=t.checkpoint.keep_best, monitor=monitor, mode=mode, meta=meta,
                             resume_from=d / rundir.CHECKPOINTS / "last" if resume else None,
@@ -516,6 +632,7 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
         "monitor": ckpt.monitor,
         "val": val,
         "test": test,
+        "test_split": _test_split(bundle),
         "device": str(state.device),
         "precision": tq.resolve_precision(cfg.train.precision, state.device),
         "stop_reason": state.stop_reason or ("max_steps" if state.done else "epochs"),
@@ -525,8 +642,9 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
         "n_test": len(bundle.test),
         "data_info": _info_dict(bundle.info),
     }
-    if "class_weights" in ckpt.meta:
-        summary["class_weights"] = ckpt.meta["class_weights"]
+    for key in ("class_weights", "data_fingerprint"):
+        if key in ckpt.meta:
+            summary[key] = ckpt.meta[key]
     if task == "classification":
         summary["confusion_matrix"] = confusion_matrix(
             targets.cpu().numpy(), scores_from_outputs(outputs, task).cpu().numpy())
@@ -534,6 +652,27 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
     log.info("run %s done: test %s", d, test)
     return FitResult(model=final, run_dir=d, summary=rundir.read_json(d / rundir.SUMMARY),
                      history=list(state.history))
+
+
+def _test_split(bundle: Any) -> str:
+    """Which rows the test metrics are computed on: in-memory data without a test split of its
+    own is scored on its validation rows (which also chose the best checkpoint) or, without
+    those, on the training rows."""
+    if bundle.test is bundle.val:
+        return "validation"
+    return "train" if bundle.test is bundle.train else "test"
+
+
+def _warn_test_split(bundle: Any, *, cv: bool = False) -> None:
+    split = _test_split(bundle)
+    if split == "test":
+        return
+    # cross-validation pools train and validation rows into its folds: the "test" rows are among them
+    rows = ("rows each fold trains or validates on" if cv else
+            "validation rows, which also chose the best checkpoint" if split == "validation" else "training rows")
+    rows += "" if cv else f" (summary.json test_split: {split})"
+    log.warning("the data has no test split: the summary's test metrics are on the %s; pass "
+                "{'train': ..., 'val': ..., 'test': (x, y)} for held-out metrics", rows)
 
 
 def _summary_metrics(task: str, classes: int) -> tuple[str, ...]:

@@ -44,7 +44,8 @@ from dlopt.errors import DloptError, NonFiniteError, RunError, first_line
 
 __all__ = [
     "CheckpointError", "Checkpoint", "atomic_write", "fsync_dir", "write_checkpoint",
-    "point", "cleanup", "read_checkpoint", "state_bytes", "resolve_checkpoint", "weights_bytes", "load_weights",
+    "point", "cleanup", "read_checkpoint", "read_meta", "state_bytes", "resolve_checkpoint", "weights_bytes",
+    "load_weights",
     "rng_state", "set_rng_state", "assert_finite", "link_step", "MANIFEST", "WEIGHTS", "STATE", "OPEN",
     "OPEN_BEST",
 ]
@@ -274,15 +275,27 @@ def _read_verified(ckpt: Path, name: str, entry: Mapping[str, Any]) -> bytes:
     return data
 
 
+def _read_manifest(ckpt: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((ckpt / MANIFEST).read_text())
+        if not isinstance(manifest["files"], dict) or not isinstance(manifest.get("meta", {}), dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise CheckpointError(f"checkpoint manifest {ckpt / MANIFEST} is corrupted") from None
+    return manifest
+
+
+def read_meta(path: str | os.PathLike, *, link: str = "last") -> dict[str, Any]:
+    """A checkpoint's ``meta`` (config, dataset info, ...) from its manifest, no weights read."""
+    return dict(_read_manifest(resolve_checkpoint(path, link=link)).get("meta", {}))
+
+
 def read_checkpoint(path: str | os.PathLike, *, link: str = "last", map_location: Any = "cpu",
                     weights_only: bool = False) -> Checkpoint:
     """Read and verify a checkpoint (``weights_only``: skip ``state.pt``)."""
     ckpt = resolve_checkpoint(path, link=link)
-    try:
-        manifest = json.loads((ckpt / MANIFEST).read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise CheckpointError(f"checkpoint manifest {ckpt / MANIFEST} is corrupted") from None
+    manifest = _read_manifest(ckpt)
+    files = manifest["files"]
     if WEIGHTS not in files:
         raise CheckpointError(f"checkpoint {ckpt} has no {WEIGHTS} in its manifest")
     weights = load_weights(_read_verified(ckpt, WEIGHTS, files[WEIGHTS]), name=str(ckpt / WEIGHTS))

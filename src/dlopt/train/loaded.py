@@ -205,7 +205,9 @@ def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu
     custom = bool((meta or {}).get("custom_model")) or _summary_flag(run_dir, "custom_model")
     if model is None:
         if custom:
-            raise ModelError(f"{p} was trained on a custom nn.Module; pass it as load(..., model=...)")
+            cls = str(cfg.model.options().get("class", "MyModule")).rsplit(".", 1)[-1]
+            raise ModelError(f"{p} was trained on a custom nn.Module; pass it as load(..., model=...), in Python: "
+                             f"dlopt.load({str(p)!r}, model={cls}(...))")
         from dlopt.models import create_model
 
         arch = json.loads((run_dir / "arch.json").read_text()) if (run_dir / "arch.json").is_file() else {}

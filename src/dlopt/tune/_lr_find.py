@@ -156,6 +156,7 @@ def _parts(cfg: "RunConfig", *, lr: float) -> tuple[Any, Iterator[Any], Any, Any
     import torch
 
     from dlopt.data import load_data, make_loader
+    from dlopt.data.loader import min_batch_for
     from dlopt.models import create_model
     from dlopt.train.losses import class_weights, create_loss
     from dlopt.train.optim import create_optimizer
@@ -177,7 +178,7 @@ def _parts(cfg: "RunConfig", *, lr: float) -> tuple[Any, Iterator[Any], Any, Any
                                  momentum=o.momentum, betas=tuple(o.betas), eps=o.eps,
                                  decay_norm_and_bias=o.decay_norm_and_bias)
     loader = make_loader(bundle.train, batch_size=t.batch_size, shuffle=True, seed=t.seed,
-                         device=device)
+                         device=device, min_batch=min_batch_for(model))
 
     def batches() -> Iterator[Any]:
         for epoch in itertools.count():  # as many epochs as the ramp needs
