@@ -158,7 +158,7 @@ def test_a_raised_step_budget_on_resume_continues_the_cut_epoch_exactly(tmp_path
     again = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume", "--set", "train.max_steps=3"])
     assert again.exit_code == 0, again.output  # the same budget: the same finished run
     same = json.loads((run / "summary.json").read_text())
-    assert {**same, "train_seconds": 0} == {**cut, "train_seconds": 0}
+    assert {**same, "train_seconds": 0, "test_seconds": 0} == {**cut, "train_seconds": 0, "test_seconds": 0}
     res = runner.invoke(app, ["train", str(cfg), "--run-dir", str(run), "--resume", "--set", budget])
     assert res.exit_code == 0, res.output
     assert runner.invoke(app, ["train", str(cfg), "--run-dir", str(full), "--set", budget]).exit_code == 0

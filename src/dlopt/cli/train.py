@@ -83,7 +83,7 @@ def train(
     s = result.summary
     if s.get("cv"):
         for key, st in s["cv_test"].items():
-            typer.echo(f"test {key}: {_fmt(st['mean'])} ± {_fmt(st['std'])} over {s['cv']} folds")
+            typer.echo(f"test {key}: {_fmt(st['mean'])} ± {_fmt(st['std'])} (population std) over {s['cv']} folds")
     else:
         typer.echo("test " + "  ".join(f"{k} {_fmt(v)}" for k, v in s["test"].items()))
     best = "" if s.get("best_epoch") is None else f", best epoch {s['best_epoch']}"  # none across cv folds
@@ -126,8 +126,12 @@ def eval_(
     setup_logging(verbose)
     _set_threads(threads)
     from dlopt.train import evaluate
+    from dlopt.train.loaded import delivered_onnx
 
     metrics = evaluate(run, data, device=device)
+    int8 = delivered_onnx(run)
+    if int8 is not None:  # what a quantize step delivers, not the FP32 weights beside it
+        typer.echo(f"scored {int8} (INT8, ONNX Runtime)")
     for k, v in metrics.items():
         typer.echo(f"{k} {_fmt(v)}")
 

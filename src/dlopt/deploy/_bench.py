@@ -248,6 +248,8 @@ def bench_table(report: dict[str, Any]) -> Any:
     """A rich ``Table`` of a :func:`benchmark` report (the CLI prints it)."""
     from rich.table import Table
 
+    from dlopt.report._tables import size_text
+
     env = report["environment"]
     first = next(iter(next(iter(report["contestants"].values())).values()))
     table = Table(
@@ -267,6 +269,6 @@ def bench_table(report: dict[str, Any]) -> Any:
             table.add_row(
                 name, bs, f"{e['p50_ms']:.3f}", f"{e['p95_ms']:.3f}", f"{e['p99_ms']:.3f}",
                 f"{e['iqr_ms']:.3f}", f"{e['throughput']:.0f}", f"{e['peak_mb']:.1f}",
-                _human(e["size_bytes"]) + "B", acc, f"{e['speedup']:.2f}x", e["verdict"],
+                size_text(e["size_bytes"]), acc, f"{e['speedup']:.2f}x", e["verdict"],
             )
     return table

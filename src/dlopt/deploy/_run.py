@@ -138,15 +138,18 @@ def bench_run(
 ) -> dict[str, Any]:
     """Benchmark a run directory (PyTorch eager, ``torch.compile`` when ``compiled``, ONNX
     Runtime FP32 exported on the fly unless ``onnx`` is given) or an ``.onnx`` file, plus
-    the quantized ``int8`` file when given; ``rounds`` as in :func:`benchmark`."""
+    the quantized ``int8`` file when given (by default a run directory's own
+    ``model.int8.onnx``, what ``dlopt quantize`` delivers); ``rounds`` as in :func:`benchmark`."""
     source = Path(model_or_run)
     if not source.exists():
         raise ConfigError(f"bench: {source} not found; allowed: a run directory or an .onnx file")
     with tempfile.TemporaryDirectory(prefix="dlopt-bench-export-") as tmp:
         if source.is_dir():
             from dlopt.train import load
+            from dlopt.train.loaded import delivered_onnx
 
             loaded = load(source)
+            int8 = delivered_onnx(source) if int8 is None else int8  # a quantize run's own INT8 file
             _check_files(tuple(loaded.info.input_shape), str(source), onnx=onnx, int8=int8)
             x, y = _test_split(loaded.config.data, samples)
             run = {"run": str(source.resolve())}

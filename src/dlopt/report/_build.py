@@ -17,7 +17,7 @@ from dlopt.errors import ConfigError
 from dlopt.report import _plots as plots
 from dlopt.report._schema import check_results, load_json, read_json
 from dlopt.report._tables import (bench_lookup, format_cell, latency_sizes, markdown_table, per_class_rows,
-                                   regression_note, stage_columns, stage_rows, text_table)
+                                   regression_note, stage_columns, stage_rows, text_table, verdict_note)
 
 __all__ = ["Figure", "Section", "build_report", "compare_runs", "load_results", "stage_text"]
 
@@ -381,12 +381,22 @@ def _as_run(path: Path, label: str,
         why = "" if problem == "missing" else f" ({problem})"
         raise ConfigError(f"{path}: neither results.json nor a readable summary.json{why}; allowed: a pipeline "
                           "run or a training run")
-    row = {"run": label, "stage": path.name, "type": "train", "status": "", "accuracy": summary.get("test", {}).get("accuracy"),
-           "params": summary.get("params"), "macs": summary.get("macs"),
-           "size_bytes": (path / "model.safetensors").stat().st_size if (path / "model.safetensors").exists() else None,
-           "seconds": summary.get("train_seconds"),
-           "note": "; ".join(p for p in (regression_note(summary.get("test", {})), f"{summary.get('epochs')} epochs") if p)}
-    return [row], {label: read_json(path / "metrics.jsonl") or []}
+    return [_summary_row(path, label, summary)], {label: read_json(path / "metrics.jsonl") or []}
+
+
+def _summary_row(path: Path, label: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """The table row of a training run, or of a compression step's output run: typed by its
+    step and sized by the file it delivers (an accepted step's summary holds that file's size:
+    an INT8 run's ``model.int8.onnx``, not the FP32 weights kept beside it)."""
+    test, step = summary.get("test") or {}, (summary.get("compression") or {}).get("step")
+    weights = path / "model.safetensors"
+    size = summary.get("size_bytes") if step and summary.get("accepted") else (
+        weights.stat().st_size if weights.is_file() else None)
+    trained = bool(summary.get("epochs"))  # an INT8 conversion trains nothing: no time, no epochs
+    notes = (regression_note(test), verdict_note(summary), f"{summary.get('epochs')} epochs" if trained else "")
+    return {"run": label, "stage": path.name, "type": step or "train", "status": "", "accuracy": test.get("accuracy"),
+            "params": summary.get("params"), "macs": summary.get("macs"), "size_bytes": size,
+            "seconds": summary.get("train_seconds") if trained else None, "note": "; ".join(p for p in notes if p)}
 
 
 def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Path]:

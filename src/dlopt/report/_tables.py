@@ -7,7 +7,8 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["COLUMNS", "stage_rows", "stage_columns", "latency_sizes", "format_cell", "markdown_table",
-           "text_table", "per_class_rows", "bench_lookup", "regression_note"]
+           "text_table", "per_class_rows", "bench_lookup", "regression_note", "verdict_note",
+           "size_text"]
 
 
 def stage_columns(sizes: tuple[int, int] = (1, 64)) -> dict[str, str]:
@@ -42,7 +43,8 @@ def _human(n: Any, unit: str = "") -> str:
     return f"{n:.0f}{unit}" if float(n).is_integer() else f"{n:.3g}{unit}"
 
 
-def _size(n: Any) -> str:
+def size_text(n: Any) -> str:
+    """Bytes in binary units ("261.6 KiB"), as every size dlopt prints (JSON keeps bytes)."""
     if not _num(n):
         return "–"
     for div, suffix in ((2**20, "MiB"), (2**10, "KiB")):
@@ -63,7 +65,7 @@ _FORMAT: dict[str, Callable[[Any], str]] = {
     "accuracy": lambda v: f"{100 * v:.2f}%" if _num(v) else "–",
     "params": _human,
     "macs": _human,
-    "size_bytes": _size,
+    "size_bytes": size_text,
     "p50_lo": lambda v: f"{v:.3f}" if _num(v) else "–",
     "p50_hi": lambda v: f"{v:.3f}" if _num(v) else "–",
     "speed_lo": _speed,
@@ -134,9 +136,16 @@ def _kind_note(s: dict[str, Any]) -> str:
         return (f"test {m.get('metric', 'accuracy')}: " if parts else "") + "; ".join(parts)
     if kind == "bench":
         return f"baseline: {m.get('baseline')}"
-    if "accepted" in m:
-        return ("accepted" if m["accepted"] else "rejected, input kept") + (f": {m.get('reason')}" if m.get("reason") else "")
-    return ""
+    return verdict_note(m)
+
+
+def verdict_note(m: Mapping[str, Any]) -> str:
+    """A compression step's guard verdict from its ``accepted`` and ``reason`` ("accepted: ...",
+    "rejected, input kept: ..."); "" without one."""
+    if "accepted" not in m:
+        return ""
+    word = "accepted" if m["accepted"] else "rejected, input kept"
+    return f"{word}: {m['reason']}" if m.get("reason") else word
 
 
 def latency_sizes(*results: dict[str, Any]) -> tuple[int, int]:

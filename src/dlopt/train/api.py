@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import inspect
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -605,15 +606,15 @@ def _restore_best(state: State, ckpt: cb.Checkpointing) -> bool:
 def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpointing, *,
             model_name: str, custom: bool) -> FitResult:
     """Best weights -> model.safetensors, test metrics -> summary.json."""
+    train_seconds = state.elapsed()  # training and its validation end here: not the test pass below
     has_best = _restore_best(state, ckpt)
     final = state.eval_model
     final.eval()
     io.atomic_write(d / rundir.WEIGHTS, io.weights_bytes(final))
     task = bundle.info.task
-    outputs, targets = predict_outputs(final, bundle.test.batches(cfg.train.eval_batch_size, state.device),
-                                       forward_context=state.forward_context)
-    test = compute_metrics(outputs, targets, task=task, loss_fn=state.loss_fn,
-                           names=_summary_metrics(task, bundle.info.out_features))
+    started = time.perf_counter()
+    outputs, targets, test = _test_pass(cfg, state, final, bundle)
+    test_seconds = time.perf_counter() - started
     best_epoch = ckpt.best_epoch if has_best else (state.epoch or None)
     row = next((r for r in state.history if r["epoch"] == best_epoch), state.history[-1] if state.history else {})
     val = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
@@ -625,9 +626,11 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
         "model": model_name,
         "custom_model": custom,
         **_model_size(final, bundle.info.input_shape),
+        "size_bytes": (d / rundir.WEIGHTS).stat().st_size,  # the file written above (as compression measures)
         "epochs": state.epoch,
         "steps": state.step,
-        "train_seconds": round(state.elapsed(), 3),
+        "train_seconds": round(train_seconds, 3),
+        "test_seconds": round(test_seconds, 3),
         "best_epoch": best_epoch,
         "monitor": ckpt.monitor,
         "val": val,
@@ -652,6 +655,16 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
     log.info("run %s done: test %s", d, test)
     return FitResult(model=final, run_dir=d, summary=rundir.read_json(d / rundir.SUMMARY),
                      history=list(state.history))
+
+
+def _test_pass(cfg: RunConfig, state: State, final: nn.Module,
+               bundle: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Outputs, targets and summary metrics of ``final`` on the test split."""
+    task = bundle.info.task
+    outputs, targets = predict_outputs(final, bundle.test.batches(cfg.train.eval_batch_size, state.device),
+                                       forward_context=state.forward_context)
+    return outputs, targets, compute_metrics(outputs, targets, task=task, loss_fn=state.loss_fn,
+                                             names=_summary_metrics(task, bundle.info.out_features))
 
 
 def _test_split(bundle: Any) -> str:
@@ -683,11 +696,13 @@ def _summary_metrics(task: str, classes: int) -> tuple[str, ...]:
 
 
 def _model_size(module: nn.Module, input_shape: Iterable[int]) -> dict[str, Any]:
+    """``params`` and ``macs`` (None when the summary cannot trace the model); the summary's
+    ``size_bytes`` is the written weights file, not counted here."""
     from dlopt.models import summary
 
     try:
         s = summary(module, tuple(input_shape))
-        return {"params": s.params, "macs": s.macs, "size_bytes": s.size_bytes}
+        return {"params": s.params, "macs": s.macs}
     except (DloptError, RuntimeError) as exc:
         log.warning("model summary failed: %s", exc)
-        return {"params": sum(p.numel() for p in module.parameters()), "macs": None, "size_bytes": None}
+        return {"params": sum(p.numel() for p in module.parameters()), "macs": None}

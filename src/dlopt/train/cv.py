@@ -119,6 +119,7 @@ def _cross_validate(cfg: Any, d: Path, folds: int, *, callbacks: Sequence[Any], 
         summary[f"cv_{part}"] = stats
     summary.update(cv=folds, epochs=max(r.summary["epochs"] for r in results),
                    train_seconds=round(sum(r.summary["train_seconds"] for r in results), 3),
+                   test_seconds=round(sum(r.summary["test_seconds"] for r in results), 3),
                    best_epoch=None, folds=[str(r.run_dir.name) for r in results])
     summary.pop("confusion_matrix", None)
     if "class_weights" in summary:  # balanced weights come from each fold's own training labels

@@ -30,7 +30,7 @@ from dlopt.train.losses import create_loss
 from dlopt.train.metrics import compute_metrics, predict_outputs, scores_from_outputs
 from dlopt.train.techniques.precision import autocast_context, resolve_precision
 
-__all__ = ["LoadedModel", "load", "evaluate", "predict"]
+__all__ = ["LoadedModel", "load", "evaluate", "predict", "delivered_onnx"]
 
 log = logging.getLogger(__name__)
 
@@ -80,22 +80,28 @@ class LoadedModel:
             return scores, None
         return scores.argmax(1), scores
 
-    def evaluate(self, data: Any = None, *, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(self, data: Any = None, *, batch_size: int | None = None,
+                 onnx: str | Path | None = None) -> dict[str, float]:
         """Metrics on ``data``: None -> this run's raw test split through the saved
         preprocessing (= the summary's test metrics; refused for a run fit on in-memory data,
         whose config names no dataset it saw); a dataset name -> that set's
         test split; ``(x_raw, y)`` -> raw arrays (the saved preprocessing is applied); a
         ``Split`` -> already preprocessed tensors. ``batch_size`` defaults to the run's
-        ``train.eval_batch_size``."""
+        ``train.eval_batch_size``. ``onnx``: score that file of this model (e.g. the run's
+        ``model.int8.onnx``) on ONNX Runtime instead of the PyTorch model; same metrics."""
         split = self._split(data)
         if split.input_shape != tuple(self.info.input_shape):
             what = f"dataset {data!r}" if isinstance(data, str) else "evaluation data"
             raise DataError(f"{what} has inputs of shape {split.input_shape}; "
                             f"the model takes {tuple(self.info.input_shape)}")
         check_labels(split, self.info.out_features, task=self.info.task, what="evaluation")
-        batches = split.batches(batch_size or self.config.train.eval_batch_size, self.device)
-        outputs, targets = predict_outputs(self.model, batches, forward_context=self._forward_context())
-        return compute_metrics(outputs, targets, task=self.info.task, loss_fn=self._loss())
+        size = batch_size or self.config.train.eval_batch_size
+        if onnx is None:
+            outputs, targets = predict_outputs(self.model, split.batches(size, self.device),
+                                               forward_context=self._forward_context())
+        else:
+            outputs, targets = _onnx_outputs(onnx, split, size), split.y
+        return compute_metrics(outputs, targets, task=self.info.task, loss_fn=self._loss(outputs.device))
 
     def _forward_context(self) -> Any:
         """The autocast training's validation and test pass ran under (``train.precision`` on
@@ -103,10 +109,10 @@ class LoadedModel:
         precision = resolve_precision(self.config.train.precision, self.device)
         return autocast_context(self.device, precision)
 
-    def _loss(self) -> Any:
+    def _loss(self, device: torch.device) -> Any:
         """The loss training minimised and reported (class weights from its training labels)."""
         c = self.config.train.loss
-        weight = None if self.class_weights is None else torch.tensor(self.class_weights, device=self.device)
+        weight = None if self.class_weights is None else torch.tensor(self.class_weights, device=device)
         if weight is None and c.class_weights == "balanced" and self.info.task == "classification":
             log.warning("%s saved no class weights (trained before they were kept); the loss is unweighted",
                         self.run_dir)
@@ -125,7 +131,7 @@ class LoadedModel:
         raise DataError(f"evaluate: data must be None, a dataset name, (x, y) or a Split; got {type(data).__name__}")
 
     def _raw_split(self, x_raw: Any, y_raw: Any) -> Split:
-        y = torch.as_tensor(np.asarray(y_raw))
+        y = torch.tensor(np.asarray(y_raw))  # a copy: torch warns on a read-only array
         y = y.float() if self.info.task == "regression" else y.long()
         return Split(self.prepare(x_raw), y.reshape(-1))
 
@@ -199,6 +205,7 @@ def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu
     if folds:  # a cross-validation run keeps one model per fold, none of its own
         raise ConfigError(f"{p} is a cross-validation run; load one of its folds: "
                           f"{', '.join(str(f) for f in folds[:3])}{', ...' if len(folds) > 3 else ''}")
+    _check_not_onnx_only(p)
     run_dir, weights, meta = _weights_and_meta(p)
     cfg = _read_config(run_dir, meta)
     info = _read_info(run_dir, meta)
@@ -229,6 +236,18 @@ def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu
                        class_weights=weights_of_loss)
 
 
+def _check_not_onnx_only(p: Path) -> None:
+    """A ``dlopt quantize FILE.onnx`` output holds ONNX files and no weights to rebuild a model
+    from: say so, not "checkpoint not found"."""
+    if not p.is_dir() or any((p / f).exists() for f in (rundir.WEIGHTS, io.MANIFEST, rundir.CHECKPOINTS)):
+        return
+    files = sorted(f.name for f in p.glob("*.onnx"))
+    if files:
+        raise ConfigError(f"{p} holds ONNX files only ({', '.join(files)}), no trained weights; allowed: a run "
+                          f"or checkpoint directory; its ONNX files go to dlopt bench|predict|serve, e.g. "
+                          f"dlopt bench {delivered_onnx(p) or p / files[0]}")
+
+
 def _summary_value(run_dir: Path, key: str) -> Any:
     f = run_dir / rundir.SUMMARY
     return json.loads(f.read_text()).get(key) if f.is_file() else None
@@ -238,9 +257,28 @@ def _summary_flag(run_dir: Path, key: str) -> bool:
     return bool(_summary_value(run_dir, key))
 
 
+def delivered_onnx(path: str | Path) -> Path | None:
+    """The INT8 ONNX file a run directory delivers (``dlopt quantize`` accepted it), else None:
+    the run's model is then its PyTorch weights. A rejected candidate (``rejected/``) is not."""
+    from dlopt.compress._rundir import INT8_ONNX
+
+    f = Path(path) / INT8_ONNX
+    return f if f.is_file() else None
+
+
+def _onnx_outputs(path: str | Path, split: Split, batch_size: int) -> torch.Tensor:
+    """Raw outputs of an ONNX file on ONNX Runtime (torch's thread count), in ``split``'s order."""
+    from dlopt.deploy import OnnxModel
+
+    runner = OnnxModel.load(path, threads=torch.get_num_threads())
+    cpu = torch.device("cpu")
+    return torch.cat([torch.from_numpy(runner.run(x.numpy())) for x, _ in split.batches(batch_size, cpu)]).float()
+
+
 def evaluate(path: str | Path, data: Any = None, *, device: str = "cpu") -> dict[str, float]:
-    """Metrics of a saved run/checkpoint on ``data`` (default: its test split)."""
-    return load(path, device=device).evaluate(data)
+    """Metrics of a saved run/checkpoint on ``data`` (default: its test split): of the model
+    the run delivers, its ``model.int8.onnx`` on ONNX Runtime when it holds one."""
+    return load(path, device=device).evaluate(data, onnx=delivered_onnx(path))
 
 
 def predict(path: str | Path, x_raw: Any, *, device: str = "cpu") -> tuple[np.ndarray, np.ndarray | None]:

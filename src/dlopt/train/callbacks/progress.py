@@ -1,5 +1,6 @@
 """Progress: a rich progress bar on a terminal (loss, metric, samples/s, ETA), plain lines
-(one per epoch) otherwise, e.g. in CI logs and pipes.
+(one per epoch) otherwise, e.g. in CI logs and pipes. An epoch line's samples/s is over its
+training steps only (to its last batch's end); its seconds also hold validation and callbacks.
 
 The running loss is read from the device at most every ``refresh`` seconds (the only sync
 this callback adds), never per batch.
@@ -50,6 +51,7 @@ class Progress:
         self._last = 0.0
         self._epoch_samples = 0
         self._epoch_clock = 0.0
+        self._steps_end = 0.0  # when the epoch's last training batch ended
 
     def _out(self) -> IO[str]:
         return self.stream if self.stream is not None else sys.stdout
@@ -72,16 +74,16 @@ class Progress:
 
     def on_epoch_start(self, state: Any) -> None:
         self._epoch_samples = state.samples_seen
-        self._epoch_clock = time.perf_counter()
+        self._epoch_clock = self._steps_end = time.perf_counter()
         if self._bar is not None:
             self._task = self._bar.add_task(f"epoch {state.epoch + 1}/{state.epochs}",
                                             total=state.steps_per_epoch,
                                             completed=state.batch_in_epoch, info="")
 
     def on_batch_end(self, state: Any) -> None:
+        now = self._steps_end = time.perf_counter()
         if self._bar is None:
             return
-        now = time.perf_counter()
         if now - self._last < self.refresh and state.batch_in_epoch < state.steps_per_epoch:
             return
         self._last = now
@@ -92,7 +94,7 @@ class Progress:
 
     def on_epoch_end(self, state: Any) -> None:
         row = state.history[-1]
-        secs = time.perf_counter() - self._epoch_clock
+        secs = self._steps_end - self._epoch_clock  # validation and callbacks train no samples
         rate = (state.samples_seen - self._epoch_samples) / max(1e-9, secs)
         if self._bar is not None:
             shown = {k: row[k] for k in ("train_loss", self.metric) if k and k in row}
