@@ -3,16 +3,37 @@ resumable, ending with the stage table and the report path."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import signal
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
-from dlopt.cli._app import command, optuna_logging, setup_logging
+from dlopt.cli._app import command, fail, optuna_logging, setup_logging
 
 
 _RESUME = "rerun the same dlopt run command to continue (the stage resumes in place)"
+
+
+class _SigTerm(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: a stage's ``finally`` stops its children (the
+    server of serve_check, the benchmark worker) and finished stages stay cached."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handle(signum: int, frame: Any) -> None:
+        # a second SIGTERM must not cut the cleanup short and orphan a child
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _SigTerm
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @command("run", resume_hint=_RESUME)
@@ -38,21 +59,41 @@ def run(
 
         torch.set_num_threads(threads)
 
+    current: list[str] = []
+
     def started(name: str, how: str) -> None:
+        current[:] = [name]
         if how != "cached":
             typer.echo(f"[{name}] {'resuming' if how == 'resume' else 'running'} ...", err=True)
 
     def finished(rec: object) -> None:
         typer.echo(f"[{rec.name}] {rec.status} ({rec.seconds:.1f}s)", err=True)  # type: ignore[attr-defined]
 
-    result = run_pipeline(cfg, options, source=pipeline, root=root, force=force, report=not no_report,
-                          on_start=started, on_stage=finished)
-    from dlopt.report import stage_text
-
-    typer.echo(stage_text(result.root))
+    try:
+        with _sigterm_as_interrupt():
+            result = run_pipeline(cfg, options, source=pipeline, root=root, force=force,
+                                  report=not no_report, on_start=started, on_stage=finished)
+    except _SigTerm:
+        where = f" in stage {current[0]!r}" if current else ""
+        fail(f"stopped by SIGTERM{where}; finished stages are kept; rerun the same dlopt run command "
+             "to continue", 143)
+    typer.echo(_stage_table(result.root))
     if result.report:
         typer.echo(f"report: {result.report['html']}")
     elif result.removed_report:
         typer.echo(f"report: removed the earlier report (it no longer matched results.json); "
                    f"write one with: {shlex.join(['dlopt', 'report', str(result.root)])}")
     typer.echo(f"results: {result.root / 'results.json'}")
+
+
+def _stage_table(root: Path) -> str:
+    """The report's stage table; a step the guard rejected says so in its status cell, since
+    the terminal table has no note column and its figures are the input model's."""
+    from dlopt.report import latency_sizes, load_results, stage_columns, stage_rows, text_table
+
+    results = load_results(root)
+    rows = stage_rows(results)
+    for row, stage in zip(rows, results.get("stages", [])):
+        if stage.get("metrics", {}).get("accepted") is False:
+            row["status"] = f"{row['status']}, rejected"
+    return text_table(rows, stage_columns(latency_sizes(results)))

@@ -92,6 +92,8 @@ def _dynamic(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method:
 
     from dlopt.deploy._quantize import quiet_quantization_notes
 
+    # activation ranges come from each whole batch at run time (DynamicQuantizeLinear)
+    log.warning("dynamic INT8: a row's answer depends on the batch it is sent in; static INT8 does not")
     with quiet_quantization_notes():
         quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8)
     _copy_metadata(src, dst)

@@ -9,8 +9,11 @@ Registry info: ``schema`` (pydantic model of the stage's own YAML keys), ``accep
 of output its ``input`` may be), ``accepts_many`` (kinds allowed in ``inputs``),
 ``produces`` (the kind it outputs: ``run`` = a training run directory, ``onnx``, ``lr``,
 ``study``, ``sweep``, ``bench``, ``check``), ``needs_input``, ``uses_base`` (the pipeline's
-``base`` is part of its cache key), ``check`` (extra validation before anything runs) and
-``option_refs`` (``opts -> names``: stage names an option refers to, added to ``inputs``).
+``base`` is part of its cache key), ``check`` (extra validation before anything runs),
+``option_refs`` (``opts -> names``: stage names an option refers to, added to ``inputs``),
+``budget`` (dotted options that only say how long it works, e.g. a study's ``trials``: a
+change continues the stage in place) and ``budget_metrics`` (metrics that grow with the budget,
+left out of the digest later stages' keys read).
 """
 
 from __future__ import annotations

@@ -70,14 +70,41 @@ def stage_key(cfg: PipelineConfig, name: str, options: Any, records: dict[str, S
     spec = cfg.stage(name)
     info = STAGES.get(spec.kind).info
     opts = options.model_dump(mode="json")
-    doc = {"v": KEY_VERSION, "type": spec.kind, "options": opts,
+    work, budget = _split_budget(opts, info.get("budget", ()))
+    doc = {"v": KEY_VERSION, "type": spec.kind, "options": work,
            "base": cfg.base if info.get("uses_base") else None,
            "inputs": {"input": spec.input, "inputs": spec.inputs},
            "input_keys": [records[r].output_id for r in spec.refs()]}
     data = data_fingerprint(cfg.base if info.get("uses_base") else None, opts)
     if data:  # only user data files: keys over built-in datasets stay as they were
         doc["data"] = data
+    key = _hash(doc)
+    return f"{key}+{_hash(budget)[:8]}" if info.get("budget") else key
+
+
+def _hash(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _split_budget(opts: dict[str, Any], paths: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(opts without the budget, the budget)``: the options at the dotted ``paths`` say how
+    long a stage works (a study's trial count and timeout), not what it works on, so they
+    form a key suffix of their own and a larger budget continues the work in place."""
+    work = json.loads(json.dumps(opts))
+    budget: dict[str, Any] = {}
+    for path in paths:
+        *parents, last = path.split(".")
+        node: Any = work
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            budget[path] = node.pop(last)
+    return work, budget
+
+
+def _work_key(key: str) -> str:
+    """A key without its budget suffix: what the stage works on."""
+    return key.split("+", 1)[0]
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -177,7 +204,8 @@ def _execute(cfg: PipelineConfig, spec: Any, key: str, d: Path, options: Any,
                       produces=STAGES.get(spec.kind).info["produces"], metrics=out.metrics,
                       timings=out.timings, artifacts=out.artifacts, commands=out.commands,
                       inputs=spec.refs(), seconds=time.perf_counter() - t0,
-                      status="resumed" if resume else "ran", digest=_output_digest(d, out))
+                      status="resumed" if resume else "ran",
+                      digest=_output_digest(d, out, STAGES.get(spec.kind).info.get("budget_metrics", ())))
     _atomic_text(d / "stage.json", json.dumps(rec.to_dict(), indent=1, default=str) + "\n")
     return rec
 
@@ -185,10 +213,12 @@ def _execute(cfg: PipelineConfig, spec: Any, key: str, d: Path, options: Any,
 _DIGESTED = ("run", "onnx", "best_config")  # the artifacts later stages read
 
 
-def _output_digest(d: Path, out: Any) -> str:
-    """Digest of a finished stage's metrics and the files later stages read (a run's
-    weights, an ONNX file, a best config)."""
-    h = hashlib.sha256(json.dumps(out.metrics, sort_keys=True, default=str).encode())
+def _output_digest(d: Path, out: Any, skip: Iterable[str] = ()) -> str:
+    """Digest of a finished stage's metrics (less ``skip``: counts that grow with its budget,
+    such as a study's trials, while what later stages read stays the same) and the files later
+    stages read (a run's weights, an ONNX file, a best config)."""
+    metrics = {k: v for k, v in out.metrics.items() if k not in set(skip)}
+    h = hashlib.sha256(json.dumps(metrics, sort_keys=True, default=str).encode())
     for name in sorted(a for a in out.artifacts if a in _DIGESTED):
         path = d / out.artifacts[name]
         path = path / "model.safetensors" if path.is_dir() else path
@@ -210,10 +240,16 @@ def _report_after_failure(root: Path) -> None:
 
 
 def _resumes(spec: Any, key: str, d: Path, forced: set[str]) -> bool:
-    """An interrupted attempt with the same key (``.key`` without ``stage.json``) continues."""
+    """An interrupted attempt with the same key (``.key`` without ``stage.json``) continues,
+    and so does a stage whose key differs only in its budget (a study given more trials),
+    finished or not."""
+    if spec.name in forced:
+        return False
+    done = StageRecord.read(d)
+    if done is not None:  # the same key (a deleted model) runs again from scratch
+        return done.key != key and _work_key(done.key) == _work_key(key)
     key_file = d / ".key"
-    return (spec.name not in forced and StageRecord.read(d) is None and key_file.is_file()
-            and key_file.read_text().strip() == key)
+    return key_file.is_file() and _work_key(key_file.read_text().strip()) == _work_key(key)
 
 
 @dataclass

@@ -191,6 +191,16 @@ def _npy_b64(x: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _local_answers(model: Any, x_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Local ONNX Runtime's answers one row at a time, as the rows are served: a dynamically
+    quantized model (DynamicQuantizeLinear) takes its activation ranges from the whole batch,
+    so a row's answer within a batch of 100 differs from its answer alone."""
+    answers = [model.predict_raw(x_raw[i:i + 1]) for i in range(len(x_raw))]
+    pred = np.concatenate([a[0] for a in answers])
+    probas = [a[1] for a in answers]
+    return pred, (None if any(p is None for p in probas) else np.concatenate(probas))
+
+
 def _wait_ready(client: Any, proc: subprocess.Popen, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -216,7 +226,7 @@ def serve_check_stage(ctx: StageContext, opts: ServeCheckOptions) -> StageOutput
 
     onnx = onnx_of(ctx.input, ctx.dir)  # type: ignore[arg-type]
     x_raw, y = _raw_samples(onnx, opts.samples)
-    local_pred, local_proba = OnnxModel.load(onnx).predict_raw(x_raw)
+    local_pred, local_proba = _local_answers(OnnxModel.load(onnx), x_raw)
     port = _free_port()
     cmd = [sys.executable, "-m", "dlopt", "serve", str(onnx), "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

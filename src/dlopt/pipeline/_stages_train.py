@@ -115,8 +115,8 @@ def retrain_stage(ctx: StageContext, opts: RetrainOptions) -> StageOutput:
 
     tuned = ctx.input
     if "best_config" not in tuned.artifacts or not tuned.path("best_config").is_file():
-        raise RunError(f"stage {ctx.spec.name}: the tune stage has no best config to retrain (no trial "
-                       "completed, or none meets the constraints)")
+        raise RunError(f"stage {tuned.name!r} has no best config to retrain (no trial completed, or none "
+                       "meets the constraints)")
     best = yaml.safe_load(tuned.path("best_config").read_text())
     best.pop("search", None)
     data = deep_merge(best, opts.config)
@@ -182,11 +182,32 @@ def _tune_data(base: dict[str, Any], opts: TuneOptions, lr: float | None) -> dic
 def _check_tune(pipeline: Any, opts: TuneOptions) -> None:
     from dlopt.config import TuneConfig
 
-    parse_config(_tune_data(deep_merge(pipeline.base, {"name": "check"}), opts, None), TuneConfig)
+    cfg = parse_config(_tune_data(deep_merge(pipeline.base, {"name": "check"}), opts, None), TuneConfig)
+    _check_val_metrics(cfg.search)
 
 
+def _check_val_metrics(search: Any) -> None:
+    """dlopt.tune's check takes any ``val_<name>`` (a custom objective may report it); a stage's
+    trials are training runs, which report the loss and their task's default metrics, so a
+    typo (``val_acc``) is refused here instead of after the upstream stages and a trial ran."""
+    from dlopt.train.metrics import DEFAULT_METRICS
+    from dlopt.tune._metrics import FINAL_METRICS, STATIC_METRICS
+
+    names = ["loss", *dict.fromkeys(m for task in DEFAULT_METRICS.values() for m in task)]
+    allowed = [f"val_{n}" for n in names]
+    for key, specs in (("objectives", search.objectives), ("constraints", search.constraints)):
+        for i, spec in enumerate(specs):
+            if spec.metric.startswith("val_") and spec.metric not in allowed:
+                every = ", ".join([*allowed, *STATIC_METRICS, *FINAL_METRICS])
+                raise ConfigError(f"search.{key}[{i}].metric={spec.metric!r}: a training run reports no "
+                                  f"such validation metric; allowed: {every}")
+
+
+# the trial budget is no part of what the study is: more trials continue it in place, and
+# later stages rerun only when the best config they read changed
 @STAGES.register("tune", schema=TuneOptions, accepts=("lr",), produces="study", uses_base=True,
-                 check=_check_tune)
+                 check=_check_tune, budget=("trials", "search.trials", "search.timeout"),
+                 budget_metrics=("trials", "complete", "pruned"))
 def tune_stage(ctx: StageContext, opts: TuneOptions) -> StageOutput:
     """Run (or, after an interruption, continue) the study in the stage directory."""
     from dlopt.config import TuneConfig
@@ -196,6 +217,7 @@ def tune_stage(ctx: StageContext, opts: TuneOptions) -> StageOutput:
     cfg = parse_config(_tune_data(ctx.base(), opts, lr), TuneConfig)
     study = f"{ctx.pipeline.name}-{ctx.spec.name}"
     result = tune(cfg, study=study, study_dir=ctx.dir, trials=opts.trials)
+    _require_best(ctx.dir, result.counts)
     best = result.best or {}
     metrics = {"trials": sum(result.counts.get(s, 0) for s in ("COMPLETE", "PRUNED")),
                "complete": result.counts.get("COMPLETE", 0), "pruned": result.counts.get("PRUNED", 0),
@@ -209,6 +231,18 @@ def tune_stage(ctx: StageContext, opts: TuneOptions) -> StageOutput:
             artifacts[plot] = f"plots/{plot}.png"
     return StageOutput(metrics, {}, artifacts,
                        [f"dlopt tune <config with search:> {shlex.join(['--study', study, '--study-dir', str(ctx.dir)])}"])
+
+
+def _require_best(study_dir: Path, counts: dict[str, int]) -> None:
+    """A study without a best config has no result for later stages (retrain) to read: the
+    stage fails here, naming why, instead of reporting "ran"."""
+    if (study_dir / "best_config.yaml").is_file():
+        return
+    complete = counts.get("COMPLETE", 0)
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none"
+    why = ("no trial completed" if not complete
+           else f"none of the {complete} complete trials meets search.constraints")
+    raise RunError(f"the study has no best config: {why} (trials: {states}); see {study_dir / 'trials.csv'}")
 
 
 # --------------------------------------------------------------------------------- sweep

@@ -17,6 +17,8 @@ _LAZY = {
     "load_results": "dlopt.report._build",
     "stage_text": "dlopt.report._build",
     "stage_rows": "dlopt.report._tables",
+    "stage_columns": "dlopt.report._tables",
+    "latency_sizes": "dlopt.report._tables",
     "text_table": "dlopt.report._tables",
     "markdown_table": "dlopt.report._tables",
     "per_class_rows": "dlopt.report._tables",
