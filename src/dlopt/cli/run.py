@@ -77,7 +77,9 @@ def run(
         where = f" in stage {current[0]!r}" if current else ""
         fail(f"stopped by SIGTERM{where}; finished stages are kept; rerun the same dlopt run command "
              "to continue", 143)
-    typer.echo(_stage_table(result.root))
+    from dlopt.report import stage_text
+
+    typer.echo(stage_text(result.root))
     if result.report:
         typer.echo(f"report: {result.report['html']}")
     elif result.removed_report:
@@ -85,15 +87,3 @@ def run(
                    f"write one with: {shlex.join(['dlopt', 'report', str(result.root)])}")
     typer.echo(f"results: {result.root / 'results.json'}")
 
-
-def _stage_table(root: Path) -> str:
-    """The report's stage table; a step the guard rejected says so in its status cell, since
-    the terminal table has no note column and its figures are the input model's."""
-    from dlopt.report import latency_sizes, load_results, stage_columns, stage_rows, text_table
-
-    results = load_results(root)
-    rows = stage_rows(results)
-    for row, stage in zip(rows, results.get("stages", [])):
-        if stage.get("metrics", {}).get("accepted") is False:
-            row["status"] = f"{row['status']}, rejected"
-    return text_table(rows, stage_columns(latency_sizes(results)))

@@ -26,6 +26,7 @@ _LAZY = {
     "benchmark": "dlopt.deploy._bench",
     "bench_table": "dlopt.deploy._bench",
     "zoo_source": "dlopt.deploy._bench",
+    "sample_rows": "dlopt.deploy._bench",
     "capture_environment": "dlopt.deploy._env",
     "quantize_static_onnx": "dlopt.deploy._quantize",
     "shift_weight_zero_points": "dlopt.deploy._quantize",

@@ -1,10 +1,10 @@
-"""``benchmark``: latency, throughput, memory, size and accuracy of contestants, side by side.
+"""``benchmark``: latency, throughput, memory, size and quality of contestants, side by side.
 
 Each contestant runs in a fresh ``python -m dlopt.deploy._bench_worker`` process with the
 same inputs and the same fixed thread count (OMP/MKL variables, ``torch.set_num_threads``,
 ORT ``intra_op_num_threads``). The report follows the JSON contract in docs/deploy.md:
 ``schema_version``, ``environment``, ``baseline``, ``settings`` and, per contestant per batch
-size, ``p50_ms p95_ms p99_ms throughput peak_mb size_bytes params macs accuracy speedup
+size, ``p50_ms p95_ms p99_ms throughput peak_mb size_bytes params macs accuracy r2 speedup
 verdict`` (plus spread: ``iqr_ms mad_ms mean_ms runs noise_threshold``).
 """
 
@@ -26,14 +26,14 @@ from dlopt.deploy._env import capture_environment
 from dlopt.deploy._stats import NOISE_FLOOR, verdict
 from dlopt.errors import ConfigError, RunError
 
-__all__ = ["Contestant", "benchmark", "bench_table", "zoo_source", "SCHEMA_VERSION"]
+__all__ = ["Contestant", "benchmark", "bench_table", "sample_rows", "zoo_source", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _WORKER = "dlopt.deploy._bench_worker"
 # per-contestant figures copied into every batch-size entry
-_MODEL_KEYS = ("size_bytes", "params", "macs", "accuracy")
+_MODEL_KEYS = ("size_bytes", "params", "macs", "accuracy", "r2")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,22 @@ def zoo_source(model: Any, name: str, *, input_shape: Sequence[int], num_classes
     save_file(state, str(weights))
     return {"zoo": {"name": name, "options": dict(options or {}), "input_shape": list(input_shape),
                     "num_classes": int(num_classes), "weights": str(Path(weights).resolve())}}
+
+
+def sample_rows(x: np.ndarray, y: np.ndarray | None, n: int | None, *,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``n`` test rows a benchmark measures (all when ``n`` is None or covers them): a
+    seeded random sample, stratified by class for class-id labels as ``data.test_subset`` is,
+    in the split's order. The first ``n`` rows would score what the file happens to start
+    with (LeNet-5 on MNIST: 81.6% on the first 500, 84.9% on all 10000)."""
+    if n is None or n >= len(x):
+        return x, y
+    from dlopt.data._split import take
+
+    labels = np.zeros(len(x)) if y is None else np.asarray(y)
+    keep, _ = take(labels, n, seed=seed, stratify=np.issubdtype(labels.dtype, np.integer))
+    keep = np.sort(keep)
+    return x[keep], None if y is None else y[keep]
 
 
 def _worker_env(threads: int) -> dict[str, str]:
@@ -181,7 +197,8 @@ def benchmark(
 ) -> dict[str, Any]:
     """Time every contestant on the same inputs ``x`` (model inputs, float32) and compare.
 
-    ``y`` (class ids) gives test accuracy. ``baseline`` defaults to ``pytorch`` when present,
+    ``y`` gives the quality figure: test ``accuracy`` for class ids (int), ``r2`` for
+    regression targets (float). ``baseline`` defaults to ``pytorch`` when present,
     else the first contestant. ``rounds`` > 1 times every contestant once per round (A B C
     A B C ..., a fresh process each time): statistics are the medians over rounds and each
     speedup is the median of the per-round ratios, so drift in machine load between
@@ -244,6 +261,18 @@ def _load(env: dict[str, Any]) -> str:
     return "-" if not load else f"{load[0]:.1f}"
 
 
+def _quality_key(report: dict[str, Any]) -> str:
+    """``r2`` for a regression model's report, else ``accuracy`` (None without labels)."""
+    entries = [e for per_bs in report["contestants"].values() for e in per_bs.values()]
+    return "r2" if any(e.get("r2") is not None for e in entries) else "accuracy"
+
+
+def _quality_text(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if key == "r2" else f"{value:.2%}"
+
+
 def bench_table(report: dict[str, Any]) -> Any:
     """A rich ``Table`` of a :func:`benchmark` report (the CLI prints it)."""
     from rich.table import Table
@@ -259,13 +288,14 @@ def bench_table(report: dict[str, Any]) -> Any:
                 f"verdict: median ratio outside the noise band (IQR-based, >= "
                 f"{report['settings']['noise_floor']:.0%})",
     )
+    quality = _quality_key(report)
     cols = ("contestant", "batch", "p50 ms", "p95 ms", "p99 ms", "IQR ms", "samples/s",
-            "peak MB", "size", "accuracy", "speedup", "verdict")
+            "peak MB", "size", quality, "speedup", "verdict")
     for col in cols:
         table.add_column(col, justify="left" if col in ("contestant", "verdict") else "right", no_wrap=True)
     for name, per_bs in report["contestants"].items():
         for bs, e in per_bs.items():
-            acc = "-" if e["accuracy"] is None else f"{e['accuracy']:.2%}"
+            acc = _quality_text(quality, e.get(quality))
             table.add_row(
                 name, bs, f"{e['p50_ms']:.3f}", f"{e['p95_ms']:.3f}", f"{e['p99_ms']:.3f}",
                 f"{e['iqr_ms']:.3f}", f"{e['throughput']:.0f}", f"{e['peak_mb']:.1f}",

@@ -186,16 +186,34 @@ def time_batches(loaded: Loaded, x: np.ndarray, spec: dict[str, Any], rss_base: 
     return out
 
 
-def accuracy(loaded: Loaded, x: np.ndarray, y: np.ndarray | None, batch: int) -> float | None:
-    """Top-1 accuracy on all of ``x`` (None without labels or for single-output models)."""
-    if y is None or len(y) == 0:
-        return None
+def _outputs(loaded: Loaded, x: np.ndarray, batch: int) -> np.ndarray:
+    """The model's outputs on all of ``x``, one row per sample."""
     outs = [loaded.to_numpy(loaded.predict(np.ascontiguousarray(x[i:i + batch])))
             for i in range(0, len(x), batch)]
-    logits = np.concatenate(outs).reshape(len(x), -1)
-    if logits.shape[1] < 2:
-        return None
-    return float((logits.argmax(axis=1) == y).mean())
+    return np.concatenate(outs).reshape(len(x), -1)
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float | None:
+    """The coefficient of determination (as training's test ``r2``); None where undefined."""
+    y, pred = y.astype(np.float64), pred.astype(np.float64)
+    total = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((y - pred) ** 2).sum()) / total if len(y) > 1 and total > 0 else None
+
+
+def quality(loaded: Loaded, x: np.ndarray, y: np.ndarray | None, batch: int) -> dict[str, float | None]:
+    """``accuracy`` (class-id labels ``y``: top-1, or a single logit above 0, i.e. sigmoid above
+    0.5, for class 1 as ``bce`` trains it) and ``r2`` (float targets ``y``: regression, scored
+    on the first output as training does) on all of ``x``; None where it does not apply."""
+    out: dict[str, float | None] = {"accuracy": None, "r2": None}
+    if y is None or len(y) == 0:
+        return out
+    scores = _outputs(loaded, x, batch)
+    if np.issubdtype(y.dtype, np.floating):
+        out["r2"] = _r2(y.reshape(len(y), -1)[:, 0], scores[:, 0])
+    else:
+        pred = scores.argmax(axis=1) if scores.shape[1] > 1 else (scores[:, 0] > 0).astype(np.int64)
+        out["accuracy"] = float((pred == y).mean())
+    return out
 
 
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -209,10 +227,10 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     loaded = RUNNERS.get(spec["runner"]).factory(spec["source"], threads)
     load_s = time.perf_counter() - t0
     batches = time_batches(loaded, x, spec, rss_base)
-    acc = accuracy(loaded, x, y, max(int(b) for b in spec["batch_sizes"]))
+    scores = quality(loaded, x, y, max(int(b) for b in spec["batch_sizes"]))
     return {
         "runner": spec["runner"], "params": loaded.params, "macs": loaded.macs,
-        "size_bytes": loaded.size_bytes, "accuracy": acc, "load_seconds": load_s,
+        "size_bytes": loaded.size_bytes, **scores, "load_seconds": load_s,
         "rss_mb_base": rss_base, "batches": batches,
     }
 

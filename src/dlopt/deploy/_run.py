@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dlopt.deploy._bench import Contestant, benchmark
+from dlopt.deploy._bench import Contestant, benchmark, sample_rows
 from dlopt.deploy._export import MIN_SAMPLES, ExportReport, export_onnx
 from dlopt.errors import ConfigError, DataError, first_line
 
@@ -95,7 +95,7 @@ def _onnx_inputs(path: Path, samples: int | None) -> tuple[np.ndarray, np.ndarra
         from dlopt.config import DataConfig
 
         try:
-            return _test_split(DataConfig.model_validate(meta.dataset), samples)
+            return sample_rows(*_test_split(DataConfig.model_validate(meta.dataset), None), samples)
         except DataError as exc:  # e.g. a csv: path relative to where the run was trained
             log.warning("%s: its dataset cannot be read here (%s): timing random inputs, accuracy not "
                         "measured", path, first_line(exc))
@@ -151,7 +151,7 @@ def bench_run(
             loaded = load(source)
             int8 = delivered_onnx(source) if int8 is None else int8  # a quantize run's own INT8 file
             _check_files(tuple(loaded.info.input_shape), str(source), onnx=onnx, int8=int8)
-            x, y = _test_split(loaded.config.data, samples)
+            x, y = sample_rows(*_test_split(loaded.config.data, None), samples)
             run = {"run": str(source.resolve())}
             contestants = [Contestant.pytorch(run)]
             if compiled:

@@ -42,14 +42,13 @@ def test_data(onnx: Path, samples: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The test split named in the model file's metadata, preprocessed as in training."""
     from dlopt.config import DataConfig
     from dlopt.data import load_data
-    from dlopt.deploy import OnnxModel
+    from dlopt.deploy import OnnxModel, sample_rows
 
     meta = OnnxModel.load(onnx).metadata
     if not meta.dataset:
         raise RunError(f"{onnx} names no dataset in its metadata; cannot find test samples")
     test = load_data(DataConfig.model_validate(meta.dataset)).test
-    x, y = test.x.numpy(), test.y.numpy()
-    return (x, y) if samples is None else (x[:samples], y[:samples])
+    return sample_rows(test.x.numpy(), test.y.numpy(), samples)
 
 
 # -------------------------------------------------------------------------------- export

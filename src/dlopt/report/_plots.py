@@ -55,8 +55,8 @@ def pareto_plot(names: Sequence[str], xs: Sequence[float], ys: Sequence[float], 
     fy = [100 * pts[i][2] for i in front]
     ax.step(fx, fy, where="post", color="#c44e52", lw=1.5, zorder=2, label="Pareto front")
     ax.scatter(fx, fy, s=140, facecolors="none", edgecolors="#c44e52", lw=2, zorder=4)
-    for n, x, y in pts:
-        ax.annotate(n, (x, 100 * y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    for text, x, y, rise in _label_layout([(n, x, 100 * y) for n, x, y in pts], log_x=log_x):
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, rise), fontsize=8)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -65,6 +65,50 @@ def pareto_plot(names: Sequence[str], xs: Sequence[float], ys: Sequence[float], 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+# fractions of the axes: points closer than _SAME share one marker (a rejected step's model
+# is its input's), labels closer than _NEAR_X and _NEAR_Y would print over each other
+_SAME, _NEAR_X, _NEAR_Y = 0.01, 0.15, 0.06
+
+
+def _unit_spots(pts: Sequence[tuple[str, float, float]], log_x: bool) -> list[tuple[float, float]]:
+    """Each point as fractions of the data's x and y ranges (what the axes show)."""
+    def unit(vals: list[float]) -> list[float]:
+        lo, hi = min(vals), max(vals)
+        return [(v - lo) / (hi - lo) if hi > lo else 0.0 for v in vals]
+
+    xs = [math.log10(x) if log_x and x > 0 else x for _, x, _ in pts]
+    return list(zip(unit(xs), unit([y for _, _, y in pts])))
+
+
+def _same_spot(spots: Sequence[tuple[float, float]]) -> list[list[int]]:
+    """Indices grouped by the spot they share (closer than ``_SAME`` on both axes)."""
+    groups: list[list[int]] = []
+    for i, (u, v) in enumerate(spots):
+        near = (g for g in groups if abs(spots[g[0]][0] - u) < _SAME and abs(spots[g[0]][1] - v) < _SAME)
+        group = next(near, None)
+        if group is None:
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups
+
+
+def _label_layout(pts: Sequence[tuple[str, float, float]], *,
+                  log_x: bool = False) -> list[tuple[str, float, float, int]]:
+    """``(text, x, y, rise)`` per label of the named points: points on one spot get one label
+    naming them all ("retrain, prune"); a label near an earlier one rises above it (``rise``:
+    its offset in points)."""
+    spots = _unit_spots(pts, log_x)
+    out, placed = [], []  # placed: (u, v, rise) of the labels so far
+    for g in _same_spot(spots):
+        u, v = spots[g[0]]
+        taken = {r for pu, pv, r in placed if abs(pu - u) < _NEAR_X and abs(pv - v) < _NEAR_Y}
+        rise = next(r for r in range(5, 10 * len(pts) + 6, 10) if r not in taken)
+        placed.append((u, v, rise))
+        out.append((", ".join(pts[i][0] for i in g), pts[g[0]][1], pts[g[0]][2], rise))
+    return out
 
 
 def curves_plot(series: dict[str, list[dict[str, Any]]], *, metric: str = "val_accuracy") -> bytes | None:

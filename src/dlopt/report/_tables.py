@@ -53,6 +53,14 @@ def size_text(n: Any) -> str:
     return f"{n:.0f} B"
 
 
+def _objective_text(v: Any) -> str:
+    """An objective's value: integer-valued as an integer (a parameter count: ``4867``, not
+    ``4867.0000``), others to 4 significant digits (``0.7969``, ``1.235e-05``)."""
+    if not _num(v):
+        return "–"
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.4g}"
+
+
 def _speed(e: dict[str, Any] | None) -> str:
     if not e or not _num(e.get("speedup")):
         return "–"
@@ -123,7 +131,7 @@ def _kind_note(s: dict[str, Any]) -> str:
     if kind == "lr_find":
         return f"suggested lr {m.get('suggested_lr', float('nan')):.2e}"
     if kind == "tune":
-        vals = ", ".join(f"{k} {v:.4f}" for k, v in (m.get("best_values") or {}).items() if _num(v))
+        vals = ", ".join(f"{k} {_objective_text(v)}" for k, v in (m.get("best_values") or {}).items() if _num(v))
         return f"best trial {m.get('best_trial')} ({vals}) of {m.get('trials')} trials, {m.get('pruned', 0)} pruned"
     if kind == "export":
         return f"ONNX parity: max |diff| {m.get('parity_max_abs_diff', float('nan')):.1e} on {m.get('parity_samples')}"
@@ -148,6 +156,14 @@ def verdict_note(m: Mapping[str, Any]) -> str:
     return f"{word}: {m['reason']}" if m.get("reason") else word
 
 
+def _status(s: dict[str, Any]) -> Any:
+    """The status cell; a step its guard rejected says so there too, as its figures are the
+    input model's and the terminal table has no note column."""
+    if s.get("metrics", {}).get("accepted") is False:
+        return f"{s.get('status')}, rejected"
+    return s.get("status")
+
+
 def latency_sizes(*results: dict[str, Any]) -> tuple[int, int]:
     """The smallest and largest batch size any bench stage of ``results`` timed ((1, 64)
     when none ran: the bench's defaults)."""
@@ -167,7 +183,7 @@ def stage_rows(results: dict[str, Any], sizes: tuple[int, int] | None = None) ->
         m = s.get("metrics", {})
         b = bench.get(s["name"], {})
         rows.append({
-            "stage": s["name"], "type": s["type"], "status": s.get("status"), "seconds": s.get("seconds"),
+            "stage": s["name"], "type": s["type"], "status": _status(s), "seconds": s.get("seconds"),
             "accuracy": m.get("accuracy"), "params": m.get("params"), "macs": m.get("macs"),
             "size_bytes": m.get("size_bytes"),
             "p50_lo": (b.get(lo) or {}).get("p50_ms"), "p50_hi": (b.get(hi) or {}).get("p50_ms"),
