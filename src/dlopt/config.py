@@ -7,6 +7,7 @@ registries so a bad name fails before anything runs, with one line that lists va
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,6 +41,7 @@ __all__ = [
     "parse_config",
     "apply_overrides",
     "dump_config",
+    "recorded_paths",
     "format_validation_error",
     "option_users",
 ]
@@ -817,8 +819,24 @@ def load_config(
 
 
 def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
-    """Plain-data form of a config (tuples become lists), suitable for YAML/JSON."""
-    return cfg.model_dump(mode="json")
+    """Plain-data form of a config (tuples become lists), suitable for YAML/JSON, with its
+    data paths absolute (:func:`recorded_paths`): what dlopt writes and compares."""
+    return recorded_paths(cfg.model_dump(mode="json"))
+
+
+def recorded_paths(doc: Any) -> Any:
+    """A run config mapping with ``data.name``'s file path and ``data.data_dir`` absolute, as
+    they were resolved when the data was read: a written config records what ran, and a
+    relative path re-read from another directory would silently name other data."""
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return doc
+    from dlopt.data._formats import absolute_source
+
+    fixed = {**data, "name": absolute_source(data["name"])}
+    if isinstance(data.get("data_dir"), str) and data["data_dir"]:
+        fixed["data_dir"] = os.path.abspath(Path(data["data_dir"]).expanduser())
+    return {**doc, "data": fixed}
 
 
 def dump_config(cfg: BaseModel, path: str | Path | None = None) -> str:

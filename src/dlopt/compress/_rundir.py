@@ -26,7 +26,7 @@ from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 
 __all__ = ["Source", "open_source", "check_zoo_run", "finetune", "write_model_dir", "prepare_out", "finalize",
-           "clean_on_failure", "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED", "INIT_WEIGHTS"]
+           "clean_on_failure", "step_out", "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED", "INIT_WEIGHTS"]
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,48 @@ def prepare_out(out_dir: str | Path, *, overwrite: bool, inputs: Sequence[str | 
 
 
 @contextlib.contextmanager
-def clean_on_failure(out: Path) -> Iterator[None]:
+def clean_on_failure(out: Path, *, created: Path | None = None) -> Iterator[None]:
     """Empty ``out`` when the step fails inside (scratch space, unfinished candidate, copied
     files): everything in it is the step's own (``prepare_out`` found it empty or was told to
-    overwrite), and a retry then needs no ``--overwrite``."""
+    overwrite), and a retry then needs no ``--overwrite``. ``created``: the topmost folder the
+    step made for ``out`` (``out`` or a parent), removed too: a refused step leaves no trace."""
     try:
         yield
     except BaseException:
         empty_dir(out, ignore_errors=True)
+        if created is not None:
+            _remove_made(out, created)
         raise
+
+
+@contextlib.contextmanager
+def step_out(out_dir: str | Path, *, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Iterator[Path]:
+    """:func:`prepare_out` then :func:`clean_on_failure` around the step: yields ``OUT``."""
+    made = _first_missing(Path(out_dir))
+    out = prepare_out(out_dir, overwrite=overwrite, inputs=inputs)
+    with clean_on_failure(out, created=made):
+        yield out
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The topmost folder of ``path`` that does not exist yet (None: ``path`` exists)."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def _remove_made(out: Path, top: Path) -> None:
+    """Remove ``out`` and its parents up to ``top``, each only if empty."""
+    for p in (out, *out.parents):
+        try:
+            p.rmdir()
+        except OSError:  # not empty (another writer) or already gone: leave it
+            return
+        if p == top:
+            return
 
 
 def work_dir(out: Path) -> Path:
@@ -217,13 +250,18 @@ def _describe(summary: dict[str, Any], measured: dict[str, Any], guard_split: di
         summary["val"]["split"] = guard_split["split"]  # carved from train: say so where it is read
 
 
-def _describe_candidate(cand: Path, after: dict[str, Any] | None, guard_split: dict[str, Any] | None) -> None:
+def _describe_candidate(cand: Path, after: dict[str, Any] | None, guard_split: dict[str, Any] | None,
+                        precision: str | None) -> None:
     """The candidate's ``summary.json`` with the candidate's own measured figures (a written,
-    untrained model dir otherwise carries none, and an INT8 file is not its FP32 weights)."""
+    untrained model dir otherwise carries none, and an INT8 file is not its FP32 weights) and,
+    given, the ``precision`` of the model it delivers (else the source's, copied)."""
     path = cand / rundir.SUMMARY
-    if after and path.is_file():
+    if (after or precision) and path.is_file():
         summary = rundir.read_json(path)
-        _describe(summary, after, guard_split)
+        if after:
+            _describe(summary, after, guard_split)
+        if precision:
+            summary["precision"] = precision
         rundir.write_json(path, summary)
 
 
@@ -251,12 +289,14 @@ def _keep_init(run: Path, work: Path) -> None:
 
 
 def finalize(out: Path, src_dir: Path, *, accepted: bool, reason: str, compression: dict[str, Any],
-             source_onnx: Path | None = None, guard_split: dict[str, Any] | None = None) -> dict[str, Any]:
+             source_onnx: Path | None = None, guard_split: dict[str, Any] | None = None,
+             precision: str | None = None) -> dict[str, Any]:
     """Lay out ``out`` (see the module docstring), write ``summary.json`` with ``accepted``,
     ``reason`` and ``compression`` (+ ``guard_split``: the split the guard judged on);
-    the candidate's summary takes ``compression["after"]``'s figures. Returns the summary."""
+    the candidate's summary takes ``compression["after"]``'s figures and ``precision`` (what
+    its model is, e.g. ``int8 (static)``; a kept source keeps its own). Returns the summary."""
     cand = out / CANDIDATE
-    _describe_candidate(cand, compression.get("after"), guard_split)
+    _describe_candidate(cand, compression.get("after"), guard_split, precision)
     if guard_split:
         compression = {**compression, "guard_split": guard_split}
     if accepted:

@@ -197,8 +197,7 @@ def distill_run(teacher_run: str | Path, student: str | dict[str, Any] | Path, o
     budget, measure = budget or Budget(), measure or MeasureSettings()
     check_latency_measured(budget, measure)
     student_run = [student] if isinstance(student, (str, Path)) and Path(student).is_dir() else []
-    out = rd.prepare_out(out_dir, overwrite=overwrite, inputs=[teacher_run, *student_run])
-    with rd.clean_on_failure(out):
+    with rd.step_out(out_dir, overwrite=overwrite, inputs=[teacher_run, *student_run]) as out:
         teacher = rd.open_source(teacher_run)
         cfg, init = student_config(teacher.config, student, name=out.name)
         overrides: dict[str, Any] = {"epochs": epochs, "progress": False, **recipe}

@@ -379,8 +379,7 @@ def prune_run(run_dir: str | Path, out_dir: str | Path, *, method: str = "l1", t
     if tgt.kind == "latency_ms" and budget.latency_ms is None:
         budget = Budget(max_drop_pt=budget.max_drop_pt, latency_ms=tgt.value)
     check_latency_measured(budget, measure)
-    out = rd.prepare_out(out_dir, overwrite=overwrite, inputs=[run_dir])
-    with rd.clean_on_failure(out):
+    with rd.step_out(out_dir, overwrite=overwrite, inputs=[run_dir]) as out:
         src = rd.open_source(run_dir)
         if kind == "structured":
             check_structured(src.model, src.config.model.name, method)

@@ -145,6 +145,14 @@ def quantize_onnx(src: str | Path, dst: str | Path, *, method: str = "auto", cal
                          per_channel=per_channel)
 
 
+def _precision(method: str, fp32_onnx: Path) -> str:
+    """What a quantized model holds, for its summary's ``precision`` (a training run's says
+    what it trained in): ``int8 (static)``, ``int8 (dynamic)``, ``int8 (qat)``, ``binary``..."""
+    if method == "auto":  # as _auto resolves it
+        method = "static" if check_quantizable(fp32_onnx) else "dynamic"
+    return f"int8 ({method})" if method in ("static", "dynamic", "qat") else method
+
+
 def _check_conv_kernel(conv_kernel: str) -> str:
     """ConfigError unless ``conv_kernel`` is one of :data:`CONV_KERNELS`."""
     if conv_kernel not in CONV_KERNELS:
@@ -278,8 +286,7 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
     if data is not None:
         raise ConfigError(f"--data is for an .onnx source; {p} is a run directory, quantized on its own data "
                           f"(allowed: drop --data)")
-    out = rd.prepare_out(out_dir, overwrite=overwrite, inputs=[p])
-    with rd.clean_on_failure(out):
+    with rd.step_out(out_dir, overwrite=overwrite, inputs=[p]) as out:
         source = rd.open_source(p)
         if entry.info["kind"] == "lowbit":
             from dlopt.compress.lowbit import check_lowbit
@@ -315,7 +322,8 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
                        "before": before, "after": after, **onnx_size_reduction(before, after),
                        **slower_flags(before, after), **extra}
         summary = rd.finalize(out, source.run_dir, accepted=accepted, reason=reason, compression=compression,
-                              source_onnx=source_onnx, guard_split=source.guard_split)
+                              source_onnx=source_onnx, guard_split=source.guard_split,
+                              precision=_precision(method, source_onnx))
         return CompressResult(run_dir=out, accepted=accepted, reason=reason, summary=summary, before=before,
                               after=after)
 
@@ -328,8 +336,7 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
 
     check_quantizable(src)
     bundle, guard_split = _onnx_bundle(src, data)
-    out = rd.prepare_out(out_dir, overwrite=overwrite, inputs=[src])
-    with rd.clean_on_failure(out):
+    with rd.step_out(out_dir, overwrite=overwrite, inputs=[src]) as out:
         shutil.copy2(src, out / rd.ONNX)
         before = measure_onnx(out / rd.ONNX, bundle, measure=measure)
         int8 = out / rd.INT8_ONNX
@@ -342,7 +349,8 @@ def _quantize_file(src: Path, out_dir: Path, *, method: str, calibration: str, c
             (out / rd.REJECTED).mkdir()
             int8.rename(out / rd.REJECTED / rd.INT8_ONNX)
         summary = {"schema_version": rundir.SCHEMA_VERSION, "name": out.name, "task": bundle.info.task,
-                   "dataset": bundle.info.name, "accepted": accepted, "reason": reason,
+                   "dataset": bundle.info.name, "precision": _precision(method, src) if accepted else "fp32",
+                   "accepted": accepted, "reason": reason,
                    "compression": {"step": "quantize", "method": method, "kind": "ptq", "source": str(src.resolve()),
                                    "options": {"calibration": calibration, "calib_samples": len(calib),
                                                "per_channel": per_channel, "conv_kernel": conv_kernel},

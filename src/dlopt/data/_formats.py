@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from dlopt.data._builtin import idx_raw
 from dlopt.data._raw import RawData
-from dlopt.data._registry import FORMATS
+from dlopt.data._registry import FORMATS, split_format
 from dlopt.data._values import (
     IMAGE_CHANNELS, as_uint8, cell_number, image_8bit, infinite_cell, is_8bit, pixel_divisor, pixel_range,
 )
@@ -30,11 +31,23 @@ log = logging.getLogger(__name__)
 MAX_CSV_CLASSES = 50
 
 
+def absolute_source(name: str) -> str:
+    """``<format>:<path>`` with its path absolute (``~`` expanded), as the readers resolve it
+    against the working directory; other names as given. What a written config records: a
+    relative path re-read from another directory names another file."""
+    fmt = split_format(name)
+    if fmt is None or fmt[0] not in FORMATS or not fmt[1]:
+        return name
+    return f"{fmt[0]}:{os.path.abspath(Path(fmt[1]).expanduser())}"
+
+
 def _existing(path: str | Path, *, directory: bool = False) -> Path:
     p = Path(path).expanduser()
     ok = p.is_dir() if directory else p.is_file()
     if not ok:
-        raise DataError(f"missing {'directory' if directory else 'file'}: {p}")
+        # a relative path is read from the working directory: say which, it is rarely obvious
+        where = "" if p.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise DataError(f"missing {'directory' if directory else 'file'}: {p}{where}")
     return p
 
 

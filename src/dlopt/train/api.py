@@ -22,7 +22,7 @@ from torch import nn
 
 from dlopt._files import empty_dir
 from dlopt.config import (CUSTOM_MODEL, IN_MEMORY_DATA, ModelConfig, RunConfig, config_to_dict, dump_config,
-                          parse_config)
+                          parse_config, recorded_paths)
 from dlopt.errors import ConfigError, DloptError, ModelError, first_line
 from dlopt.train import checkpoint as io
 from dlopt.train import callbacks as cb
@@ -291,7 +291,8 @@ def _check_resume_config(d: Path, cfg: RunConfig) -> None:
     except (OSError, yaml.YAMLError):
         raise ConfigError(f"cannot resume {d}: its {rundir.CONFIG} is missing or unreadable") from None
     now = config_to_dict(cfg)
-    diff = _first_diff(_as_recorded(saved, now, io.read_meta(d / rundir.CHECKPOINTS)), now)
+    # a config.yaml written before paths were recorded absolute names its data file relative
+    diff = _first_diff(recorded_paths(_as_recorded(saved, now, io.read_meta(d / rundir.CHECKPOINTS))), now)
     if diff is not None and diff[0] not in _RESUMABLE_CHANGES:
         key, old, new = diff
         raise ConfigError(f"cannot resume {d} with a changed config: {key} was {old!r}, now {new!r}")
