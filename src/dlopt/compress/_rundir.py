@@ -38,6 +38,8 @@ _WORK = ".work"
 INIT_WEIGHTS = "init.safetensors"  # the weights a fine-tuning run started from
 # files that make a run directory's model (copied when the source is kept)
 _MODEL_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.SUMMARY, ARCH, "preprocess.json", "preprocess.npz")
+# summary fields of a training run that an untrained derived model does not share
+_SOURCE_TRAINING = ("best_epoch", "monitor", "stop_reason", "test_seconds")
 
 
 @dataclass
@@ -220,7 +222,8 @@ def write_arch(d: Path, model: nn.Module) -> None:
 def write_model_dir(d: Path, src: Source, model: nn.Module, *, name: str,
                     measured: dict[str, Any] | None = None) -> Path:
     """A run directory for ``model`` without training: config (source + widths), weights,
-    preprocessing, ``arch.json`` and a summary copied from the source with new figures."""
+    preprocessing, ``arch.json`` and a summary copied from the source with new figures (the
+    source's training fields under ``source_training``)."""
     d.mkdir(parents=True, exist_ok=True)
     cfg = derived_config(src.config, model, name=name, epochs=src.config.train.epochs)
     dump_config(cfg, d / rundir.CONFIG)
@@ -230,6 +233,10 @@ def write_model_dir(d: Path, src: Source, model: nn.Module, *, name: str,
             shutil.copy2(src.run_dir / f, d / f)
     write_arch(d, model)
     summary = dict(rundir.read_json(src.run_dir / rundir.SUMMARY))
+    # figures of the source's training (its best epoch, its test predictions) describe the
+    # source model, not this untrained one: kept under a name that says so
+    summary["source_training"] = {k: summary.pop(k, None) for k in _SOURCE_TRAINING}
+    summary.pop("confusion_matrix", None)
     summary.update(name=name, epochs=0, steps=0, train_seconds=0.0, custom_model=False)
     # the source's val/test blocks (loss, f1...) describe the source model, not this one
     summary.update(val={}, test={})
@@ -241,9 +248,10 @@ def write_model_dir(d: Path, src: Source, model: nn.Module, *, name: str,
 
 def _describe(summary: dict[str, Any], measured: dict[str, Any], guard_split: dict[str, Any] | None = None) -> None:
     """Put the figures ``measured`` on a model (the same ones ``compression.after`` reports)
-    into its ``summary``: val/test guard metric (accuracy, or r2), params, MACs, size."""
+    into its ``summary``: val/test guard metric (accuracy, or r2), params, MACs, size, and the
+    test predictions' confusion matrix."""
     metric = measured.get("metric", "accuracy")
-    summary.update({k: measured[k] for k in ("params", "macs", "size_bytes") if k in measured})
+    summary.update({k: measured[k] for k in ("params", "macs", "size_bytes", "confusion_matrix") if k in measured})
     summary["val"] = {**(summary.get("val") or {}), metric: measured.get(f"val_{metric}")}
     summary["test"] = {**(summary.get("test") or {}), metric: measured.get(f"test_{metric}")}
     if guard_split and guard_split.get("split") != "val":

@@ -30,25 +30,53 @@ _PARITY_SAMPLES = 256
 
 
 def _score(outputs: np.ndarray, y: np.ndarray, metric: str) -> float:
-    """``accuracy`` (top-1 of logits) or ``r2`` (the outputs are the predicted values)."""
+    """``accuracy`` (top-1 of the class scores) or ``r2`` (the outputs are the predicted values)."""
     from dlopt.train.metrics import r2
 
     if not len(y):
         return float("nan")
     if metric == "r2":
         return r2(np.asarray(y, np.float64), outputs.reshape(len(y)).astype(np.float64))
-    return float((outputs.argmax(1) == y).mean())
+    return float((_class_scores(outputs).argmax(1) == y).mean())
+
+
+def _class_scores(outputs: np.ndarray) -> np.ndarray:
+    """``(N, C)`` class scores as training reads them (one logit: the sigmoid of class 1)."""
+    from dlopt.train.metrics import scores_from_outputs
+
+    return scores_from_outputs(torch.from_numpy(np.asarray(outputs)), "classification").numpy()
+
+
+def _test_figures(outputs: np.ndarray, y: np.ndarray, metric: str) -> dict[str, Any]:
+    """``test_<metric>`` and, for accuracy, the ``confusion_matrix`` of the same predictions."""
+    from dlopt.train.metrics import confusion_matrix
+
+    out: dict[str, Any] = {f"test_{metric}": _score(outputs, y, metric)}
+    if metric == "accuracy" and len(y):
+        out["confusion_matrix"] = confusion_matrix(np.asarray(y, np.int64), _class_scores(outputs))
+    return out
 
 
 @torch.inference_mode()
-def torch_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, metric: str = "accuracy",
-                batch: int = 1024) -> float:
-    """``metric`` (accuracy | r2) of ``model`` (eval mode) on preprocessed ``x``."""
+def _torch_outputs(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
     was = model.training
     model.eval()
     outs = [model(x[i:i + batch]).float().cpu().numpy() for i in range(0, len(x), batch)]
     model.train(was)
-    return _score(np.concatenate(outs), y.cpu().numpy(), metric)
+    return np.concatenate(outs)
+
+
+def _onnx_outputs(path: str | Path, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+    from dlopt.deploy import OnnxModel
+
+    runner = OnnxModel.load(path)
+    return np.concatenate([runner.run(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def torch_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, metric: str = "accuracy",
+                batch: int = 1024) -> float:
+    """``metric`` (accuracy | r2) of ``model`` (eval mode) on preprocessed ``x``."""
+    return _score(_torch_outputs(model, x, batch), y.cpu().numpy(), metric)
 
 
 def torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 1024) -> float:
@@ -60,11 +88,7 @@ def onnx_score(path: str | Path, x: np.ndarray, y: np.ndarray, *, metric: str = 
                batch: int = 1024) -> float:
     """``metric`` (accuracy | r2) of an ONNX file on ONNX Runtime (a regression graph outputs
     the predicted values themselves)."""
-    from dlopt.deploy import OnnxModel
-
-    runner = OnnxModel.load(path)
-    outs = [runner.run(x[i:i + batch]) for i in range(0, len(x), batch)]
-    return _score(np.concatenate(outs), np.asarray(y), metric)
+    return _score(_onnx_outputs(path, x, batch), np.asarray(y), metric)
 
 
 def onnx_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, *, batch: int = 1024) -> float:
@@ -135,7 +159,8 @@ def _val_split(bundle: Any) -> Any:
 
 def measure_torch(model: nn.Module, bundle: Any, onnx_path: Path | None, *, measure: MeasureSettings,
                   metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The guard's metric (val/test), params, MACs, sizes, sparsity of ``model``; exported to
+    """The guard's metric (val/test; the test predictions' ``confusion_matrix`` with accuracy),
+    params, MACs, sizes, sparsity of ``model``; exported to
     ``onnx_path`` (parity-checked) and timed there when ``measure.latency``."""
     from dlopt.compress.guard import guard_metric
     from dlopt.models import summary
@@ -146,7 +171,7 @@ def measure_torch(model: nn.Module, bundle: Any, onnx_path: Path | None, *, meas
     out: dict[str, Any] = {
         "metric": metric,
         f"val_{metric}": None if val is None else torch_score(model, val.x, val.y, metric=metric),
-        f"test_{metric}": torch_score(model, bundle.test.x, bundle.test.y, metric=metric),
+        **_test_figures(_torch_outputs(model, bundle.test.x), bundle.test.y.cpu().numpy(), metric),
         "params": s.params, "macs": s.macs, **_weight_sizes(model),
         "sparsity": round(sparsity(model), 4),
     }
@@ -160,7 +185,8 @@ def measure_torch(model: nn.Module, bundle: Any, onnx_path: Path | None, *, meas
 
 
 def measure_onnx(path: Path, bundle: Any, *, measure: MeasureSettings) -> dict[str, Any]:
-    """The guard's metric (val/test) on ONNX Runtime, file size and latency of an ONNX file."""
+    """The guard's metric (val/test; the test predictions' ``confusion_matrix`` with accuracy) on
+    ONNX Runtime, file size and latency of an ONNX file."""
     from dlopt.compress.guard import guard_metric
     from dlopt.deploy import OnnxModel
 
@@ -169,7 +195,7 @@ def measure_onnx(path: Path, bundle: Any, *, measure: MeasureSettings) -> dict[s
     out: dict[str, Any] = {
         "metric": metric,
         f"val_{metric}": None if val is None else onnx_score(path, *_split_arrays(val), metric=metric),
-        f"test_{metric}": onnx_score(path, *_split_arrays(bundle.test), metric=metric),
+        **_test_figures(_onnx_outputs(path, bundle.test.x.numpy()), bundle.test.y.numpy(), metric),
         "params": meta.params, "macs": meta.macs, "size_bytes": path.stat().st_size,
         "onnx_bytes": path.stat().st_size,
     }

@@ -118,14 +118,15 @@ class StageRecord:
 @dataclass
 class StageContext:
     """Everything a stage may read: the pipeline, its own spec and directory, the records of
-    the stages it reads from, and ``resume`` (its directory holds an interrupted attempt
-    with the same cache key)."""
+    the stages it reads from, ``resume`` (its directory holds an interrupted attempt
+    with the same cache key) and ``run_command`` (the ``dlopt run`` line that redoes the run)."""
 
     pipeline: "PipelineConfig"
     spec: "StageSpec"
     dir: Path
     records: dict[str, StageRecord]
     resume: bool = False
+    run_command: str = ""
 
     @property
     def input(self) -> StageRecord | None:

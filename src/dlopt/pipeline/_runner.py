@@ -36,6 +36,7 @@ import yaml
 
 from dlopt._files import remove_path
 from dlopt._fslock import hold_exclusive
+from dlopt.config import recorded_paths
 from dlopt.errors import ConfigError, DloptError, RunError
 from dlopt.pipeline._context import StageContext, StageRecord
 from dlopt.pipeline._fingerprint import data_fingerprint
@@ -190,7 +191,7 @@ def _cached(spec: Any, key: str, d: Path, forced: set[str]) -> StageRecord | Non
 
 
 def _execute(cfg: PipelineConfig, spec: Any, key: str, d: Path, options: Any,
-             records: dict[str, StageRecord], resume: bool) -> StageRecord:
+             records: dict[str, StageRecord], resume: bool, run_command: str) -> StageRecord:
     """Run one stage in ``d`` (cleared first unless it resumes) and store its record."""
     if not resume and d.exists():
         shutil.rmtree(d)
@@ -199,7 +200,7 @@ def _execute(cfg: PipelineConfig, spec: Any, key: str, d: Path, options: Any,
     (d / "stage.json").unlink(missing_ok=True)
     log.info("stage %s (%s): %s", spec.name, spec.kind, "resuming" if resume else "running")
     t0 = time.perf_counter()
-    out = _run_stage(StageContext(cfg, spec, d, records, resume=resume), options)
+    out = _run_stage(StageContext(cfg, spec, d, records, resume=resume, run_command=run_command), options)
     rec = StageRecord(name=spec.name, type=spec.kind, key=key, dir=d,
                       produces=STAGES.get(spec.kind).info["produces"], metrics=out.metrics,
                       timings=out.timings, artifacts=out.artifacts, commands=out.commands,
@@ -294,12 +295,23 @@ def run_pipeline(cfg: PipelineConfig, options: dict[str, Any], *, source: str | 
     run_command = _run_command(cfg, root, src, root_given)
     release = _claim_root(root)
     try:
-        _atomic_text(root / "pipeline.yaml", yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
-                                                            sort_keys=False))
+        recorded = _recorded(cfg.model_dump(mode="json", exclude_defaults=True))
+        _atomic_text(root / "pipeline.yaml", yaml.safe_dump(recorded, sort_keys=False))
         results = _Results(root, cfg, run_command, src, _kept_environment(root))
         return _run_stages(results, options, forced, report, on_stage, on_start)
     finally:
         release()
+
+
+def _recorded(node: Any) -> Any:
+    """``node`` with every data section's file paths absolute (``recorded_paths``): the copy
+    says which files were read, whatever directory it is re-run from. Keys are computed from
+    the pipeline as given, so they do not change."""
+    if isinstance(node, dict):
+        return {k: _recorded(v) for k, v in recorded_paths(node).items()}
+    if isinstance(node, list):
+        return [_recorded(v) for v in node]
+    return node
 
 
 def _claim_root(root: Path) -> Callable[[], None]:
@@ -346,7 +358,7 @@ def _run_stages(results: _Results, options: dict[str, Any], forced: set[str], re
             results.write(records.values(), running=True)  # the failed stage's old record goes
             removed = removed or (not report and _remove_report(root))
             try:
-                rec = _execute(cfg, spec, key, d, options[spec.name], records, resume)
+                rec = _execute(cfg, spec, key, d, options[spec.name], records, resume, results.run_command)
             except Exception:
                 if report:
                     _report_after_failure(root)

@@ -45,6 +45,10 @@ def _command(verb: str, args: list[Any], opts: Any) -> str:
     return shlex.join(["dlopt", verb, *map(str, args), *guard, "--overwrite"])
 
 
+# figures a stage record leaves to the run's own files (timings; summary.json's matrix)
+_RUN_ONLY = ("latency_ms", "confusion_matrix")
+
+
 def _output(result: Any, out: Path, stage_dir: Path, command: str) -> StageOutput:
     """Metrics of the step's kept model plus the guard's decision and before/after figures."""
     metrics, timings = run_metrics(out) if (out / "summary.json").exists() else ({}, {})
@@ -56,8 +60,8 @@ def _output(result: Any, out: Path, stage_dir: Path, command: str) -> StageOutpu
     if kept.get("test_accuracy") is not None:
         metrics["accuracy"] = kept["test_accuracy"]
     metrics.update(accepted=result.accepted, reason=result.reason,
-                   before={k: v for k, v in result.before.items() if k != "latency_ms"},
-                   after={k: v for k, v in result.after.items() if k != "latency_ms"},
+                   before={k: v for k, v in result.before.items() if k not in _RUN_ONLY},
+                   after={k: v for k, v in result.after.items() if k not in _RUN_ONLY},
                    method=comp.get("method"))
     timings["latency_ms_before"] = result.before.get("latency_ms")
     timings["latency_ms_after"] = result.after.get("latency_ms")

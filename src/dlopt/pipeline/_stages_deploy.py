@@ -128,7 +128,7 @@ def bench_stage(ctx: StageContext, opts: BenchOptions) -> StageOutput:
     timings: dict[str, Any] = {"models": {}}
     for name, per_batch in report["contestants"].items():
         first = next(iter(per_batch.values()))
-        metrics["models"][name] = {k: first.get(k) for k in ("accuracy", "size_bytes", "params", "macs")}
+        metrics["models"][name] = {k: first.get(k) for k in ("accuracy", "r2", "size_bytes", "params", "macs")}
         timings["models"][name] = {
             str(b): {k: e.get(k) for k in ("p50_ms", "p95_ms", "throughput", "speedup", "verdict")}
             for b, e in per_batch.items()}

@@ -203,6 +203,10 @@ def _check_val_metrics(search: Any) -> None:
                                   f"such validation metric; allowed: {every}")
 
 
+# the study's plots (pareto_front: several objectives only)
+_TUNE_PLOTS = ("optimization_history", "param_importances", "pareto_front")
+
+
 # the trial budget is no part of what the study is: more trials continue it in place, and
 # later stages rerun only when the best config they read changed
 @STAGES.register("tune", schema=TuneOptions, accepts=("lr",), produces="study", uses_base=True,
@@ -226,11 +230,12 @@ def tune_stage(ctx: StageContext, opts: TuneOptions) -> StageOutput:
     artifacts = {"trials_csv": "trials.csv"}
     if (ctx.dir / "best_config.yaml").is_file():
         artifacts["best_config"] = "best_config.yaml"
-    for plot in ("optimization_history", "param_importances"):
+    for plot in _TUNE_PLOTS:
         if (ctx.dir / "plots" / f"{plot}.png").exists():
             artifacts[plot] = f"plots/{plot}.png"
-    return StageOutput(metrics, {}, artifacts,
-                       [f"dlopt tune <config with search:> {shlex.join(['--study', study, '--study-dir', str(ctx.dir)])}"])
+    # the study's config (base + search:) is in no file `dlopt tune` could read: the run's
+    # own line with --force redoes the study (and the stages whose input it changes)
+    return StageOutput(metrics, {}, artifacts, [f"{ctx.run_command} {shlex.join(['--force', ctx.spec.name])}"])
 
 
 def _require_best(study_dir: Path, counts: dict[str, int]) -> None:

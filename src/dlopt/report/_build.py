@@ -9,7 +9,6 @@ import html
 import json
 import math
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -180,13 +179,11 @@ _TUNE_PLOTS = (("optimization_history", "tuning history"), ("param_importances",
 
 
 def _tune_figures(root: Path, s: dict[str, Any]) -> list[Figure]:
-    """A tune stage's study plots. The study writes ``plots/pareto_front.png`` when it has
-    several objectives (its history shows the first one only); a stage record that does not
-    list it as an artifact still has it in its directory."""
+    """A tune stage's study plots, as its record lists them (``pareto_front``: several objectives)."""
     figs = []
     for key, title in _TUNE_PLOTS:
-        path = _artifact(root, s, key) or _stage_dir(root, s) / "plots" / f"{key}.png"
-        if path.is_file():
+        path = _artifact(root, s, key)
+        if path is not None and path.is_file():
             figs.append(Figure(f"{key.replace('_', '-')}-{s['name']}", f"{s['name']}: {title}", path.read_bytes()))
     return figs
 
@@ -263,19 +260,6 @@ def _dirty_text(dirty: Any) -> str:
     return {True: "yes (the commit alone is not the code that ran)", False: "no"}.get(dirty, "unknown")
 
 
-def _stage_commands(results: dict[str, Any]) -> dict[str, list[str]]:
-    """Per stage, the commands that redo it. A tune stage's study config (the base config
-    with its ``search:``) is in no file ``dlopt tune`` could read, so its command is the
-    run's own ``dlopt run`` line with ``--force STAGE``, which redoes that study from scratch
-    (and the later stages whose input it changes)."""
-    cmds = dict(results.get("stage_commands") or {})
-    run = next((c for c in results.get("commands", []) if c.startswith("dlopt run ")), None)
-    for s in results.get("stages", []):
-        if s["type"] == "tune" and run is not None:
-            cmds[s["name"]] = [f"{run} {shlex.join(['--force', s['name']])}"]
-    return cmds
-
-
 def _section_env(results: dict[str, Any]) -> Section:
     env = results.get("environment", {})
     cpu = env.get("cpu", {})
@@ -285,7 +269,7 @@ def _section_env(results: dict[str, Any]) -> Section:
             ("uncommitted changes", _dirty_text(env.get("git_dirty")))]
     rows += [(k, v) for k, v in (env.get("versions") or {}).items()]
     cmds = list(results.get("commands", []))
-    for name, lines in _stage_commands(results).items():
+    for name, lines in (results.get("stage_commands") or {}).items():
         cmds += [f"# {name}: {c}" for c in lines]
     tbl = "<table id='environment'>" + "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
