@@ -90,9 +90,10 @@ def test_inputs_npy_is_refused_for_a_model_with_text_columns(table_url):
     assert "inputs_npy takes numbers only, but this model has text column(s) 2 ('code')" in resp.json()["detail"]
 
 
-def _linear_onnx(tmp_path: Path, steps: list[dict], table: np.ndarray) -> OnnxModel:
-    """A Linear model behind preprocessing ``steps`` fitted on ``table`` (no training needed)."""
-    pre = Preprocessor.build(steps).fit(table)
+def _linear_onnx(tmp_path: Path, steps: list[dict], table: np.ndarray, columns: tuple[str, ...] = ()) -> OnnxModel:
+    """A Linear model behind preprocessing ``steps`` fitted on ``table`` (no training needed);
+    ``columns``: the raw table's column names, as a CSV header gives them."""
+    pre = Preprocessor.build(steps, feature_names=columns).fit(table)
     path = tmp_path / "linear.onnx"
     torch.manual_seed(0)
     export_onnx(torch.nn.Linear(table.shape[1], 3), torch.from_numpy(pre.transform(table[:2])), path,

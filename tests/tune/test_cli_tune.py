@@ -26,6 +26,7 @@ from dlopt.tune._storage import _pg_driver_url
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 DONE = ("COMPLETE", "PRUNED")
+INTERRUPTED = "error: interrupted; rerun the same command to continue"
 
 
 def _write_config(path: Path, *, epochs: int = 1, heartbeat: float = 1.0, grace: float = 4.0,
@@ -310,7 +311,8 @@ def _ctrl_c(config: Path, sdir: Path, trials: list[int], *extra: str) -> tuple[i
 def test_ctrl_c_refreshes_the_tables_with_the_failed_trial_and_its_retry(tmp_path):
     config = _write_config(tmp_path / "t.yaml", epochs=500)  # still training when interrupted
     code, out = _ctrl_c(config, tmp_path / "s", [0], "--trials", "2")
-    assert code == 130 and out.strip().splitlines()[-1] == "error: interrupted", out
+    # the way on, as SIGTERM's line gives it (before: "error: interrupted" alone)
+    assert code == 130 and out.strip().splitlines()[-1] == INTERRUPTED, out
     # before, trials.csv waited for the next run: here it did not exist at all
     failed, retry = _csv_rows(tmp_path / "s")
     assert (failed["state"], failed["note"]) == ("FAIL", "interrupted")
@@ -322,7 +324,7 @@ def test_ctrl_c_with_worker_processes_is_one_line_and_every_trial_is_in_the_tabl
     code, out = _ctrl_c(config, tmp_path / "s", [0, 1], "--trials", "4", "--workers", "2")
     # the worker process printed a KeyboardInterrupt traceback before
     assert code == 130 and "Traceback" not in out, out
-    assert out.strip().splitlines() == ["error: interrupted"], out
+    assert out.strip().splitlines() == [INTERRUPTED], out
     rows = _csv_rows(tmp_path / "s")
     assert sorted(r["state"] for r in rows) == ["FAIL", "FAIL", "WAITING", "WAITING"]
     assert sorted(r["retry_of"] for r in rows if r["state"] == "WAITING") == ["0", "1"]

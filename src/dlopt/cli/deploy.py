@@ -113,4 +113,9 @@ def serve(
     settings = ServeSettings(max_body_mb=max_body_mb, max_batch=max_batch, max_queue=max_queue,
                              timeout_s=timeout_s, batch_wait_ms=batch_wait_ms, batch_max=batch_max,
                              workers=workers, threads=threads)
-    run_server(model, host=host, port=port, settings=settings, log_level=log_level.lower())
+    def started(url: str) -> None:
+        typer.echo(f"serving {model} on {url} (POST /v1/predict; GET /v1/health/live, "
+                   f"/v1/health/ready, /v1/metadata; Ctrl-C stops)")
+
+    run_server(model, host=host, port=port, settings=settings, log_level=log_level.lower(),
+               on_start=started)

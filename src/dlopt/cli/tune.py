@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from dlopt.cli._app import command, optuna_logging, setup_logging
+from dlopt.cli._app import command, fail, optuna_logging, setup_logging
 from dlopt.tune import RESUME_HINT
 
 
@@ -33,8 +33,13 @@ def tune(
 
     optuna_logging(verbose)
     cfg = _load_tune_config(config, overrides)
-    result = run_tune(cfg, study=study, study_dir=study_dir, storage=storage, trials=trials,
-                      timeout=timeout, workers=workers, on_trial=_print_trial)
+    try:
+        result = run_tune(cfg, study=study, study_dir=study_dir, storage=storage, trials=trials,
+                          timeout=timeout, workers=workers, on_trial=_print_trial)
+    except KeyboardInterrupt:
+        # as SIGTERM says it: the stopped trial is failed and queued for the rerun
+        kept = (storage or cfg.search.storage) != "memory"
+        fail("interrupted" + ("; rerun the same command to continue" if kept else ""), 130)
     _print_result(result)
 
 
@@ -83,7 +88,11 @@ def _print_result(result: Any) -> None:
             typer.echo(f"  {k} = {_fmt(v)}")
         if "pareto" in best:
             typer.echo(f"pareto front: trials {', '.join(str(r['trial']) for r in best['pareto'])}")
-    if best and not best.get("feasible", True):
+    if best is None:
+        typer.echo(f"no best trial: none of the study's trials is COMPLETE ({c.get('PRUNED', 0)} "
+                   f"pruned, {c.get('FAIL', 0)} failed; trials.csv notes say why): "
+                   f"no best_params.json, no best_config.yaml")
+    elif not best.get("feasible", True):
         typer.echo("no trial meets the constraints: no best_config.yaml")
     names = sorted({p.name if p.parent == result.study_dir else f"{p.parent.name}/" for p in result.outputs})
     typer.echo(f"outputs: {result.study_dir} ({', '.join(names)})")

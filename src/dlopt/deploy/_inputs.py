@@ -4,6 +4,7 @@ Three encodings: JSON ``{"inputs": nested lists}``, JSON ``{"inputs_npy": base64
 PNG/JPEG images (multipart ``image`` files, or a raw ``image/png``/``image/jpeg`` body).
 JSON rows of a table model hold strings in its text columns and ``null`` where it imputes
 missing values (:func:`typed_rows`); every other model takes numbers only (the fast path).
+A table row may also be an object keyed by the model's column names (when its metadata has them).
 Everything here is synchronous and CPU-bound; the server calls it in a worker thread.
 """
 
@@ -130,10 +131,25 @@ def _from_lists(values: list[Any], *, maybe_bool: bool = True) -> np.ndarray:
     except (ValueError, TypeError, RecursionError, OverflowError):
         raise ApiError(422, "bad_shape",
                        "inputs are ragged or not numbers; allowed: a rectangular nested list of numbers") from None
+    if x.dtype == object and _only_numbers(x):
+        x = _big_ints(x)
     # numpy reads [true, 2] as [1, 2]: a boolean among numbers must be looked for
     if x.dtype == bool or x.dtype.kind not in "iuf" or (maybe_bool and _holds_bool(values)):
         raise ApiError(422, "bad_dtype", "inputs must be numbers (no strings, booleans or nulls)")
     return x
+
+
+def _only_numbers(x: np.ndarray) -> bool:
+    return all(type(v) in (int, float) for v in x.flat)
+
+
+def _big_ints(x: np.ndarray) -> np.ndarray:
+    """Numbers numpy kept as objects: integers beyond int64, as floats (float32 checks them)."""
+    try:
+        return x.astype(np.float64)
+    except OverflowError:
+        raise ApiError(422, "non_finite", "inputs hold an integer beyond float32; allowed: "
+                       "finite numbers") from None
 
 
 def _holds_bool(values: list[Any]) -> bool:
@@ -182,22 +198,54 @@ def decode_json(body: bytes, spec: InputSpec) -> np.ndarray:
         data = json.loads(body)
     except (ValueError, RecursionError):
         raise ApiError(400, "bad_json", "body is not valid JSON") from None
-    try:
-        req = PredictRequest.model_validate(data)
-    except ValidationError as err:
-        from dlopt.config import format_validation_error
-
-        raise ApiError(422, "bad_request", format_validation_error(err, prefix="body.")) from None
+    req = _request(data)
     if req.inputs is None:
         if spec.categories:
             raise ApiError(422, "bad_request", f"inputs_npy takes numbers only, but this model has text "
                            f"column(s) {', '.join(map(spec.column, sorted(spec.categories)))}; "
                            "allowed: 'inputs' rows with strings in those columns")
         return check_batch(_npy_array(req.inputs_npy or ""), spec)
+    rows = req.inputs
+    if any(isinstance(row, dict) for row in rows):
+        rows = _rows_from_objects(rows, spec)
     if spec.categories or (spec.missing and b"null" in body):
-        return typed_rows(req.inputs, spec)
+        return typed_rows(rows, spec)
     # the walk for booleans only when the body could hold one
-    return check_batch(_from_lists(req.inputs, maybe_bool=b"true" in body or b"false" in body), spec)
+    return check_batch(_from_lists(rows, maybe_bool=b"true" in body or b"false" in body), spec)
+
+
+def _request(data: Any) -> PredictRequest:
+    try:
+        return PredictRequest.model_validate(data)
+    except ValidationError as err:
+        from dlopt.config import format_validation_error
+
+        first = err.errors(include_url=False)[0]
+        if first["type"] == "extra_forbidden":  # the generic line knows config schemas only
+            raise ApiError(422, "bad_request", f"unknown key 'body.{first['loc'][0]}'; allowed: "
+                           "inputs (nested lists), inputs_npy (base64 of a .npy file)") from None
+        raise ApiError(422, "bad_request", format_validation_error(err, prefix="body.")) from None
+
+
+def _rows_from_objects(rows: list[Any], spec: InputSpec) -> list[Any]:
+    """Table rows sent as objects keyed by the model's column names, as lists in column order."""
+    columns = list(spec.columns)
+    if len(spec.raw_shape) != 1 or len(columns) != spec.raw_shape[0]:
+        raise ApiError(422, "bad_shape", f"a sample is (nested) lists of numbers, not an object; "
+                       f"allowed: {_shape_text(spec)}")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ApiError(422, "bad_shape", f"inputs[{i}] is not an object like the other rows; allowed: "
+                           f"every row an object keyed by {', '.join(columns)}, or every row a list")
+        if set(row) != set(columns):
+            wrong = sorted(set(row) - set(columns)) or sorted(set(columns) - set(row))
+            what = "unknown" if set(row) - set(columns) else "missing"
+            raise ApiError(422, "bad_request",
+                           f"inputs[{i}]: {what} column(s) {', '.join(map(repr, wrong))}; allowed: an "
+                           f"object with the columns {', '.join(columns)} (or a list in that order)")
+        out.append([row[c] for c in columns])
+    return out
 
 
 def typed_rows(values: list[Any], spec: InputSpec) -> np.ndarray:

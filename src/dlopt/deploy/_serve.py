@@ -25,9 +25,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -190,8 +191,12 @@ async def _read_multipart(request: Request, state: _State) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001  python-multipart/starlette parse errors
         raise ApiError(400, "bad_multipart", f"multipart body cannot be parsed ({type(exc).__name__})") from None
     try:
-        files = [v for k, v in form.multi_items() if k == "image" and isinstance(v, UploadFile)]
-        data = [await f.read() for f in files]
+        items = form.multi_items()
+        stray = next((k for k, v in items if k != "image" or not isinstance(v, UploadFile)), None)
+        if stray is not None:  # a misnamed field would be dropped, answering for fewer images
+            raise ApiError(422, "bad_request", f"multipart field {stray!r} is not an image file; "
+                           "allowed: one or more files in fields named 'image'")
+        data = [await v.read() for _, v in items]
     finally:
         await form.close()
     return await asyncio.to_thread(decode_images, data, state.spec)
@@ -366,9 +371,11 @@ def _refuse_directory(path: Path) -> None:
 
 
 def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
-          settings: ServeSettings | None = None, log_level: str = "warning") -> None:
-    """Load ``path`` (a local .onnx file) and serve it with uvicorn until interrupted."""
-    import uvicorn
+          settings: ServeSettings | None = None, log_level: str = "warning",
+          on_start: Callable[[str], None] | None = None) -> None:
+    """Load ``path`` (a local .onnx file) and serve it with uvicorn until interrupted.
+    ``on_start(url)`` runs once the server listens; with ``port`` 0 the URL holds the port
+    the OS picked."""
     from uvicorn.config import LOG_LEVELS
 
     if log_level not in LOG_LEVELS:
@@ -383,10 +390,24 @@ def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8000,
         server_header=False, proxy_headers=False, timeout_keep_alive=5,
         timeout_graceful_shutdown=int(max(cfg.timeout_s, 1)),
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, on_start)
     with _clean_stop():
         server.run()
     log.info("server stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_start`` the URL it listens on (its real port)."""
+
+    def __init__(self, config: uvicorn.Config, on_start: Callable[[str], None] | None) -> None:
+        super().__init__(config)
+        self.on_start = on_start
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self.on_start is not None and self.started:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            self.on_start(f"http://{f'[{host}]' if ':' in host else host}:{port}")
 
 
 def _check_listen(host: str, port: int) -> None:

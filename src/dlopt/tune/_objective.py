@@ -79,7 +79,10 @@ class _TrialCallback:
             latency="latency_ms" in self.ctx.policy.needed()))
 
     def on_epoch_end(self, state: Any) -> None:
-        self.ctx.report(self.offset + state.epoch, state.metrics)
+        step = self.offset + state.epoch
+        if state.done and self.offset + self.cfg.train.epochs == self.ctx.last_step:
+            self.ctx.last_step = step  # max_steps ends the last fold before train.epochs
+        self.ctx.report(step, state.metrics)
 
 
 class _Replay:

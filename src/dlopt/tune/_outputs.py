@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,7 +15,7 @@ import re
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -212,7 +213,8 @@ def _keep_light_files(d: Path) -> None:
 def write_plots(study: optuna.Study, study_dir: Path, metrics: Sequence[str]) -> list[Path]:
     """Optimization history, parameter importances, parallel coordinates, Pareto front
     (several objectives) and intermediate values; a plot the study cannot support yet (too
-    few trials) is skipped with a log line."""
+    few trials) is skipped with a log line. Without a COMPLETE trial only the pruned trials'
+    curves (intermediate values, when any) are drawn: optuna would draw empty axes and warn."""
     from optuna.visualization import matplotlib as ovm
 
     out_dir = study_dir / "plots"
@@ -227,7 +229,11 @@ def write_plots(study: optuna.Study, study_dir: Path, metrics: Sequence[str]) ->
     }
     if len(metrics) > 1:
         plots["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=list(metrics))
-    else:
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        log.info("no COMPLETE trial: plots of results skipped")
+        plots.clear()
+    if len(metrics) == 1 and any(t.intermediate_values for t in trials):
         plots["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)
     written = []
     for name, make in plots.items():
@@ -241,7 +247,7 @@ def _save_plot(make: Callable[[], Any], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_optuna_plots():
             warnings.simplefilter("ignore")  # optuna marks these functions experimental
             ax = make()
     except Exception as exc:  # optuna raises several types for "not enough trials"
@@ -255,3 +261,16 @@ def _save_plot(make: Callable[[], Any], path: Path) -> Path | None:
     os.replace(tmp, path)
     plt.close(fig)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_optuna_plots() -> Iterator[None]:
+    """optuna's plot functions warn about the study ("no complete trials", "set up the
+    pruning feature") on their own lines; dlopt tune's summary says why there is no best."""
+    logger = logging.getLogger("optuna.visualization")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -144,6 +144,8 @@ class TrialContext:
     ``check_static(metrics)`` before training and ``report(epoch, metrics)`` after each epoch
     raise ``optuna.TrialPruned`` when the trial should stop. ``resume_from``: the run directory
     of the failed trial this one retries (same parameters), whose checkpoint it may continue.
+    ``last_step``: the step that ends the trial's training (``train.epochs``, times the folds
+    with ``train.cv``); set by the study once the trial's config is drawn.
     """
 
     def __init__(self, trial: optuna.Trial, *, run_dir: Path, params: Mapping[str, Any],
@@ -154,6 +156,7 @@ class TrialContext:
         self.params = dict(params)
         self.policy = policy
         self.epochs = 0
+        self.last_step: int | None = None
         self.static: dict[str, float] = {}
         self._curve: dict[int, float] = {}
 
@@ -179,8 +182,11 @@ class TrialContext:
                                      f"before training")
 
     def report(self, epoch: int, metrics: Mapping[str, Any]) -> None:
-        """Send the epoch's watched metric to the pruner; raise TrialPruned to stop."""
+        """Send the epoch's watched metric to the pruner; raise TrialPruned to stop. At
+        ``last_step`` the pruner is not asked: stopping a fully trained trial saves no
+        training and would only hide its result."""
         self.epochs = int(epoch)
+        final = self.last_step is not None and self.epochs >= self.last_step
         watched = self.policy.watched
         if watched is None or watched[0] not in metrics:
             return
@@ -188,12 +194,12 @@ class TrialContext:
         value = float(metrics[metric])
         if not self.policy.multi:
             self.trial.report(value, self.epochs)
-            if self.trial.should_prune():
+            if not final and self.trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {epoch}: {metric}={value:.4g}")
             return
         self._curve[self.epochs] = value
         self.trial.set_user_attr("curve", {str(k): v for k, v in self._curve.items()})
-        if self.policy.pareto is None:
+        if self.policy.pareto is None or final:
             return
         stop, reason = self.policy.pareto.decide(
             epoch=self.epochs, value=value, maximize=direction == "maximize",

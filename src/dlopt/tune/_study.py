@@ -441,6 +441,7 @@ class _Worker:
                     **ctx.params, "name": f"{self.study.study_name}-{trial.number:04d}",
                     "train.progress": False,
                 })
+                ctx.last_step = run_cfg.train.epochs * (run_cfg.train.cv or 1)
                 metrics = dict(self.objective(run_cfg, ctx))
                 values = self._values(metrics)
                 self._check_constraint_metrics({**ctx.static, **metrics})
@@ -452,8 +453,10 @@ class _Worker:
             raise
         except Exception as exc:
             if _terminated(exc):
-                # SIGTERM stops this worker, not just the trial: fail it, queue its retry
-                self._finish(trial, TrialState.FAIL, None, ctx, metrics, _one_line(exc), t0)
+                # SIGTERM stops this worker, not just the trial: fail it, queue its retry;
+                # its note says tune's way on (dlopt tune has no --resume)
+                note = _tune_hint(_one_line(exc))
+                self._finish(trial, TrialState.FAIL, None, ctx, metrics, note, t0)
                 raise
             # every later trial would miss the metric too: end the study after recording this one
             fatal = exc if isinstance(exc, _NoSuchMetric) else None
@@ -573,6 +576,14 @@ def _terminated(exc: BaseException) -> bool:
     return isinstance(exc, Terminated)
 
 
+def _tune_hint(message: str) -> str:
+    """``message`` with dlopt tune's way on in place of dlopt train's "--resume"."""
+    from dlopt.train.callbacks.signals import with_resume_hint
+    from dlopt.tune import RESUME_HINT
+
+    return with_resume_hint(message, RESUME_HINT)
+
+
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
@@ -615,9 +626,6 @@ def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any],
     except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent says "interrupted"
         sys.exit(130)
     except DloptError as exc:  # one line, as the CLI would say it, not a traceback
-        from dlopt.train.callbacks.signals import with_resume_hint
-        from dlopt.tune import RESUME_HINT
-
         # dlopt tune has no --resume: the worker says tune's way on, as the CLI does
-        log.error("worker process: %s", with_resume_hint(str(exc), RESUME_HINT))
+        log.error("worker process: %s", _tune_hint(str(exc)))
         sys.exit(exc.exit_code)
