@@ -150,7 +150,7 @@ def _study_curves(sampler: Any, pruner: Any, curve_of: Callable[[dict[str, Any]]
         for epoch, acc in enumerate(curve_of(params)[:epochs], 1):
             seen.append(acc)
             trial.report(acc, epoch)
-            if trial.should_prune():
+            if epoch < epochs and trial.should_prune():  # as dlopt: a fully trained trial completes
                 raise optuna.TrialPruned()
         return seen[-1]
 
