@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -139,35 +140,80 @@ def eval_(
 @command("predict")
 def predict(
     run: Path = typer.Argument(..., help="run directory, checkpoint directory or exported .onnx file"),
-    input: Path = typer.Argument(..., help="an image file, a .npy array or a CSV file of rows"),
+    inputs: list[Path] = typer.Argument(..., help="image files or folders of images, .npy arrays or CSV "
+                                                  "files of rows (one kind)"),
     top: int = typer.Option(3, "--top", min=1, help="how many class probabilities to print"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps | auto"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Predict the class (and probabilities) of raw inputs, applying the saved preprocessing."""
+    """Predict the class (and probabilities) of raw inputs, applying the saved preprocessing.
+    One file: a line per sample, numbered; several files or a folder: each line names its file."""
     setup_logging(verbose)
     _set_threads(threads)
-    from dlopt.train import load
+    from dlopt.train.inputs_raw import input_files, is_image_file
+
+    files = input_files(inputs)  # every path checked before the model loads
+    named = len(files) > 1 or any(p.is_dir() for p in inputs)
+    read, predict_raw, names = _predictor(run, device, threads)
+    images = is_image_file(files[0])
+    for part, x in _chunks(files, read, images=images):
+        pred, proba = predict_raw(x)
+        for i, p in enumerate(pred):
+            typer.echo(f"{_sample_label(part, i, named=named, images=images)}: "
+                       f"{_prediction(p, None if proba is None else proba[i], names, top)}")
+
+
+_Predictor = tuple[Callable[[Path], Any], Callable[[Any], Any], list[str]]  # read, predict_raw, class names
+
+
+def _predictor(run: Path, device: str, threads: Optional[int]) -> _Predictor:
+    """``(read, predict_raw, class_names)`` of a run, a checkpoint or an exported ONNX file."""
     from dlopt.train.inputs_raw import read_raw_input
 
     if run.suffix.lower() == ".onnx":  # an exported model (dlopt export): ONNX Runtime
         from dlopt.deploy import OnnxModel
 
-        onnx_model = OnnxModel.load(run, threads=threads)
-        x = read_raw_input(input, onnx_model.metadata.raw_shape, categories=_categories(onnx_model.preprocessor),
-                           columns=_columns(onnx_model.preprocessor), missing=onnx_model.imputes)
-        (pred, proba), names = onnx_model.predict_raw(x), onnx_model.metadata.class_names
+        m = OnnxModel.load(run, threads=threads)
+        shape, pre, imputes, predict_raw, names = (m.metadata.raw_shape, m.preprocessor, m.imputes,
+                                                  m.predict_raw, m.metadata.class_names)
     else:
+        from dlopt.train import load
+
         loaded = load(run, device=device)
-        x = read_raw_input(input, loaded.info.input_shape, categories=_categories(loaded.preprocessor),
-                           columns=_columns(loaded.preprocessor), missing=loaded.imputes)
-        (pred, proba), names = loaded.predict(x), loaded.info.class_names
-    for i, p in enumerate(pred):
-        if proba is None:
-            typer.echo(f"{i}: {float(p):.6g}")
-            continue
-        order = proba[i].argsort()[::-1][:top]
-        probs = "  ".join(f"{names[j] if j < len(names) else j}: {proba[i][j]:.4f}" for j in order)
-        label = names[int(p)] if int(p) < len(names) else str(int(p))
-        typer.echo(f"{i}: class {label}  ({probs})")
+        shape, pre, imputes, predict_raw, names = (loaded.info.input_shape, loaded.preprocessor, loaded.imputes,
+                                                  loaded.predict, loaded.info.class_names)
+    read = functools.partial(read_raw_input, input_shape=shape, categories=_categories(pre),
+                             columns=_columns(pre), missing=imputes)
+    return read, predict_raw, list(names)
+
+
+_IMAGES_PER_CALL = 256  # a folder's images are predicted in batches of this many: bounded memory
+
+
+def _chunks(files: list[Path], read: Callable[[Path], Any], *, images: bool) -> Iterator[tuple[list[Path], Any]]:
+    """``(files, raw inputs)`` to predict at once: images in batches, other files one by one
+    (their sample counts are known only once predicted)."""
+    import numpy as np
+
+    step = _IMAGES_PER_CALL if images else 1
+    for i in range(0, len(files), step):
+        part = files[i:i + step]
+        yield part, np.concatenate([read(f) for f in part]) if images else read(part[0])
+
+
+def _sample_label(part: list[Path], i: int, *, named: bool, images: bool) -> str:
+    """Sample ``i`` of ``part``: its number for one input file, else its image file or ``FILE[i]``."""
+    if not named:
+        return str(i)
+    return str(part[i]) if images else f"{part[0]}[{i}]"
+
+
+def _prediction(p: Any, proba: Any, names: list[str], top: int) -> str:
+    """``class NAME  (top probabilities)``, or the value of a regression."""
+    if proba is None:
+        return f"{float(p):.6g}"
+    order = proba.argsort()[::-1][:top]
+    probs = "  ".join(f"{names[j] if j < len(names) else j}: {proba[j]:.4f}" for j in order)
+    label = names[int(p)] if int(p) < len(names) else str(int(p))
+    return f"class {label}  ({probs})"

@@ -1,4 +1,5 @@
-"""Raw prediction inputs from files: an image, a ``.npy`` array or CSV rows.
+"""Raw prediction inputs from files: an image, a ``.npy`` array or CSV rows (several files of
+one kind, or a folder of images: :func:`input_files`).
 
 Values come back as the dataset stores them (e.g. uint8 pixels ``(1, C, H, W)``), so the
 run's saved preprocessing maps them to model inputs exactly as in training: images decode
@@ -18,9 +19,9 @@ import numpy as np
 from dlopt.data import cell_number, channels_first, image_8bit
 from dlopt.data._values import infinite_cell
 from dlopt.errors import DataError
-from dlopt.registry import Registry
+from dlopt.registry import Entry, Registry
 
-__all__ = ["check_finite", "check_raw_finite", "read_raw_input", "READERS"]
+__all__ = ["check_finite", "check_raw_finite", "input_files", "is_image_file", "read_raw_input", "READERS"]
 
 #: file suffix -> reader(path, input_shape[, *, categories]) -> np.ndarray
 READERS: Registry[np.ndarray] = Registry("input file type", DataError)
@@ -224,12 +225,54 @@ def read_raw_input(path: str | Path, input_shape: tuple[int, ...], *,
     NaN is refused where it is read. Infinite values always are, at their index or line.
     Channels-last images in a .npy, ``(N, H, W, C)``, come back as ``(N, C, H, W)``."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"input file not found: {p}")
-    entry = READERS.get(p.suffix.lower())
+    entry = _reader(p)
     wanted = {"categories": categories, "columns": columns, "missing": missing}
     extra = {k: v for k, v in wanted.items() if k in entry.params()}
     return _checked(entry.factory(p, tuple(input_shape), **extra), p)
+
+
+def _reader(p: Path) -> Entry[np.ndarray]:
+    """The registry entry reading ``p``: an existing file of a known suffix, else one error line."""
+    if not p.is_file():
+        raise DataError(f"input file not found: {p}")
+    return READERS.get(p.suffix.lower())
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Whether ``path`` is read as an image (by its suffix): one sample per file."""
+    return Path(path).suffix.lower() in _IMAGE_SUFFIXES
+
+
+def input_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The files ``paths`` name, a folder standing for the image files in it (sorted by name;
+    sub-folders are not searched). Every file must exist, have a known suffix and be of one
+    kind with the others: all images, all ``.npy`` arrays or all CSV files."""
+    files = [f for p in map(Path, paths) for f in (_folder_images(p) if p.is_dir() else [p])]
+    for f in files:
+        _reader(f)
+    other = next((f for f in files if _kind(f) != _kind(files[0])), None)
+    if other is not None:
+        raise DataError(f"inputs of mixed kinds ({files[0]}, {other}); allowed: all images, all .npy arrays "
+                        "or all CSV files")
+    return files
+
+
+def _kind(f: Path) -> str:
+    return "image" if is_image_file(f) else f.suffix.lower()
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, by name; hidden and other files are left out (logged)."""
+    entries = sorted((f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")),
+                     key=lambda f: f.name)
+    images = [f for f in entries if is_image_file(f)]
+    if not images:
+        raise DataError(f"{folder}: a folder without image files ({', '.join(_IMAGE_SUFFIXES)}); "
+                        "its sub-folders are not searched")
+    if len(images) < len(entries):
+        log.warning("%s: %d file(s) that are not images left out (first: %s)", folder,
+                    len(entries) - len(images), next(f.name for f in entries if not is_image_file(f)))
+    return images
 
 
 def _checked(x: np.ndarray, path: Path) -> np.ndarray:

@@ -21,13 +21,16 @@ cycling momentum. Importing this module does not import torch.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 from typing import Any, Callable
 
 from dlopt.errors import ConfigError
 from dlopt.registry import Registry
 
-__all__ = ["SCHEDULES", "LRSchedule", "Progress", "create_schedule"]
+__all__ = ["SCHEDULES", "LRSchedule", "Progress", "create_schedule", "run_epochs"]
+
+log = logging.getLogger(__name__)
 
 
 class Progress:
@@ -256,6 +259,7 @@ def create_schedule(
     capped = max_steps is not None and max_steps < steps_per_epoch * epochs
     _check_warmup(warmup, total, what=f"train.max_steps={max_steps}" if capped else f"train.epochs={epochs}",
                   warmup_epochs=warmup_epochs)
+    _warn_idle(name, milestones or [], patience, steps_per_epoch=steps_per_epoch, total=total, warmup=warmup)
     return LRSchedule(optimizer, fn, interval=entry.info["interval"], steps_per_epoch=steps_per_epoch,
                       total_steps=total, warmup_steps=warmup, plateau=plateau_cfg)
 
@@ -266,3 +270,32 @@ def _check_warmup(warmup: int, total: int, *, what: str, warmup_epochs: float) -
     if warmup and warmup >= total:
         raise ConfigError(f"train.schedule.warmup_epochs={warmup_epochs:g}: warm-up {warmup} steps, run {total} "
                           f"steps ({what}); allowed: a warm-up shorter than the run")
+
+
+def run_epochs(epochs: int, max_steps: int | None, steps_per_epoch: int) -> int:
+    """Epochs a run evaluates: ``epochs``, or fewer when ``max_steps`` (optimizer steps) ends it
+    first (an epoch it cuts is closed early, so it counts)."""
+    if max_steps is None:
+        return epochs
+    return min(epochs, math.ceil(max_steps / max(1, steps_per_epoch)))
+
+
+def _warn_idle(name: str, milestones: list[int], patience: int, *, steps_per_epoch: int, total: int,
+               warmup: int) -> None:
+    """A schedule the run is too short for never changes the lr. Said, not refused: a quick run
+    of a longer recipe (``--set train.epochs=1``) is a fair thing to ask for."""
+    spe = max(1, steps_per_epoch)
+    after = " after warm-up" if warmup else ""
+    if name == "multistep":
+        epochs = (total - 1 - warmup) // spe + 1  # epochs of the schedule's clock that take a step
+        if all(m >= epochs for m in milestones):
+            log.warning("train.schedule.milestones=%s with a run of %d epoch(s)%s: a milestone m lowers the lr "
+                        "from epoch m + 1 on, so only milestones below %d act: it can never trigger",
+                        sorted(milestones), epochs, after, epochs)
+    elif name == "plateau":
+        ends = (min(k * spe, total) for k in range(1, math.ceil(total / spe) + 1))  # steps at each epoch's end
+        epochs = sum(end >= warmup for end in ends)  # the epochs whose metric the plateau rule sees
+        if epochs < patience + 2:
+            log.warning("train.schedule.patience=%d with a run of %d epoch(s)%s: plateau lowers the lr once %d "
+                        "epochs in a row miss the best, which the first epoch sets, so it needs %d epochs: "
+                        "it can never trigger", patience, epochs, after, patience + 1, patience + 2)

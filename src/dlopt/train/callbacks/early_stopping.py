@@ -9,12 +9,16 @@ its ``val_loss`` is lower; monitor ``val_loss`` to train on while the loss still
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Mapping, Sequence
 
 from dlopt.errors import ConfigError
+from dlopt.train.schedules import run_epochs
 
 __all__ = ["EarlyStopping", "should_stop"]
+
+log = logging.getLogger(__name__)
 
 
 def _improves(value: float, best: float, *, mode: str, min_delta: float) -> bool:
@@ -50,6 +54,14 @@ class EarlyStopping:
         self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
         self.values: list[float] = []
         self.reason = ""
+
+    def on_fit_start(self, state: Any) -> None:
+        # said, not refused: a quick run of a longer recipe is a fair thing to ask for
+        per_epoch = getattr(state.schedule, "steps_per_epoch", None) or state.steps_per_epoch  # optimizer steps
+        epochs = run_epochs(state.epochs, state.max_steps, per_epoch)
+        if self.patience >= epochs:
+            log.warning("train.early_stopping.patience=%d with a run of %d epoch(s): it stops after %d epochs "
+                        "without improvement, so it can never trigger", self.patience, epochs, self.patience)
 
     def on_epoch_end(self, state: Any) -> None:
         if self.monitor not in state.metrics:
