@@ -40,6 +40,8 @@ INIT_WEIGHTS = "init.safetensors"  # the weights a fine-tuning run started from
 _MODEL_FILES = (rundir.CONFIG, rundir.WEIGHTS, rundir.SUMMARY, ARCH, "preprocess.json", "preprocess.npz")
 # summary fields of a training run that an untrained derived model does not share
 _SOURCE_TRAINING = ("best_epoch", "monitor", "stop_reason", "test_seconds")
+# summary fields of a fine-tuning (QAT, low-bit) that a model written from its result shares
+_TRAINED = ("epochs", "steps", "train_seconds")
 
 
 @dataclass
@@ -220,10 +222,11 @@ def write_arch(d: Path, model: nn.Module) -> None:
 
 
 def write_model_dir(d: Path, src: Source, model: nn.Module, *, name: str,
-                    measured: dict[str, Any] | None = None) -> Path:
-    """A run directory for ``model`` without training: config (source + widths), weights,
-    preprocessing, ``arch.json`` and a summary copied from the source with new figures (the
-    source's training fields under ``source_training``)."""
+                    measured: dict[str, Any] | None = None, trained: dict[str, Any] | None = None) -> Path:
+    """A run directory for ``model`` without its own training run: config (source + widths),
+    weights, preprocessing, ``arch.json`` and a summary copied from the source with new figures
+    (the source's training fields under ``source_training``). ``trained``: the summary of the
+    fine-tuning that made ``model`` (QAT, low-bit), whose epochs, steps and seconds are recorded."""
     d.mkdir(parents=True, exist_ok=True)
     cfg = derived_config(src.config, model, name=name, epochs=src.config.train.epochs)
     dump_config(cfg, d / rundir.CONFIG)
@@ -238,6 +241,7 @@ def write_model_dir(d: Path, src: Source, model: nn.Module, *, name: str,
     summary["source_training"] = {k: summary.pop(k, None) for k in _SOURCE_TRAINING}
     summary.pop("confusion_matrix", None)
     summary.update(name=name, epochs=0, steps=0, train_seconds=0.0, custom_model=False)
+    summary.update({k: trained[k] for k in _TRAINED if k in (trained or {})})
     # the source's val/test blocks (loss, f1...) describe the source model, not this one
     summary.update(val={}, test={})
     if measured:

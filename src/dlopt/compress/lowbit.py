@@ -95,7 +95,7 @@ def lowbit_candidate(source: rd.Source, cand: Path, *, method: str, epochs: int,
     fit = rd.train_module(source, module, rd.work_dir(cand.parent) / method, epochs=epochs, lr=lr,
                           name=cand.parent.name)
     zoo = zoo_weights(bake(fit.model), copy.deepcopy(source.model))
-    rd.write_model_dir(cand, source, zoo, name=cand.parent.name)
+    rd.write_model_dir(cand, source, zoo, name=cand.parent.name, trained=fit.summary)
     # dense fp32 graph: latency is not what low-bit weights would give, so it is not timed
     after = measure_torch(zoo, source.bundle, cand / rd.ONNX, measure=MeasureSettings(
         latency=False, exporter=measure.exporter), metadata=source.metadata())

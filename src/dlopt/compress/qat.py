@@ -144,7 +144,7 @@ def qat_candidate(source: rd.Source, cand: Path, *, method: str, epochs: int, lr
     trained = bake(fit.model)
     alphas = {n: round(float(m.alpha.detach()), 5) for n, m in trained.named_modules() if isinstance(m, PACT)}
     zoo = zoo_weights(trained, copy.deepcopy(source.model))
-    rd.write_model_dir(cand, source, zoo, name=cand.parent.name)
+    rd.write_model_dir(cand, source, zoo, name=cand.parent.name, trained=fit.summary)
     rundir.write_json(cand / "qat.json", {"bits": 8, "pact_alpha": alphas})
     for f in ("metrics.jsonl",):
         src = fit.run_dir / f

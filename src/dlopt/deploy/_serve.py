@@ -24,7 +24,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import numpy as np
@@ -241,6 +241,23 @@ def _input_spec(model: OnnxModel, max_batch: int) -> InputSpec:
                      columns=tuple(getattr(pre, "feature_names", ())))
 
 
+def _public_metadata(model: OnnxModel) -> dict[str, Any]:
+    """``/v1/metadata``'s model facts without the server's file system (a client learns no
+    paths): ``source_run`` is the run folder's name, the dataset's file its name only
+    (``csv:rows.csv``), ``data_dir`` is left out."""
+    from dlopt.data._registry import split_format
+
+    out = model.metadata.public()
+    # PureWindowsPath splits at both / and \: a file exported on Windows shows its name too
+    out["source_run"] = PureWindowsPath(out["source_run"]).name
+    dataset = {k: v for k, v in (out.get("dataset") or {}).items() if k != "data_dir"}
+    fmt = split_format(dataset["name"]) if isinstance(dataset.get("name"), str) else None
+    if fmt is not None:
+        dataset["name"] = f"{fmt[0]}:{PureWindowsPath(fmt[1]).name}"
+    out["dataset"] = dataset
+    return out
+
+
 def create_app(model: OnnxModel, settings: ServeSettings | None = None) -> FastAPI:
     """A FastAPI app serving ``model``; ready once a warm-up inference has run. JSON rows of a
     model that label-encodes text columns hold strings in those columns."""
@@ -309,8 +326,8 @@ def create_app(model: OnnxModel, settings: ServeSettings | None = None) -> FastA
 
     @app.get("/v1/metadata")
     async def metadata() -> dict[str, Any]:
-        """The served model's metadata, file hash and this server's limits."""
-        return {"model": model.metadata.public(), "file": model.path.name, "sha256": state.sha256,
+        """The served model's metadata (no server paths), file hash and this server's limits."""
+        return {"model": _public_metadata(model), "file": model.path.name, "sha256": state.sha256,
                 "input": {"name": model.input_name, "raw_shape": list(state.spec.raw_shape),
                           "takes_images": state.spec.takes_images,
                           "text_columns": sorted(state.spec.categories), "takes_missing": state.spec.missing},

@@ -183,24 +183,37 @@ def _check_tune(pipeline: Any, opts: TuneOptions) -> None:
     from dlopt.config import TuneConfig
 
     cfg = parse_config(_tune_data(deep_merge(pipeline.base, {"name": "check"}), opts, None), TuneConfig)
-    _check_val_metrics(cfg.search)
+    _check_val_metrics(cfg.search, dataset=cfg.data.name)
 
 
-def _check_val_metrics(search: Any) -> None:
+def _check_val_metrics(search: Any, *, dataset: str) -> None:
     """dlopt.tune's check takes any ``val_<name>`` (a custom objective may report it); a stage's
-    trials are training runs, which report the loss and their task's default metrics, so a
-    typo (``val_acc``) is refused here instead of after the upstream stages and a trial ran."""
-    from dlopt.train.metrics import DEFAULT_METRICS
+    trials are training runs, so a typo (``val_acc``) or the other task's metric (``val_r2`` on
+    mnist) is refused here instead of after the upstream stages and a trial ran."""
     from dlopt.tune._metrics import FINAL_METRICS, STATIC_METRICS
 
-    names = ["loss", *dict.fromkeys(m for task in DEFAULT_METRICS.values() for m in task)]
-    allowed = [f"val_{n}" for n in names]
+    allowed, run = _trial_val_metrics(dataset)
     for key, specs in (("objectives", search.objectives), ("constraints", search.constraints)):
         for i, spec in enumerate(specs):
             if spec.metric.startswith("val_") and spec.metric not in allowed:
                 every = ", ".join([*allowed, *STATIC_METRICS, *FINAL_METRICS])
-                raise ConfigError(f"search.{key}[{i}].metric={spec.metric!r}: a training run reports no "
+                raise ConfigError(f"search.{key}[{i}].metric={spec.metric!r}: {run} reports no "
                                   f"such validation metric; allowed: {every}")
+
+
+def _trial_val_metrics(dataset: str) -> tuple[list[str], str]:
+    """The ``val_`` metrics a training run on ``dataset`` reports (the loss and its task's
+    default metrics) and the run's description. A built-in set's task is known up front; a csv
+    or npz file's comes from its labels (a csv's whole target column), read by the trials, so
+    every task's metrics are allowed there."""
+    from dlopt.data import DATASETS
+    from dlopt.train.metrics import DEFAULT_METRICS
+
+    task = DATASETS.get(dataset).info.get("task") if dataset in DATASETS else None
+    tasks = [task] if task in DEFAULT_METRICS else list(DEFAULT_METRICS)
+    names = ["loss", *dict.fromkeys(m for t in tasks for m in DEFAULT_METRICS[t])]
+    run = f"a {task} run (data {dataset})" if len(tasks) == 1 else "a training run"
+    return [f"val_{n}" for n in names], run
 
 
 # the study's plots (pareto_front: several objectives only)

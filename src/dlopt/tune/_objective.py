@@ -38,7 +38,8 @@ def train_objective(cfg: "RunConfig", ctx: "TrialContext") -> dict[str, float]:
     from dlopt.train import train_run
 
     resume = _take_over(cfg, ctx)
-    callbacks = [_TrialCallback(cfg, ctx), *([_Replay(ctx)] if resume else [])]
+    hook = _TrialCallback(cfg, ctx)
+    callbacks = [hook, _EpochReport(hook), *([_Replay(ctx)] if resume else [])]
     try:
         result = train_run(cfg, run_dir=ctx.run_dir, callbacks=callbacks, resume=resume,
                            overwrite=not resume)
@@ -60,7 +61,8 @@ def train_objective(cfg: "RunConfig", ctx: "TrialContext") -> dict[str, float]:
 
 
 class _TrialCallback:
-    """Hooks a trial into the training loop: static metrics at fit start, then each epoch.
+    """Hooks a trial into the training loop: static metrics at fit start (order 0: before
+    channels_last, compile and EMA change the model), each epoch through :class:`_EpochReport`.
 
     With ``train.cv`` every fold is a run of its own: fold k's epoch e is reported as step
     ``(k - 1) * train.epochs + e``, so the pruner sees every fold and compares each step with
@@ -78,11 +80,25 @@ class _TrialCallback:
             model, input_shape(self.cfg), cfg=self.cfg,
             latency="latency_ms" in self.ctx.policy.needed()))
 
+
+class _EpochReport:
+    """Reports each epoch of the trial's fold (see :class:`_TrialCallback`) to its context.
+    The epoch where max_steps or early stopping ends the last fold is its last step: stopping
+    the trial there saves no training, so the pruner is not asked."""
+
+    # after EarlyStopping (100), whose stop request of this epoch is then known; before
+    # Progress (200) and Checkpointing (1000): a pruned epoch is neither printed nor saved
+    order = 150
+
+    def __init__(self, trial: _TrialCallback) -> None:
+        self.trial = trial
+
     def on_epoch_end(self, state: Any) -> None:
-        step = self.offset + state.epoch
-        if state.done and self.offset + self.cfg.train.epochs == self.ctx.last_step:
-            self.ctx.last_step = step  # max_steps ends the last fold before train.epochs
-        self.ctx.report(step, state.metrics)
+        cfg, ctx = self.trial.cfg, self.trial.ctx
+        step = self.trial.offset + state.epoch
+        if (state.done or state.stop) and self.trial.offset + cfg.train.epochs == ctx.last_step:
+            ctx.last_step = step
+        ctx.report(step, state.metrics)
 
 
 class _Replay:

@@ -145,7 +145,8 @@ class TrialContext:
     raise ``optuna.TrialPruned`` when the trial should stop. ``resume_from``: the run directory
     of the failed trial this one retries (same parameters), whose checkpoint it may continue.
     ``last_step``: the step that ends the trial's training (``train.epochs``, times the folds
-    with ``train.cv``); set by the study once the trial's config is drawn.
+    with ``train.cv``); set by the study once the trial's config is drawn, moved earlier by
+    the objective when max_steps or early stopping ends the last fold sooner.
     """
 
     def __init__(self, trial: optuna.Trial, *, run_dir: Path, params: Mapping[str, Any],
