@@ -54,7 +54,7 @@ def bench(
     compiled: bool = typer.Option(False, "--compile", help="add a torch.compile contestant (slow warm-up)"),
     batch_sizes: str = typer.Option("1,8,64", "--batch-sizes", help="comma-separated"),
     threads: int = typer.Option(1, "--threads", min=1, help="threads for every contestant"),
-    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="test samples used (default: all)"),
+    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="test samples used: a seeded stratified sample (default: all)"),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="contestant to compare against"),
     min_runs: int = typer.Option(30, "--min-runs", min=3),
     min_seconds: float = typer.Option(1.0, "--min-seconds", min=0.0),
