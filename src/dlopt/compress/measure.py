@@ -20,7 +20,7 @@ from torch import nn
 
 from dlopt.compress._types import MeasureSettings
 
-__all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "onnx_accuracy", "torch_score",
+__all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "torch_score",
            "onnx_score", "sparsity", "weight_tensors", "export_model", "onnx_size_reduction"]
 
 log = logging.getLogger(__name__)
@@ -89,11 +89,6 @@ def onnx_score(path: str | Path, x: np.ndarray, y: np.ndarray, *, metric: str = 
     """``metric`` (accuracy | r2) of an ONNX file on ONNX Runtime (a regression graph outputs
     the predicted values themselves)."""
     return _score(_onnx_outputs(path, x, batch), np.asarray(y), metric)
-
-
-def onnx_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, *, batch: int = 1024) -> float:
-    """Top-1 accuracy of an ONNX file on ONNX Runtime."""
-    return onnx_score(path, x, y, batch=batch)
 
 
 def weight_tensors(model: nn.Module) -> list[tuple[str, nn.Module, str]]:

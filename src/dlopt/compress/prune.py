@@ -188,11 +188,12 @@ def check_structured(model: nn.Module, name: str, method: str) -> None:
     """ModelError/ConfigError before any work when ``method`` cannot prune ``model``: no width
     options to rebuild it from (gru, lstm, vit, user modules), only an output layer (an mlp of
     depth 0), or ``bn`` without BatchNorm (every channel would score the same)."""
+    from dlopt.compress.qat import weight_layers
     from dlopt.models import arch_options
 
     if not arch_options(model):
         raise ModelError(_no_widths(name))
-    if len([m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]) < 2:
+    if len(weight_layers(model)) < 2:
         raise ModelError(f"model {name!r} has no layer but its output layer, whose width is the classes: "
                          f"nothing to remove structurally; allowed: --method global|local")
     if method == "bn" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):

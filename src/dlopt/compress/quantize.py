@@ -100,9 +100,14 @@ def _dynamic(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method:
     return dst
 
 
+def _auto_method(src: Path) -> str:
+    """What ``auto`` picks for an FP32 ONNX file: static where ORT has INT8 kernels for it."""
+    return "static" if check_quantizable(src) else "dynamic"
+
+
 @QUANT_METHODS.register("auto", kind="ptq", help="static for conv nets, dynamic for Linear/RNN-only graphs")
 def _auto(src: Path, dst: Path, **kw: Any) -> Path:
-    method = "static" if check_quantizable(src) else "dynamic"
+    method = _auto_method(src)
     log.info("auto quantization: %s", method)
     return QUANT_METHODS.create(method, src=src, dst=dst, **kw)
 
@@ -148,8 +153,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, *, method: str = "auto", cal
 def _precision(method: str, fp32_onnx: Path) -> str:
     """What a quantized model holds, for its summary's ``precision`` (a training run's says
     what it trained in): ``int8 (static)``, ``int8 (dynamic)``, ``int8 (qat)``, ``binary``..."""
-    if method == "auto":  # as _auto resolves it
-        method = "static" if check_quantizable(fp32_onnx) else "dynamic"
+    if method == "auto":
+        method = _auto_method(fp32_onnx)
     return f"int8 ({method})" if method in ("static", "dynamic", "qat") else method
 
 

@@ -359,27 +359,20 @@ def build_report(root: str | Path) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------- compare
-def _run_name(path: Path) -> str:
-    """A run's name in a comparison: its pipeline's name, a training run's folder name."""
-    if (path / "results.json").exists():
-        return str(load_results(path).get("pipeline", path.name))
-    return path.name
-
-
-def _labels(paths: Sequence[Path]) -> list[str]:
-    """One distinct label per run: its name, or the path as given where names repeat (two
-    runs of one pipeline), so rows and curves of one run never pass for another's."""
-    names = [_run_name(p) for p in paths]
+def _labels(paths: Sequence[Path], results: dict[Path, dict[str, Any]]) -> list[str]:
+    """One distinct label per run: its name (a pipeline's name, a training run's folder name),
+    or the path as given where names repeat (two runs of one pipeline), so rows and curves of
+    one run never pass for another's."""
+    names = [str(results[p].get("pipeline", p.name)) if p in results else p.name for p in paths]
     out = [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
     return [lab if out.count(lab) == 1 else f"{lab} ({i + 1})" for i, lab in enumerate(out)]
 
 
-def _as_run(path: Path, label: str,
-            sizes: tuple[int, int]) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """(table rows with latency at batch ``sizes``, curves) of a pipeline run directory or a
-    single training run, labelled ``label``."""
-    if (path / "results.json").exists():
-        res = load_results(path)
+def _as_run(path: Path, label: str, sizes: tuple[int, int],
+            res: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """(table rows with latency at batch ``sizes``, curves) of a pipeline run directory (``res``:
+    its results) or a single training run, labelled ``label``."""
+    if res is not None:
         rows = [{**r, "run": label} for r in stage_rows(res, sizes)]
         curves = {}
         for s in res.get("stages", []):
@@ -417,10 +410,12 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, P
         raise ConfigError(f"compare needs at least 2 runs, got {len(runs)}")
     rows, curves = [], {}
     paths = [Path(r) for r in runs]
-    sizes = latency_sizes(*(load_results(p) for p in paths if (p / "results.json").exists()))
-    labels = _labels(paths)
+    # each pipeline run's results.json read (and checked) once
+    results = {p: load_results(p) for p in paths if (p / "results.json").exists()}
+    sizes = latency_sizes(*results.values())
+    labels = _labels(paths, results)
     for path, label in zip(paths, labels):
-        rws, cv = _as_run(path, label, sizes)
+        rws, cv = _as_run(path, label, sizes, results.get(path))
         rows += rws
         curves.update(cv)
     cols = {"run": "run", **stage_columns(sizes)}

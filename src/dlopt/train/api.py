@@ -399,7 +399,7 @@ def _techniques(t: Any, *, device: torch.device, augment: nn.Module | None, froz
         (reg.l1 > 0, lambda: tq.L1Penalty(reg.l1)),
         (reg.grad_accum > 1, lambda: tq.GradAccumulation(reg.grad_accum)),
         (precision != "fp32", lambda: tq.Precision(precision)),
-        (t.pool_first, tq.PoolFirst),
+        (t.pool_first, lambda: tq.PoolFirst(explicit="pool_first" in t.model_fields_set)),
         (t.channels_last and input_ndim == 4, tq.ChannelsLast),
         (t.compile, tq.Compile),
         (reg.clip_norm is not None or reg.clip_value is not None,
@@ -493,7 +493,7 @@ def _fit_bundle(cfg: RunConfig, d: Path, bundle: Any, *, model: nn.Module | None
     weight = class_weights(t.loss.class_weights, task=info.task, y=bundle.train.y, num_classes=out)
     weight = None if weight is None else weight.to(device)
     loss_fn = create_loss(t.loss.name, task=info.task, label_smoothing=t.loss.label_smoothing,
-                          weight=weight, huber_delta=t.loss.huber_delta)
+                          weight=weight, huber_delta=t.loss.huber_delta, out_features=out)
     o = t.optim
     lr = o.lr * world.lr_factor(t.batch_size, dcfg.batch, dcfg.lr_scaling)
     optimizer = create_optimizer(o.name, module, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum,

@@ -147,10 +147,11 @@ def class_weights(mode: str, *, task: str, y: Any, num_classes: int) -> Any:
 
 
 def create_loss(name: str, *, task: str, label_smoothing: float = 0.0, weight: Any = None,
-                huber_delta: float = 1.0) -> LossFn:
+                huber_delta: float = 1.0, out_features: int | None = None) -> LossFn:
     """Loss ``name`` (``auto`` picks by task). A setting the loss does not use (a factory
     declares the options it applies) is a ConfigError, not silently dropped, and so is a
-    classification loss on regression data."""
+    classification loss on regression data, or on a single-output model (``out_features``,
+    the model's output width, when the caller knows it) unless the loss reads one logit."""
     entry = LOSSES.get(default_loss(task) if name == "auto" else name)
     shown = entry.name if name == entry.name else f"{name} ({entry.name})"
     _check_task(entry.info["task"], task, shown)
@@ -160,10 +161,9 @@ def create_loss(name: str, *, task: str, label_smoothing: float = 0.0, weight: A
             takers = [e.name for e in LOSSES if option in e.params()]
             raise ConfigError(f"train.loss.{key}: loss {entry.name!r} does not apply it; "
                               f"allowed with: {', '.join(takers)}")
-    fn = entry.factory(label_smoothing=label_smoothing, weight=weight, huber_delta=huber_delta)
-    if task == "classification" and not entry.info.get("single_logit"):
-        return _per_class_outputs(fn, shown)
-    return fn
+    if task == "classification" and out_features == 1 and not entry.info.get("single_logit"):
+        _refuse_single_output(shown)
+    return entry.factory(label_smoothing=label_smoothing, weight=weight, huber_delta=huber_delta)
 
 
 def _check_task(loss_task: str, task: str, shown: str) -> None:
@@ -174,15 +174,9 @@ def _check_task(loss_task: str, task: str, shown: str) -> None:
                           f"(float targets); allowed for {task}: {', '.join(allowed)}, auto")
 
 
-def _per_class_outputs(fn: LossFn, shown: str) -> LossFn:
-    """``fn``, refusing a single-output classifier: its logit means class 1 only to ``bce``
-    (cross-entropy over one logit is 0, MSE would move the 0.5 threshold)."""
+def _refuse_single_output(shown: str) -> None:
+    """A single-output classifier's logit means class 1 only to ``bce`` (cross-entropy over one
+    logit is 0, MSE would move the 0.5 threshold)."""
     single = [e.name for e in LOSSES if e.info.get("single_logit")]
-
-    def f(out: Any, y: Any) -> Any:
-        if out.dim() < 2 or out.shape[-1] == 1:
-            raise ConfigError(f"train.loss.name={shown!r} needs one output per class, but the model has 1 output; "
-                              f"a single-output (binary) classifier trains with: {', '.join(single)}")
-        return fn(out, y)
-
-    return f
+    raise ConfigError(f"train.loss.name={shown!r} needs one output per class, but the model has 1 output; "
+                      f"a single-output (binary) classifier trains with: {', '.join(single)}")

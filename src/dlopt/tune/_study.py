@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import logging
 import math
 import multiprocessing
@@ -619,10 +618,8 @@ def _worker_main(cfg_data: dict[str, Any], kwargs: dict[str, Any],
         optuna.logging.disable_default_handler()
         optuna.logging.enable_propagation()
     try:
-        # tune()'s defaults for what the parent did not pass; one worker: this process
-        call = inspect.signature(tune).bind(parse_config(cfg_data, TuneConfig), **kwargs)
-        call.apply_defaults()
-        _tune(*call.args, **{**call.kwargs, "workers": 1}, notes=False)
+        # the parent passed every option but these; one worker: this process
+        _tune(parse_config(cfg_data, TuneConfig), **kwargs, workers=1, notes=False)
     except KeyboardInterrupt:  # Ctrl-C reaches every process: the parent says "interrupted"
         sys.exit(130)
     except DloptError as exc:  # one line, as the CLI would say it, not a traceback

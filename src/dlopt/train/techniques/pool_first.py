@@ -139,22 +139,16 @@ def checked_pool_first(module: nn.Module, x: torch.Tensor) -> int:
     return moved
 
 
-def _opted_in(state: Any) -> bool:
-    """Whether the run's config sets ``train.pool_first`` explicitly (not by default)."""
-    cfg = state.extra.get("cfg")
-    return cfg is not None and "pool_first" in cfg.train.model_fields_set
-
-
 class PoolFirst:
     """Rewrites the model at fit start (before channels_last/compile/EMA copy it) and undoes
     the rewrite on the trained module and on the evaluation copy when the fit closes.
 
-    A zoo model is rewritten; any other module only when ``explicit`` (None: when the run's
-    config sets ``train.pool_first``) and :func:`checked_pool_first` finds the same output."""
+    A zoo model is rewritten; any other module only when ``explicit`` (the run's config sets
+    ``train.pool_first`` itself) and :func:`checked_pool_first` finds the same output."""
 
     order = 5
 
-    def __init__(self, *, explicit: bool | None = None) -> None:
+    def __init__(self, *, explicit: bool = False) -> None:
         self.explicit = explicit
 
     def on_fit_start(self, state: Any) -> None:
@@ -162,9 +156,8 @@ class PoolFirst:
         if _is_zoo(module):
             pool_first(module)
             return
-        explicit = _opted_in(state) if self.explicit is None else self.explicit
         first_inputs = getattr(state.loader, "first_inputs", None)
-        if not explicit or first_inputs is None:
+        if not self.explicit or first_inputs is None:
             log.info("train.pool_first: %s is not a zoo model, left as written (set train.pool_first: true "
                      "to try the rewrite)", type(module).__name__)
             return
