@@ -101,8 +101,9 @@ def test_a_worker_process_stopped_by_sigterm_gives_tunes_hint(tmp_path, caplog):
     from dlopt.tune import RESUME_HINT
 
     cfg = tune_config()
-    kwargs = dict(study_dir=str(tmp_path), trials=1, plots=False,
-                  objective=_terminated_objective)
+    # what the parent passes a worker (tune._tune): every option but workers and notes
+    kwargs = dict(study=None, study_dir=str(tmp_path), storage=None, trials=1, timeout=None,
+                  plots=False, objective=_terminated_objective, on_trial=None)
     with caplog.at_level(logging.ERROR, logger="dlopt.tune._study"), \
             pytest.raises(SystemExit) as stop:
         _worker_main(cfg.model_dump(mode="json"), kwargs, (optuna.logging.WARNING, False))
