@@ -7,7 +7,6 @@ registries so a bad name fails before anything runs, with one line that lists va
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -562,8 +561,12 @@ class SearchParam(Section):
         if isinstance(v, dict):
             unknown = sorted(str(k) for k in v if k not in cls.model_fields)
             if unknown:
+                # a transposition first: difflib rates 'lgo' as close to 'low' as to 'log'
+                guess = [k for k in cls.model_fields if sorted(k) == sorted(unknown[0])] or \
+                    difflib.get_close_matches(unknown[0], list(cls.model_fields), n=1)
                 raise ValueError(f"unknown key {unknown[0]!r}; allowed: "
-                                 f"{', '.join(sorted(cls.model_fields))}")
+                                 f"{', '.join(sorted(cls.model_fields))}"
+                                 + (f"; did you mean {guess[0]!r}?" if guess else ""))
         return v
 
     @field_validator("low", "high", "step", "grid", mode="before")
@@ -832,10 +835,12 @@ def recorded_paths(doc: Any) -> Any:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return doc
     from dlopt.data._formats import absolute_source
+    from dlopt.data._registry import recorded_data_dir
 
     fixed = {**data, "name": absolute_source(data["name"])}
-    if isinstance(data.get("data_dir"), str) and data["data_dir"]:
-        fixed["data_dir"] = os.path.abspath(Path(data["data_dir"]).expanduser())
+    data_dir = recorded_data_dir(data["name"], data.get("data_dir"))
+    if data_dir is not None:  # $DLOPT_DATA_DIR too, where the set was read from it
+        fixed["data_dir"] = data_dir
     return {**doc, "data": fixed}
 
 

@@ -66,6 +66,12 @@ def make_idx():
 
 
 @pytest.fixture
+def make_idx_set():
+    """``write_idx_set`` for tests that need an IDX set in a folder of their own."""
+    return write_idx_set
+
+
+@pytest.fixture
 def idx_set(tmp_path: Path) -> Path:
     return write_idx_set(tmp_path / "tiny")
 

@@ -51,7 +51,7 @@ def test_idx_length_mismatch(idx_set, make_idx):
 
 def test_missing_file_and_directory(idx_set, tmp_path):
     (idx_set / IDX_FILES["test_x"]).unlink()
-    assert f"missing file: {idx_set / IDX_FILES['test_x']}" in load_error(f"idx:{idx_set}")
+    assert f"IDX folder {idx_set}: missing file {IDX_FILES['test_x']};" in load_error(f"idx:{idx_set}")
     assert f"missing directory: {tmp_path / 'nope'}" in load_error(f"idx:{tmp_path / 'nope'}")
     assert f"missing file: {tmp_path / 'x.npz'}" in load_error(f"npz:{tmp_path / 'x.npz'}")
 

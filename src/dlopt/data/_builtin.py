@@ -17,7 +17,7 @@ import numpy as np
 from dlopt.data._idx import IDX_FILES, read_idx_set
 from dlopt.data._raw import RawData
 from dlopt.data._registry import DATASETS, resolve_data_dir
-from dlopt.data._values import as_uint8, pixel_divisor, pixel_range
+from dlopt.data._values import scaled_pixels
 from dlopt.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,19 @@ def _stamp(directory: Path) -> tuple[tuple[int, int], ...]:
     return tuple((s.st_mtime_ns, s.st_size) if s else (0, -1) for s in stats)
 
 
-def idx_raw(directory: Path, *, source: str, checksums: dict[str, str] | None = None,
+def idx_raw(directory: Path, *, source: str | None = None, checksums: dict[str, str] | None = None,
             class_names: list[str] | None = None, num_classes: int | None = None) -> RawData:
-    """RawData for an IDX set folder. Images are pixels, scaled as the npz reader scales them:
-    uint8 (the MNIST type) by 255, other integers by their range, floats taken as they are."""
+    """RawData for an IDX set folder (``source``: the folder's absolute path unless given).
+    Images are pixels, scaled as the npz reader scales them: uint8 (the MNIST type) by 255,
+    other integers by their range, floats taken as they are."""
+    # absolute: the cache key, the recorded source and error lines must not depend on the cwd
+    directory = Path(os.path.abspath(directory))
     key = tuple(sorted((checksums or {}).items()))
     xtr, ytr, xte, yte = _cached_idx_set(str(directory), key, _stamp(directory))
-    scale = pixel_divisor(pixel_range(xtr, xte), f"IDX set {directory}")
-    if scale == 255.0:
-        xtr, xte = as_uint8(xtr), as_uint8(xte)
+    xtr, xte, scale = scaled_pixels(xtr, xte, f"IDX set {directory}")
     return RawData(
-        x=xtr, y=ytr, x_test=xte, y_test=yte, task="classification", kind="image",
-        source=source, class_names=list(class_names or []), scale=scale, num_classes=num_classes,
+        x=xtr, y=ytr, x_test=xte, y_test=yte, task="classification", kind="image", source=source or str(directory),
+        class_names=list(class_names or []), scale=scale, num_classes=num_classes,
     )
 
 
@@ -90,8 +91,7 @@ def fashion_mnist(*, data_dir: Path | None = None) -> RawData:
             f"fashion-mnist needs a data directory: set data_dir or $DLOPT_DATA_DIR "
             f"(expects <dir>/fashion-mnist/{IDX_FILES['train_x']}, ...)"
         )
-    return idx_raw(root / "fashion-mnist", source=str(root / "fashion-mnist"),
-                   class_names=FASHION_CLASSES, num_classes=10)
+    return idx_raw(root / "fashion-mnist", class_names=FASHION_CLASSES, num_classes=10)
 
 
 @DATASETS.register(

@@ -6,7 +6,6 @@ and the fault. Image folders get a preflight over every file before training sta
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -20,7 +19,8 @@ from dlopt.data._builtin import idx_raw
 from dlopt.data._raw import RawData
 from dlopt.data._registry import FORMATS, split_format
 from dlopt.data._values import (
-    IMAGE_CHANNELS, as_uint8, cell_number, image_8bit, infinite_cell, is_8bit, pixel_divisor, pixel_range,
+    IMAGE_CHANNELS, CsvRows, cell_number, image_8bit, infinite_cell, is_8bit, pixel_range, read_csv_rows,
+    scaled_pixels,
 )
 from dlopt.errors import DataError
 
@@ -51,19 +51,11 @@ def _existing(path: str | Path, *, directory: bool = False) -> Path:
     return p
 
 
-def _no_target(target: str | None, labels: str) -> None:
-    """Only a csv table has a column to name as the target: elsewhere ``data.target`` would be
-    ignored without a word (``labels``: where the format's labels come from)."""
-    if target is not None:
-        raise DataError(f"data.target={target!r}: {labels}; data.target names the target column of a "
-                        f"csv: dataset (remove it)")
-
-
 # -------------------------------------------------------------------------------------- npz
-@FORMATS.register("npz", help="numpy .npz with arrays x, y (optional x_test, y_test, class_names)")
-def read_npz(*, path: str, target: str | None = None) -> RawData:
+@FORMATS.register("npz", help="numpy .npz with arrays x, y (optional x_test, y_test, class_names)",
+                  labels="array 'y'")
+def read_npz(*, path: str) -> RawData:
     """Arrays ``x``/``y`` (and optionally ``x_test``/``y_test``, ``class_names``) from an .npz."""
-    _no_target(target, f"npz file {path} takes its labels from array 'y'")
     p = _existing(path)
     arrays = _npz_arrays(p)
     for key in ("x", "y"):
@@ -141,17 +133,15 @@ def _npz_inputs(x: np.ndarray, x_test: np.ndarray | None, p: Path,
     if x.ndim <= 2:
         x, x_test = (a if a is None or a.ndim != 1 else a[:, None] for a in (x, x_test))
         return (x, x_test), "tabular", 0.0
-    pixels = pixel_range(x, x_test)
-    if x.ndim == 3 and not _gray_images(x, pixels):
+    if x.ndim == 3 and not _gray_images(x, pixel_range(x, x_test)):
         return (x, x_test), "sequence", 0.0
     if x.ndim == 3:  # 8-bit integers (N, H, W): grayscale images, as IDX files hold them
         pair = {k: (a if a is None or a.ndim != 3 else a[:, None]) for k, a in pair.items()}
     elif _channels_last(x.shape):
         log.info("npz file %s: x of shape %s read as channels-last images (N, H, W, C)", p, x.shape)
         pair = {k: (a if a is None or a.ndim != 4 else a.transpose(0, 3, 1, 2)) for k, a in pair.items()}
-    scale = pixel_divisor(pixels, f"npz file {p}")
-    x, x_test = (as_uint8(a) if scale == 255.0 else a for a in pair.values())
-    return (x, x_test), "image", scale  # type: ignore[return-value]
+    x, x_test, scale = scaled_pixels(pair["x"], pair["x_test"], f"npz file {p}")
+    return (x, x_test), "image", scale
 
 
 def _gray_images(x: np.ndarray, pixels: tuple[int, int] | None) -> bool:
@@ -174,7 +164,7 @@ def read_csv(*, path: str, target: str | None = None) -> RawData:
     columns an empty cell or a token of ``dlopt.data.MISSING_TOKENS`` (NA, N/A, NaN, null, ?, ...)
     is a missing value (NaN)."""
     p = _existing(path)
-    header, rows, lines = _csv_rows(p)
+    header, table = _csv_table(p)
     if target is None:
         raise DataError(f"csv file {p}: set data.target to the target column, one of: {', '.join(header)}")
     if target not in header:
@@ -183,9 +173,9 @@ def read_csv(*, path: str, target: str | None = None) -> RawData:
     features = [h for i, h in enumerate(header) if i != t]
     if not features:
         raise DataError(f"csv file {p}: no feature columns besides target {target!r}")
-    cols = list(zip(*rows))
-    y, task, names = _csv_target(cols[t], p, target, lines)
-    columns = [_csv_column(cols[i], p, header[i], lines) for i in range(len(header)) if i != t]
+    cols = list(zip(*table.rows))
+    y, task, names = _csv_target(cols[t], table, target)
+    columns = [_csv_column(cols[i], table, header[i]) for i in range(len(header)) if i != t]
     numeric = all(c.dtype != object for c in columns)
     x = np.stack(columns, axis=1) if numeric else np.stack([c.astype(object) for c in columns], axis=1)
     return RawData(
@@ -194,33 +184,19 @@ def read_csv(*, path: str, target: str | None = None) -> RawData:
     )
 
 
-def _csv_rows(p: Path) -> tuple[list[str], list[list[str]], list[int]]:
-    """The header, the data rows and the line each row ends on (a quoted cell may span lines)."""
-    try:
-        # utf-8-sig: Excel starts its CSV files with a byte-order mark, not part of the first name
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"empty dataset: csv file {p} has no header row")
-            header = _unique_names([h.strip() for h in header], p)
-            rows, lines = [], []
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise DataError(
-                        f"csv file {p} line {reader.line_num}: {len(row)} fields, header has {len(header)}"
-                    )
-                rows.append(row)
-                lines.append(reader.line_num)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"csv file {p} is not UTF-8 text: byte {exc.start}") from None
-    except csv.Error as exc:
-        raise DataError(f"malformed csv file {p}: {exc}") from None
-    if not rows:
+def _csv_table(p: Path) -> tuple[list[str], CsvRows]:
+    """The header and the data rows (cells stripped, each with the line it ends on)."""
+    table = read_csv_rows(p)
+    if not table.rows:
+        raise DataError(f"empty dataset: csv file {p} has no header row")
+    header = _unique_names(table.rows[0], p)
+    ragged = table.ragged()
+    if ragged is not None:
+        raise DataError(f"csv file {p} line {table.lines[ragged]}: {len(table.rows[ragged])} fields, "
+                        f"header has {len(header)}")
+    if len(table.rows) == 1:
         raise DataError(f"empty dataset: csv file {p} has no data rows")
-    return header, rows, lines
+    return header, table.after_first()
 
 
 def _unique_names(header: list[str], p: Path) -> list[str]:
@@ -242,33 +218,33 @@ def _unique_names(header: list[str], p: Path) -> list[str]:
     return header
 
 
-def _csv_column(values: tuple[str, ...], p: Path, name: str, lines: list[int]) -> np.ndarray:
+def _csv_column(values: tuple[str, ...], table: CsvRows, name: str) -> np.ndarray:
     """float64 when every cell is a number or a missing-value token (-> NaN), else the strings.
     Numbers with a few text cells are refused: label_encode would code them in string order."""
     floats = [cell_number(v) for v in values]
-    text = [v.strip() for v, f in zip(values, floats) if f is None]
+    text = [v for v, f in zip(values, floats) if f is None]
     if not text:
-        return _finite_column(floats, values, p, name, lines)
+        return _finite_column(floats, values, table, name)
     if sum(1 for f in floats if f is not None and not math.isnan(f)) > len(text):
-        raise DataError(f"csv file {p}: column {name!r} holds numbers but {len(text)} cell(s) are text, "
-                        f"e.g. {text[0]!r}; allowed: numbers, and for a missing value an empty cell "
+        raise DataError(f"csv file {table.path}: column {name!r} holds numbers but {len(text)} cell(s) are "
+                        f"text, e.g. {text[0]!r}; allowed: numbers, and for a missing value an empty cell "
                         "or a missing-value token (NA, N/A, NaN, null, ?, ...; see docs/data.md); "
                         "a column of categories needs text values (e.g. c10 for 10)")
-    return np.asarray([v.strip() for v in values], dtype=object)
+    return np.asarray(values, dtype=object)
 
 
-def _csv_target(values: tuple[str, ...], p: Path, name: str,
-                lines: list[int]) -> tuple[np.ndarray, str, list[str]]:
+def _csv_target(values: tuple[str, ...], table: CsvRows, name: str) -> tuple[np.ndarray, str, list[str]]:
     """Numeric non-integer (or many-valued) targets are regression; the rest are classes."""
-    empty = sum(1 for v in values if v.strip() == "")
+    p = table.path
+    empty = values.count("")
     if empty:
         raise DataError(f"csv file {p}: target column {name!r} has {empty} empty cells")
     floats = [cell_number(v) for v in values]
     if any(f is None for f in floats):  # text labels are class names ("NA" may be one)
-        labels = [v.strip() for v in values]
+        labels = list(values)
         order = sorted(set(labels))
     else:
-        col = _target_numbers(_finite_column(floats, values, p, name, lines), values, p, name)
+        col = _target_numbers(_finite_column(floats, values, table, name), values, p, name)
         if not _integer_classes(col, p, name):
             return col.astype(np.float32), "regression", []
         labels = [str(int(v)) for v in col]
@@ -277,14 +253,13 @@ def _csv_target(values: tuple[str, ...], p: Path, name: str,
     return np.array([lookup[v] for v in labels], dtype=np.int64), "classification", order
 
 
-def _finite_column(floats: list[float], values: tuple[str, ...], p: Path, name: str,
-                   lines: list[int]) -> np.ndarray:
+def _finite_column(floats: list[float], values: tuple[str, ...], table: CsvRows, name: str) -> np.ndarray:
     """A numeric column as float64; ``inf`` or an overflowing number is refused at its line."""
     col = np.asarray(floats, dtype=np.float64)
     infinite = np.flatnonzero(np.isinf(col))
     if infinite.size:
         i = int(infinite[0])
-        raise infinite_cell(values[i], f"csv file {p} line {lines[i]}, column {name!r}")
+        raise infinite_cell(values[i], table.where(i, repr(name)))
     return col
 
 
@@ -292,7 +267,7 @@ def _target_numbers(col: np.ndarray, values: tuple[str, ...], p: Path, name: str
     """A numeric target column; a missing-value token there leaves a row without a target."""
     missing = int(np.isnan(col).sum())
     if missing:
-        first = next(v.strip() for v, f in zip(values, col) if math.isnan(f))
+        first = next(v for v, f in zip(values, col) if math.isnan(f))
         raise DataError(f"csv file {p}: target column {name!r} has {missing} missing values "
                         f"(e.g. {first!r}); every row needs a target")
     return col
@@ -313,11 +288,11 @@ def _integer_classes(col: np.ndarray, p: Path, name: str) -> bool:
 
 
 # ------------------------------------------------------------------------------ imagefolder
-@FORMATS.register("imagefolder", help="one sub-folder of images per class (nested folders included)")
-def read_imagefolder(*, path: str, bad_samples: str = "fail", target: str | None = None) -> RawData:
+@FORMATS.register("imagefolder", help="one sub-folder of images per class (nested folders included)",
+                  labels="its class sub-folders")
+def read_imagefolder(*, path: str, bad_samples: str = "fail") -> RawData:
     """Images in ``<dir>/<class>/**``; every file is checked first (``bad_samples``: fail|skip).
     16-bit and float images are scaled to 8 bits, palette images read as RGB (:func:`image_8bit`)."""
-    _no_target(target, f"image folder {path} takes its labels from its class sub-folders")
     root = _existing(path, directory=True)
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -402,10 +377,8 @@ def _decode(f: Path) -> tuple[np.ndarray | None, str]:
 
 
 # -------------------------------------------------------------------------------------- idx
-@FORMATS.register("idx", help="folder with the four standard MNIST-style IDX files")
-def read_idx_dir(*, path: str, target: str | None = None) -> RawData:
+@FORMATS.register("idx", help="folder with the four standard MNIST-style IDX files", labels="its label files")
+def read_idx_dir(*, path: str) -> RawData:
     """An IDX set folder (train/t10k images and labels)."""
-    _no_target(target, f"IDX set {path} takes its labels from its label files")
-    p = _existing(path, directory=True)
-    return idx_raw(p, source=str(p))
+    return idx_raw(_existing(path, directory=True))
 

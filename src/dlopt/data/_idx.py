@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -89,9 +90,13 @@ def read_idx_set(
     directory: str | Path, *, checksums: dict[str, str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x_train, y_train, x_test, y_test)`` with images as ``(N, 1, H, W)`` uint8."""
-    directory = Path(directory)
+    directory = Path(os.path.abspath(directory))  # what a missing file's error names
     if not directory.is_dir():
         raise DataError(f"missing data directory: {directory}")
+    missing = next((f for f in IDX_FILES.values() if not (directory / f).is_file()), None)
+    if missing is not None:
+        raise DataError(f"IDX folder {directory}: missing file {missing}; an IDX set holds the four files "
+                        f"{', '.join(IDX_FILES.values())}")
     checksums = checksums or {}
     arrays = {}
     for key, fname in IDX_FILES.items():

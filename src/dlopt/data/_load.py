@@ -22,6 +22,7 @@ from dlopt.data._split import split_sizes, take
 from dlopt.data._types import DataBundle, DatasetInfo, Split
 from dlopt.data.preprocess import Preprocessor, text_columns
 from dlopt.errors import ConfigError, DataError
+from dlopt.registry import Entry
 
 __all__ = ["load_dataset", "load_data", "list_datasets", "read_raw", "read_splits", "splits_of",
            "preprocess_splits", "RawSplits", "DatasetRow"]
@@ -40,10 +41,13 @@ def read_raw(name: str, *, data_dir: str | os.PathLike | None = None, target: st
     """The raw arrays of dataset ``name`` (a registry name, ``<format>:<path>`` or a data-dir set)."""
     check_dataset_name(name, data_dir)
     fmt = split_format(name)
-    if fmt is None and name not in DATASETS:  # an IDX set found in the data directory
-        folder = data_dir_sets(data_dir)[name]
-        return idx_raw(folder, source=str(folder))
-    entry = FORMATS.get(fmt[0]) if fmt else DATASETS.get(name)
+    if fmt:
+        entry: Entry | None = FORMATS.get(fmt[0])
+    else:  # None: an IDX set found in the data directory
+        entry = DATASETS.get(name) if name in DATASETS else None
+    _check_target(name, entry, target)
+    if entry is None:
+        return idx_raw(data_dir_sets(data_dir)[name])
     available: dict[str, Any] = {
         "data_dir": resolve_data_dir(data_dir), "target": target, "bad_samples": bad_samples,
         "path": fmt[1] if fmt else None,
@@ -155,6 +159,18 @@ def load_data(cfg: Any) -> DataBundle:
 
 
 # ----------------------------------------------------------------------------- checks
+def _check_target(name: str, entry: Entry | None, target: str | None) -> None:
+    """Only a reader declaring ``target`` (csv) reads a target column; every other source has
+    its labels already and would ignore ``data.target`` without a word (``entry`` None: an IDX
+    set found in the data directory)."""
+    if target is None or (entry is not None and "target" in entry.params()):
+        return
+    info = FORMATS.get("idx").info if entry is None else entry.info
+    labels = info.get("labels", "built-in dataset")
+    raise DataError(f"data.target={target!r}: {name} has its own labels ({labels}); data.target is only "
+                    f"for csv:PATH, where it names the target column (remove it)")
+
+
 def _op(step: Any) -> str:
     return step.op if hasattr(step, "op") else step["op"]
 

@@ -10,21 +10,44 @@ from pathlib import Path
 from dlopt.errors import ConfigError
 from dlopt.registry import Registry
 
-__all__ = ["DATASETS", "FORMATS", "DATA_DIR_ENV", "resolve_data_dir", "data_dir_sets",
+__all__ = ["DATASETS", "FORMATS", "DATA_DIR_ENV", "resolve_data_dir", "recorded_data_dir", "data_dir_sets",
            "check_dataset_name", "dataset_names", "split_format"]
 
 #: Built-in datasets. Info keys: task, input_shape, num_classes, n_train, n_test, source.
 DATASETS: Registry = Registry("dataset", error=ConfigError)
-#: User data formats, used as ``<format>:<path>``. Info keys: help.
+#: User data formats, used as ``<format>:<path>``. Info keys: help, and labels (where the
+#: labels come from) for a reader that takes no ``target`` column.
 FORMATS: Registry = Registry("data format", error=ConfigError)
 
 DATA_DIR_ENV = "DLOPT_DATA_DIR"
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
-    """``data_dir`` if given, else ``$DLOPT_DATA_DIR``, else None."""
+    """``data_dir`` if given, else ``$DLOPT_DATA_DIR``, else None; absolute (a relative one is
+    read from the working directory, which sources and error lines must name)."""
     value = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
+    return Path(os.path.abspath(Path(value).expanduser())) if value else None
+
+
+def recorded_data_dir(name: str, data_dir: object) -> str | None:
+    """The data directory a written config records for dataset ``name``: ``data_dir`` made
+    absolute; unset, the ``$DLOPT_DATA_DIR`` that a set read from the data directory
+    (fashion-mnist, an IDX set found there) came from, else None. A relative directory, or
+    one known only from the environment, names other data when the config is re-run elsewhere."""
+    if isinstance(data_dir, str) and data_dir:
+        return str(resolve_data_dir(data_dir))
+    if data_dir is not None or not _reads_data_dir(name):
+        return None
+    root = resolve_data_dir()
+    return None if root is None else str(root)
+
+
+def _reads_data_dir(name: str) -> bool:
+    """Whether dataset ``name`` is read from the data directory (a reader taking ``data_dir``,
+    or an IDX set found there)."""
+    if split_format(name) is not None:
+        return False
+    return name not in DATASETS or "data_dir" in DATASETS.get(name).params()
 
 
 def data_dir_sets(data_dir: str | os.PathLike | None = None) -> dict[str, Path]:

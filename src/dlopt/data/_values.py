@@ -4,15 +4,18 @@ predict`` both call these, so a file reads the same way at training and at predi
 
 from __future__ import annotations
 
+import csv
 import math
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dlopt.errors import DataError
 
-__all__ = ["IMAGE_CHANNELS", "MISSING_TOKENS", "as_uint8", "cell_number", "channels_first", "image_8bit",
-           "infinite_cell", "is_8bit", "pixel_divisor", "pixel_range"]
+__all__ = ["IMAGE_CHANNELS", "MISSING_TOKENS", "CsvRows", "cell_number", "channels_first", "image_8bit",
+           "infinite_cell", "is_8bit", "pixel_divisor", "pixel_range", "read_csv_rows", "scaled_pixels"]
 
 #: Channel counts of an image sample (gray, RGB, RGBA): what a channels-last array may end with.
 IMAGE_CHANNELS = (1, 3, 4)
@@ -39,6 +42,46 @@ def cell_number(v: str) -> float | None:
         return float(s)
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class CsvRows:
+    """A CSV file's non-empty rows, cells stripped, and the file line each row ends on (a
+    quoted cell may span lines): an error names the line a bad value came from."""
+
+    path: Path
+    rows: list[list[str]]
+    lines: list[int]
+    label: str  # how error lines name the file ("csv file", "CSV")
+
+    def where(self, r: int, column: str) -> str:
+        """``'<label> <path> line <n>, column <column>'`` for row ``r``."""
+        return f"{self.label} {self.path} line {self.lines[r]}, column {column}"
+
+    def ragged(self) -> int | None:
+        """The first row whose field count differs from the first row's, or None."""
+        return next((i for i, r in enumerate(self.rows) if len(r) != len(self.rows[0])), None)
+
+    def after_first(self) -> "CsvRows":
+        """The rows after the first one (a header)."""
+        return replace(self, rows=self.rows[1:], lines=self.lines[1:])
+
+
+def read_csv_rows(path: Path, *, label: str = "csv file") -> CsvRows:
+    """The rows of the CSV file ``path`` (UTF-8, with or without a byte-order mark); an
+    unreadable file is one :class:`DataError` line."""
+    try:
+        # utf-8-sig: Excel starts its CSV files with a byte-order mark, not part of the first cell
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            read = [(reader.line_num, [v.strip() for v in r]) for r in reader if r]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{label} {path} is not UTF-8 text: byte {exc.start}") from None
+    except csv.Error as exc:
+        raise DataError(f"malformed {label} {path}: {exc}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {label} {path}: {exc}") from None
+    return CsvRows(path, [r for _, r in read], [n for n, _ in read], label)
 
 
 def infinite_cell(cell: str, where: str) -> DataError:
@@ -94,8 +137,19 @@ def pixel_divisor(pixels: tuple[int, int] | None, where: str) -> float:
                     "16-bit (0..65535) pixels, or a float array, which is taken as it is")
 
 
-def as_uint8(a: np.ndarray | None) -> np.ndarray | None:
-    """8-bit integer pixels as uint8, the images' fast path (no copy when they already are)."""
+def scaled_pixels(x: np.ndarray, x_test: np.ndarray | None, where: str,
+                  ) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Image arrays ``x``/``x_test`` and the divisor mapping them to [0, 1]
+    (:func:`pixel_divisor`; ``where`` names them in its error). 8-bit integer pixels come back
+    as uint8, the images' fast path (no copy when they already are)."""
+    scale = pixel_divisor(pixel_range(x, x_test), where)
+    if scale == 255.0:
+        x, x_test = _as_uint8(x), _as_uint8(x_test)
+    return x, x_test, scale
+
+
+def _as_uint8(a: np.ndarray | None) -> np.ndarray | None:
+    # integers only: a float x_test beside integer x stays float, for the dtype check to refuse
     return a if a is None or a.dtype.kind not in "iu" else a.astype(np.uint8, copy=False)
 
 

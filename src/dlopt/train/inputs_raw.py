@@ -8,16 +8,16 @@ through the same :func:`dlopt.data.image_8bit`, CSV cells through :func:`dlopt.d
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from dlopt.data import cell_number, channels_first, image_8bit
-from dlopt.data._values import infinite_cell
+from dlopt.data._values import CsvRows, infinite_cell, read_csv_rows
 from dlopt.errors import DataError
 from dlopt.registry import Entry, Registry
 
@@ -88,48 +88,36 @@ def _read_csv(path: Path, input_shape: tuple[int, ...], *,
     taken by name (the target's, or any other, left out); without names a line none of whose
     cells could be data is a header. ``missing`` False (the run imputes nothing) refuses a
     missing cell at its line."""
-    lines, rows = _csv_lines(path)
-    ragged = next((i for i, r in enumerate(rows) if len(r) != len(rows[0])), None)
+    table = read_csv_rows(path, label="CSV")
+    ragged = table.ragged()
     if ragged is not None:
-        raise DataError(f"CSV {path} line {lines[ragged]}: {len(rows[ragged])} fields, "
-                        f"line {lines[0]} has {len(rows[0])}")
-    names, rows, lines = _without_header(rows, lines, path, categories, columns)
-    if not rows:
+        raise DataError(f"CSV {path} line {table.lines[ragged]}: {len(table.rows[ragged])} fields, "
+                        f"line {table.lines[0]} has {len(table.rows[0])}")
+    names, table = _without_header(table, categories, columns)
+    if not table.rows:
         raise DataError(f"CSV {path} has no data rows")
-    where = _Where(path, lines, names, missing)
+    where = _Where(table, names, missing)
     if categories is None:
-        return _guessed_table(rows, where)
-    return _typed_table(rows, categories, where)
+        return _guessed_table(table.rows, where)
+    return _typed_table(table.rows, categories, where)
 
 
-def _without_header(rows: list[list[str]], lines: list[int], path: Path,
-                    categories: Mapping[int, Sequence[str]] | None, columns: Sequence[str] | None,
-                    ) -> tuple[list[str], list[list[str]], list[int]]:
-    """``(names, rows, lines)`` past a header line: names are the run's columns when a header
+def _without_header(table: CsvRows, categories: Mapping[int, Sequence[str]] | None,
+                    columns: Sequence[str] | None) -> tuple[list[str], CsvRows]:
+    """``(names, table)`` past a header line: names are the run's columns when a header
     named them (its columns then taken by name), else []."""
+    rows, path = table.rows, table.path
     if rows and columns and set(columns) <= set(rows[0]):
-        return list(columns), _by_name(rows, columns, path), lines[1:]
+        return list(columns), replace(table.after_first(), rows=_by_name(rows, columns, path))
     if rows and _is_header(rows[0], categories):
         if columns:
-            raise DataError(f"CSV {path} line {lines[0]} looks like a header but does not name the run's "
+            raise DataError(f"CSV {path} line {table.lines[0]} looks like a header but does not name the run's "
                             f"columns ({', '.join(columns)}); name them all, or leave the header out")
         all_text = bool(categories) and len(categories) >= len(rows[0])
         log.log(logging.WARNING if all_text else logging.INFO,
                 "CSV %s: first row taken as a header (no value of it could be data): %s", path, ", ".join(rows[0]))
-        return [], rows[1:], lines[1:]
-    return [], rows, lines
-
-
-def _csv_lines(path: Path) -> tuple[list[int], list[list[str]]]:
-    """The non-empty rows, cells stripped, and the line each ends on."""
-    try:
-        # utf-8-sig: a byte-order mark (Excel) is no part of the first cell
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            read = [(reader.line_num, [v.strip() for v in r]) for r in reader if r]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read CSV {path}: {exc}") from None
-    return [n for n, _ in read], [r for _, r in read]
+        return [], table.after_first()
+    return [], table
 
 
 def _by_name(rows: list[list[str]], columns: Sequence[str], path: Path) -> list[list[str]]:
@@ -145,13 +133,12 @@ def _by_name(rows: list[list[str]], columns: Sequence[str], path: Path) -> list[
 class _Where:
     """Where a cell is, for error lines: the file line, and the column by name when a header named it."""
 
-    def __init__(self, path: Path, lines: list[int], names: list[str], missing: bool | None = None) -> None:
-        self.path, self.lines, self.names = path, lines, names
+    def __init__(self, table: CsvRows, names: list[str], missing: bool | None = None) -> None:
+        self.table, self.names = table, names
         self.missing = missing  # whether the run imputes missing cells (None: not known)
 
     def cell(self, r: int, c: int) -> str:
-        col = repr(self.names[c]) if self.names else str(c + 1)
-        return f"CSV {self.path} line {self.lines[r]}, column {col}"
+        return self.table.where(r, repr(self.names[c]) if self.names else str(c + 1))
 
 
 def _is_header(cells: list[str], categories: Mapping[int, Sequence[str]] | None) -> bool:
