@@ -159,3 +159,22 @@ def test_bench_cli_onnx_or_int8_of_another_model_is_refused_before_the_benchmark
         result = CliRunner().invoke(app, ["bench", *args, *FAST])
         assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
         assert f"{other} takes inputs of shape (10,) but" in result.output and "(1, 28, 28)" in result.output
+
+
+def test_bench_of_an_onnx_file_builds_one_onnx_runtime_session_for_it(lenet, monkeypatch):
+    """Its shape was checked in bench_run, read again for its test data and checked again in
+    benchmark: three sessions of one file before the workers started. Now one."""
+    from dlopt.deploy import OnnxModel
+    from dlopt.deploy._run import bench_run
+
+    loads: list[str] = []
+    real = OnnxModel.load.__func__
+
+    def counting(cls, path, **kw):
+        loads.append(str(path))
+        return real(cls, path, **kw)
+
+    monkeypatch.setattr(OnnxModel, "load", classmethod(counting))
+    report = bench_run(lenet[1], batch_sizes=(1,), samples=16, min_runs=3, min_seconds=0)
+    assert loads == [str(lenet[1])]
+    assert report["contestants"]["onnxruntime"]["1"]["accuracy"] is not None

@@ -24,6 +24,7 @@ from dlopt.config import RunConfig, config_to_dict, dump_config, load_config, pa
 from dlopt.errors import ConfigError, ModelError
 from dlopt.train import checkpoint as io
 from dlopt.train import rundir
+from dlopt.train.loaded import trained_custom_model
 
 __all__ = ["Source", "open_source", "check_zoo_run", "finetune", "write_model_dir", "prepare_out", "finalize",
            "clean_on_failure", "step_out", "ARCH", "ONNX", "INT8_ONNX", "CANDIDATE", "REJECTED", "INIT_WEIGHTS"]
@@ -87,8 +88,7 @@ def open_source(run_dir: str | Path) -> Source:
 def check_zoo_run(d: Path) -> None:
     """ModelError when the run at ``d`` trained a user's nn.Module: a step rebuilds its models
     from a run's files (config + arch.json + weights), which only a zoo model allows."""
-    summary = d / rundir.SUMMARY
-    if summary.is_file() and rundir.read_json(summary).get("custom_model"):
+    if trained_custom_model(d):
         raise ModelError(f"{d} was trained on a custom nn.Module, which prune, distill and quantize cannot rebuild "
                          f"from the run's files; allowed: a zoo-model run, or the module exported to ONNX "
                          f"(dlopt.deploy.export_onnx) and `dlopt quantize FILE.onnx --data DATA`")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from dlopt.compress._types import MeasureSettings
+from dlopt.train._scores import class_probabilities
 
 __all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "torch_score",
            "onnx_score", "sparsity", "weight_tensors", "export_model", "onnx_size_reduction"]
@@ -37,14 +38,7 @@ def _score(outputs: np.ndarray, y: np.ndarray, metric: str) -> float:
         return float("nan")
     if metric == "r2":
         return r2(np.asarray(y, np.float64), outputs.reshape(len(y)).astype(np.float64))
-    return float((_class_scores(outputs).argmax(1) == y).mean())
-
-
-def _class_scores(outputs: np.ndarray) -> np.ndarray:
-    """``(N, C)`` class scores as training reads them (one logit: the sigmoid of class 1)."""
-    from dlopt.train.metrics import scores_from_outputs
-
-    return scores_from_outputs(torch.from_numpy(np.asarray(outputs)), "classification").numpy()
+    return float((class_probabilities(outputs).argmax(1) == y).mean())
 
 
 def _test_figures(outputs: np.ndarray, y: np.ndarray, metric: str) -> dict[str, Any]:
@@ -53,7 +47,7 @@ def _test_figures(outputs: np.ndarray, y: np.ndarray, metric: str) -> dict[str, 
 
     out: dict[str, Any] = {f"test_{metric}": _score(outputs, y, metric)}
     if metric == "accuracy" and len(y):
-        out["confusion_matrix"] = confusion_matrix(np.asarray(y, np.int64), _class_scores(outputs))
+        out["confusion_matrix"] = confusion_matrix(np.asarray(y, np.int64), class_probabilities(outputs))
     return out
 
 
@@ -66,11 +60,9 @@ def _torch_outputs(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> np.n
     return np.concatenate(outs)
 
 
-def _onnx_outputs(path: str | Path, x: np.ndarray, batch: int = 1024) -> np.ndarray:
-    from dlopt.deploy import OnnxModel
-
-    runner = OnnxModel.load(path)
-    return np.concatenate([runner.run(x[i:i + batch]) for i in range(0, len(x), batch)])
+def _onnx_outputs(runner: Any, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Outputs of a loaded ``OnnxModel`` on ``x``, ``batch`` rows per run."""
+    return runner.run_batches(x[i:i + batch] for i in range(0, len(x), batch))
 
 
 def torch_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, metric: str = "accuracy",
@@ -88,7 +80,9 @@ def onnx_score(path: str | Path, x: np.ndarray, y: np.ndarray, *, metric: str = 
                batch: int = 1024) -> float:
     """``metric`` (accuracy | r2) of an ONNX file on ONNX Runtime (a regression graph outputs
     the predicted values themselves)."""
-    return _score(_onnx_outputs(path, x, batch), np.asarray(y), metric)
+    from dlopt.deploy import OnnxModel
+
+    return _score(_onnx_outputs(OnnxModel.load(path), x, batch), np.asarray(y), metric)
 
 
 def weight_tensors(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
@@ -142,10 +136,6 @@ def ort_latency(path: str | Path, x: np.ndarray, measure: MeasureSettings) -> di
     return {str(b): round(float(entries[str(b)]["p50_ms"]), 4) for b in measure.batch_sizes}
 
 
-def _split_arrays(split: Any) -> tuple[np.ndarray, np.ndarray]:
-    return split.x.numpy(), split.y.numpy()
-
-
 def _val_split(bundle: Any) -> Any:
     """The validation split, or None: never the test split in its place (the guard decides on
     this figure, and deciding on test leaks it; ``_holdout`` carves one from train instead)."""
@@ -185,12 +175,13 @@ def measure_onnx(path: Path, bundle: Any, *, measure: MeasureSettings) -> dict[s
     from dlopt.compress.guard import guard_metric
     from dlopt.deploy import OnnxModel
 
-    meta = OnnxModel.load(path).metadata
+    runner = OnnxModel.load(path)
+    meta = runner.metadata
     val, metric = _val_split(bundle), guard_metric(bundle.info.task)
     out: dict[str, Any] = {
         "metric": metric,
-        f"val_{metric}": None if val is None else onnx_score(path, *_split_arrays(val), metric=metric),
-        **_test_figures(_onnx_outputs(path, bundle.test.x.numpy()), bundle.test.y.numpy(), metric),
+        f"val_{metric}": None if val is None else _score(_onnx_outputs(runner, val.x.numpy()), val.y.numpy(), metric),
+        **_test_figures(_onnx_outputs(runner, bundle.test.x.numpy()), bundle.test.y.numpy(), metric),
         "params": meta.params, "macs": meta.macs, "size_bytes": path.stat().st_size,
         "onnx_bytes": path.stat().st_size,
     }

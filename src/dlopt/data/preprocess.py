@@ -334,6 +334,13 @@ class Preprocessor:
         return {}
 
     @property
+    def imputes(self) -> bool:
+        """True when an ``impute`` op fills missing raw values (NaN): one that sees the raw
+        columns (only ``label_encode`` before it), so a NaN input is a missing value."""
+        names = [n for n in self.op_names if n != "label_encode"]
+        return bool(names) and names[0] == "impute"
+
+    @property
     def pixel_divisor(self) -> float | None:
         """The divisor when the whole chain divides raw pixels (a lone scale op), else None."""
         if len(self.ops) == 1 and isinstance(self.ops[0], _Scale):

@@ -155,14 +155,16 @@ def _paired(rounds: list[dict[str, dict[str, Any]]], base: str, name: str) -> di
             for bs in rounds[0][name]["batches"]}
 
 
-def _fitting_inputs(contestants: Sequence[Contestant], x: np.ndarray,
-                    y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x, y`` when they fit the ONNX contestants' input shape. ONNX files alone are timed on
-    random inputs of their shape (a warning, no labels) instead, as an .onnx naming no dataset
-    is: its metadata can name data it was not trained on. Otherwise one line (ConfigError)."""
+def _fitting_inputs(contestants: Sequence[Contestant], x: np.ndarray, y: np.ndarray | None,
+                    input_shape: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x, y`` when they fit the ONNX contestants' input shape (``input_shape`` when the caller
+    checked it, else each file's). ONNX files alone are timed on random inputs of their shape (a
+    warning, no labels) instead, as an .onnx naming no dataset is: its metadata can name data it
+    was not trained on. Otherwise one line (ConfigError)."""
     from dlopt.deploy._runtime import OnnxModel
 
-    shapes = {c.source["onnx"]: tuple(OnnxModel.load(c.source["onnx"]).input_shape)
+    shapes = {c.source["onnx"]: tuple(input_shape) if input_shape is not None
+              else tuple(OnnxModel.load(c.source["onnx"]).input_shape)
               for c in contestants if "onnx" in c.source}
     if len(set(shapes.values())) > 1:
         named = ", ".join(f"{Path(p).name}: {s}" for p, s in shapes.items())
@@ -194,6 +196,7 @@ def benchmark(
     timeout_s: float = 900.0,
     model: dict[str, Any] | None = None,
     rounds: int = 1,
+    input_shape: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Time every contestant on the same inputs ``x`` (model inputs, float32) and compare.
 
@@ -202,7 +205,9 @@ def benchmark(
     else the first contestant. ``rounds`` > 1 times every contestant once per round (A B C
     A B C ..., a fresh process each time): statistics are the medians over rounds and each
     speedup is the median of the per-round ratios, so drift in machine load between
-    processes cannot make a verdict. Returns the JSON-able report.
+    processes cannot make a verdict. ``input_shape``: the input shape the caller already checked
+    every ONNX contestant takes (``bench_run`` loads each file once, before exporting); None
+    loads each file here to read it. Returns the JSON-able report.
     """
     names = [c.name for c in contestants]
     if not contestants or len(set(names)) != len(names):
@@ -218,7 +223,7 @@ def benchmark(
     x = np.ascontiguousarray(x, dtype=np.float32)
     if len(x) == 0:
         raise ConfigError("benchmark needs at least one input sample")
-    x, y = _fitting_inputs(contestants, x, y)
+    x, y = _fitting_inputs(contestants, x, y, input_shape)
     spec = {"batch_sizes": sizes, "threads": int(threads), "min_runs": int(min_runs),
             "min_seconds": float(min_seconds), "warmup_seconds": float(warmup_seconds),
             "max_seconds": float(max_seconds)}

@@ -25,6 +25,7 @@ import numpy as np
 
 from dlopt.deploy._stats import latency_stats
 from dlopt.registry import Registry
+from dlopt.train._scores import class_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +206,9 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float | None:
 
 
 def quality(loaded: Loaded, x: np.ndarray, y: np.ndarray | None, batch: int) -> dict[str, float | None]:
-    """``accuracy`` (class-id labels ``y``: top-1, or a single logit above 0, i.e. sigmoid above
-    0.5, for class 1 as ``bce`` trains it) and ``r2`` (float targets ``y``: regression, scored
-    on the first output as training does) on all of ``x``; None where it does not apply."""
+    """``accuracy`` (class-id labels ``y``: top-1 of the probabilities as training scores them,
+    ``class_probabilities``) and ``r2`` (float targets ``y``: regression, scored on the first
+    output as training does) on all of ``x``; None where it does not apply."""
     out: dict[str, float | None] = {"accuracy": None, "r2": None}
     if y is None or len(y) == 0:
         return out
@@ -215,8 +216,7 @@ def quality(loaded: Loaded, x: np.ndarray, y: np.ndarray | None, batch: int) -> 
     if np.issubdtype(y.dtype, np.floating):
         out["r2"] = _r2(y.reshape(len(y), -1)[:, 0], scores[:, 0])
     else:
-        pred = scores.argmax(axis=1) if scores.shape[1] > 1 else (scores[:, 0] > 0).astype(np.int64)
-        out["accuracy"] = float((pred == y).mean())
+        out["accuracy"] = float((class_probabilities(scores).argmax(axis=1) == y).mean())
     return out
 
 

@@ -6,7 +6,6 @@ preprocessor) and the plain-input functional core (``export_onnx``, ``benchmark`
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -17,6 +16,7 @@ import numpy as np
 
 from dlopt.deploy._bench import Contestant, benchmark, sample_rows
 from dlopt.deploy._export import MIN_SAMPLES, ExportReport, export_onnx
+from dlopt.deploy._runtime import OnnxModel
 from dlopt.errors import ConfigError, DataError, first_line
 
 __all__ = ["export_run", "bench_run", "run_metadata"]
@@ -50,12 +50,10 @@ def run_metadata(loaded: Any) -> dict[str, Any]:
 def _model_record(loaded: Any) -> dict[str, Any]:
     from dlopt.config import CUSTOM_MODEL
     from dlopt.train.api import model_class
+    from dlopt.train.loaded import trained_custom_model
 
     cfg = loaded.config
-    summary = Path(loaded.run_dir or "") / "summary.json"
-    # runs saved before config.yaml named the module kept the zoo default; their summary flags it
-    older = summary.is_file() and json.loads(summary.read_text()).get("custom_model")
-    if cfg.model.name == CUSTOM_MODEL or older:
+    if cfg.model.name == CUSTOM_MODEL or trained_custom_model(loaded.run_dir):
         return {"name": CUSTOM_MODEL, "class": model_class(loaded.model)}
     return {"name": cfg.model.name, "options": cfg.model.options()}
 
@@ -84,11 +82,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, exporter: 
                        samples=samples)
 
 
-def _onnx_inputs(path: Path, samples: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Test data named in the file's metadata, else random inputs of its shape (no labels)."""
-    from dlopt.deploy._runtime import OnnxModel
-
-    meta = OnnxModel.load(path).metadata
+def _onnx_inputs(model: OnnxModel, samples: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Test data named in a loaded ``OnnxModel``'s metadata, else random inputs of its shape
+    (no labels)."""
+    meta, path = model.metadata, model.path
     if not meta.dataset:
         log.warning("%s names no dataset: timing random inputs, accuracy not measured", path)
     else:
@@ -103,19 +100,14 @@ def _onnx_inputs(path: Path, samples: int | None) -> tuple[np.ndarray, np.ndarra
     return rng.standard_normal((samples or MIN_SAMPLES, *meta.input_shape)).astype(np.float32), None
 
 
-def _onnx_shape(path: str | os.PathLike) -> tuple[int, ...]:
-    from dlopt.deploy._runtime import OnnxModel
-
-    return tuple(OnnxModel.load(path).input_shape)
-
-
 def _check_files(shape: tuple[int, ...], source: str, **files: str | os.PathLike | None) -> None:
     """Each given ``--onnx``/``--int8`` file loads and takes ``source``'s inputs: one line now,
-    exit 2, instead of a failed worker after the other contestants were timed."""
+    exit 2, instead of a failed worker after the other contestants were timed. The only check
+    of these files: ``benchmark`` is told the shape."""
     for option, path in files.items():
         if path is None:
             continue
-        got = _onnx_shape(path)
+        got = tuple(OnnxModel.load(path).input_shape)
         if got != shape:
             raise ConfigError(f"--{option} {path} takes inputs of shape {got} but {source} takes {shape}; "
                               f"allowed: a model of the same inputs (an export of {source})")
@@ -150,7 +142,8 @@ def bench_run(
 
             loaded = load(source)
             int8 = delivered_onnx(source) if int8 is None else int8  # a quantize run's own INT8 file
-            _check_files(tuple(loaded.info.input_shape), str(source), onnx=onnx, int8=int8)
+            shape = tuple(loaded.info.input_shape)  # an export of the run takes it too
+            _check_files(shape, str(source), onnx=onnx, int8=int8)
             x, y = sample_rows(*_test_split(loaded.config.data, None), samples)
             run = {"run": str(source.resolve())}
             contestants = [Contestant.pytorch(run)]
@@ -162,8 +155,10 @@ def bench_run(
             info = {"source": str(source), "name": loaded.config.model.name,
                     "dataset": loaded.config.data.name}
         else:
-            _check_files(_onnx_shape(source), str(source), int8=int8)
-            x, y = _onnx_inputs(source, samples)
+            model = OnnxModel.load(source)
+            shape = tuple(model.input_shape)
+            _check_files(shape, str(source), int8=int8)
+            x, y = _onnx_inputs(model, samples)
             onnx, contestants = source, []
             info = {"source": str(source)}
         contestants.append(Contestant.onnx(onnx))
@@ -171,4 +166,4 @@ def bench_run(
             contestants.append(Contestant.onnx(int8, int8=True))
         return benchmark(contestants, x, y, batch_sizes=batch_sizes, threads=threads,
                          baseline=baseline, min_runs=min_runs, min_seconds=min_seconds, model=info,
-                         rounds=rounds)
+                         rounds=rounds, input_shape=shape)

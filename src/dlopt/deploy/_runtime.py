@@ -13,12 +13,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from dlopt.deploy._metadata import ModelMetadata
 from dlopt.errors import DataError, ModelError, first_line
+from dlopt.train._scores import class_probabilities
 
 __all__ = ["OnnxModel", "check_external_data", "postprocess", "predict_onnx", "session_options"]
 
@@ -126,21 +127,14 @@ def check_external_data(proto: Any, model_path: str | os.PathLike) -> list[str]:
 
 
 def postprocess(outputs: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model outputs -> ``(pred, proba)``: class ids + softmax (one logit: the sigmoid of class
-    1, as training scores it), or regression values + None."""
+    """Model outputs -> ``(pred, proba)``: class ids + probabilities as training scores them
+    (``class_probabilities``; Inf logits give NaN rows, the caller checks), or regression
+    values + None."""
     out = np.asarray(outputs, dtype=np.float64)
     if task == "regression":
         return out.reshape(len(out), -1)[:, 0], None
-    if out.ndim < 2 or out.shape[1] == 1:
-        with np.errstate(over="ignore"):
-            p1 = 1.0 / (1.0 + np.exp(-out.reshape(len(out))))
-        proba = np.stack([1.0 - p1, p1], axis=1)
-        return proba.argmax(axis=1), proba
-    with np.errstate(invalid="ignore", over="ignore"):  # Inf logits: NaN rows, caller checks
-        shifted = out - out.max(axis=1, keepdims=True)
-        proba = np.exp(shifted)
-        proba /= proba.sum(axis=1, keepdims=True)
-    return out.argmax(axis=1), proba
+    proba = class_probabilities(out)
+    return proba.argmax(axis=1), proba
 
 
 @dataclass
@@ -200,6 +194,10 @@ class OnnxModel:
         batch = np.ascontiguousarray(x, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: batch}, run_options)[0]
 
+    def run_batches(self, batches: Iterable[np.ndarray]) -> np.ndarray:
+        """Raw model outputs of every batch in turn, concatenated (one row per sample)."""
+        return np.concatenate([self.run(x) for x in batches])
+
     @functools.cached_property
     def preprocessor(self) -> Any:
         """The saved ``Preprocessor``, or None when the model takes inputs as they are."""
@@ -207,14 +205,8 @@ class OnnxModel:
 
     @property
     def imputes(self) -> bool:
-        """True when the saved preprocessing fills missing raw values (NaN) with an ``impute``
-        op that sees the raw columns (only ``label_encode`` before it)."""
-        for op in getattr(self.preprocessor, "ops", ()):
-            if op.name == "impute":
-                return True
-            if op.name != "label_encode":
-                return False
-        return False
+        """True when the saved preprocessing fills missing raw values (``Preprocessor.imputes``)."""
+        return self.preprocessor is not None and self.preprocessor.imputes
 
     def preprocess(self, x_raw: np.ndarray) -> np.ndarray:
         """Apply the saved preprocessing (identity when none was saved)."""

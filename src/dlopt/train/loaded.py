@@ -30,7 +30,7 @@ from dlopt.train.losses import create_loss
 from dlopt.train.metrics import compute_metrics, predict_outputs, scores_from_outputs
 from dlopt.train.techniques.precision import autocast_context, resolve_precision
 
-__all__ = ["LoadedModel", "load", "evaluate", "predict", "delivered_onnx"]
+__all__ = ["LoadedModel", "load", "evaluate", "predict", "delivered_onnx", "trained_custom_model"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,8 @@ class LoadedModel:
 
     @property
     def imputes(self) -> bool:
-        """True when the saved preprocessing fills missing raw values (NaN): ``impute`` runs
-        first (after ``label_encode`` only), so it always sees the raw columns."""
-        return self.preprocessor is not None and "impute" in self.preprocessor.op_names
+        """True when the saved preprocessing fills missing raw values (``Preprocessor.imputes``)."""
+        return self.preprocessor is not None and self.preprocessor.imputes
 
     def prepare(self, x_raw: Any) -> torch.Tensor:
         """Raw inputs -> model inputs ``(N, *input_shape)`` via the saved preprocessing."""
@@ -209,9 +208,8 @@ def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu
     run_dir, weights, meta = _weights_and_meta(p)
     cfg = _read_config(run_dir, meta)
     info = _read_info(run_dir, meta)
-    custom = bool((meta or {}).get("custom_model")) or _summary_flag(run_dir, "custom_model")
     if model is None:
-        if custom:
+        if trained_custom_model(run_dir, meta=meta):
             cls = str(cfg.model.options().get("class", "MyModule")).rsplit(".", 1)[-1]
             raise ModelError(f"{p} was trained on a custom nn.Module; pass it as load(..., model=...), in Python: "
                              f"dlopt.load({str(p)!r}, model={cls}(...))")
@@ -250,11 +248,15 @@ def _check_not_onnx_only(p: Path) -> None:
 
 def _summary_value(run_dir: Path, key: str) -> Any:
     f = run_dir / rundir.SUMMARY
-    return json.loads(f.read_text()).get(key) if f.is_file() else None
+    return rundir.read_json(f).get(key) if f.is_file() else None
 
 
-def _summary_flag(run_dir: Path, key: str) -> bool:
-    return bool(_summary_value(run_dir, key))
+def trained_custom_model(run_dir: str | Path | None, *, meta: dict[str, Any] | None = None) -> bool:
+    """True when the run trained a user's ``nn.Module``, as its checkpoint ``meta`` or its
+    ``summary.json`` records (``config.yaml`` named the zoo default before it named modules)."""
+    if (meta or {}).get("custom_model"):
+        return True
+    return run_dir is not None and bool(_summary_value(Path(run_dir), "custom_model"))
 
 
 def delivered_onnx(path: str | Path) -> Path | None:
@@ -271,8 +273,8 @@ def _onnx_outputs(path: str | Path, split: Split, batch_size: int) -> torch.Tens
     from dlopt.deploy import OnnxModel
 
     runner = OnnxModel.load(path, threads=torch.get_num_threads())
-    cpu = torch.device("cpu")
-    return torch.cat([torch.from_numpy(runner.run(x.numpy())) for x, _ in split.batches(batch_size, cpu)]).float()
+    batches = (x.numpy() for x, _ in split.batches(batch_size, torch.device("cpu")))
+    return torch.from_numpy(runner.run_batches(batches)).float()
 
 
 def evaluate(path: str | Path, data: Any = None, *, device: str = "cpu") -> dict[str, float]:

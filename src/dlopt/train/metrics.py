@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dlopt.data._types import Split
+from dlopt.train._scores import class_probabilities
 from dlopt.registry import Registry
 
 __all__ = [
@@ -165,15 +166,12 @@ def best_mode(metric: str) -> str:
 
 
 def scores_from_outputs(outputs: torch.Tensor, task: str) -> torch.Tensor:
-    """Probabilities ``(N, C)`` from logits (one logit = sigmoid of the positive class), or
-    predictions ``(N,)`` for regression."""
+    """Probabilities ``(N, C)`` from logits (:func:`~dlopt.train._scores.class_probabilities`,
+    on the CPU), or predictions ``(N,)`` for regression."""
     outputs = outputs.float()
     if task == "regression":
         return outputs.reshape(len(outputs), -1)[:, 0]
-    if outputs.dim() < 2 or outputs.shape[1] == 1:
-        p = torch.sigmoid(outputs.reshape(len(outputs)))
-        return torch.stack([1 - p, p], dim=1)
-    return torch.softmax(outputs, dim=1)
+    return torch.from_numpy(class_probabilities(outputs.detach().cpu().numpy()))
 
 
 def confusion_matrix(y: np.ndarray, p: np.ndarray) -> list[list[int]]:
