@@ -51,3 +51,33 @@ def test_cli_run_refuses_an_infinite_max_lr_before_training(tmp_path):
     assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
     assert res.output == f"error: {path}: stages[1] 'lr_find': max_lr=inf: need a finite number > 0\n"
     assert "--max-lr" not in res.output and not (tmp_path / "r").exists()
+
+
+SPACE = {"train.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+
+
+@pytest.mark.parametrize("over, line", [
+    # the base's mistake was said against the first training stage that merged it
+    ("base.train=5", "base.train=5: Input should be a valid dictionary or instance of TrainConfig"),
+    ("base.train.epochs=0", "base.train.epochs=0: Input should be greater than or equal to 1"),
+    ("base.model.widht=1", "base: unknown option 'widht' for model 'lenet5'; valid: activation, channels, "
+                           "dropout, hidden, init, norm, pool, width"),
+    # a stage's config key lost its config. prefix
+    ("stages.tune.config.train.epochs=0",
+     "stages[1] 'tune': config.train.epochs=0: Input should be greater than or equal to 1"),
+    ("stages.tune.search.trials=0",
+     "stages[1] 'tune': search.trials=0: Input should be greater than or equal to 1"),
+    ("stages.s.variants.adam.train.epochs=0",
+     "stages[2] 's': variants.adam.train.epochs=0: Input should be greater than or equal to 1"),
+])
+def test_a_bad_key_of_base_or_a_stage_config_is_named_as_the_user_wrote_it(tmp_path, over, line):
+    adam = {"train": {"optim": {"name": "adam"}}}
+    doc = {"name": "p", "base": lenet_base(subset=200),
+           "stages": [{"name": "lr_find", "steps": 5}, {"name": "tune", "trials": 1, "search": {"space": SPACE}},
+                      {"name": "s", "type": "sweep", "variants": {"adam": adam}}]}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    res = runner.invoke(app, ["run", str(path), "--set", over, "--run-dir", str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    assert res.output == f"error: {path}: {line}\n"
+    assert not (tmp_path / "r").exists()

@@ -1,5 +1,6 @@
-"""No stale outputs: editing the user's data file reruns the stages that read it, and a stage
-that fails on a rerun no longer shows its earlier results in results.json or the report."""
+"""No stale outputs: editing the user's data file reruns the stages that read it (its digest is
+taken once per run), and a stage that fails on a rerun no longer shows its earlier results in
+results.json or the report."""
 
 from __future__ import annotations
 
@@ -80,3 +81,21 @@ def test_downstream_stages_follow_what_a_forced_stage_produced(tmp_path):
     (root / "train" / "stage.json").write_text(json.dumps(rec))
     run_pipeline(*parse_pipeline(doc), report=False)
     assert _stages(root) == {"train": "cached", "export": "ran"}
+
+
+def test_one_pipeline_run_reads_the_data_files_sizes_and_times_once(tmp_path, monkeypatch):
+    """Every stage that uses the base hashed the data folder again (a directory walk per stage
+    over an image folder); the digest is now taken once per run, and the keys stay the same."""
+    from dlopt.pipeline import _fingerprint
+
+    csv = tmp_path / "rows.csv"
+    _write_csv(csv, 160)
+    walked: list[Path] = []
+    digest = _fingerprint._digest
+    monkeypatch.setattr(_fingerprint, "_digest", lambda path: walked.append(path) or digest(path))
+    doc = _doc(tmp_path, csv, {"name": "lr_find", "steps": 5})
+    root = run_pipeline(*parse_pipeline(doc), report=False).root
+    assert walked == [csv]
+    walked.clear()
+    run_pipeline(*parse_pipeline(doc), report=False)  # a new run takes it again: edits count
+    assert walked == [csv] and _stages(root) == {"train": "cached", "lr_find": "cached"}

@@ -1,12 +1,12 @@
 """The training objective's static metrics: input shape from the dataset registry, and the
-architecture figures known before training."""
+architecture figures known before training (a weights file's size as the run writes it)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dlopt.config import RunConfig, parse_config
-from dlopt.tune import static_metrics
+from dlopt.config import RunConfig, TuneConfig, parse_config
+from dlopt.tune import static_metrics, train_objective, tune
 from dlopt.tune._objective import input_shape
 
 
@@ -31,6 +31,40 @@ def test_static_metrics_before_training():
     model = create_model("mlp", input_shape=(4,), num_classes=3, width=16, depth=1)
     n = sum(p.numel() for p in model.parameters())
     out = static_metrics(model, (4,))
-    assert out["params"] == n and out["macs"] > 0 and out["size_bytes"] > 0
+    assert out["params"] == n and out["macs"] > 0 and out["size_bytes"] > 4 * n
     assert "latency_ms" not in out  # measured only when an objective or constraint reads it
-    assert static_metrics(model, None) == {"params": float(n)}
+    # the weights file's size needs no input shape (user data): known before training too
+    assert static_metrics(model, None) == {"params": float(n), "size_bytes": out["size_bytes"]}
+
+
+def _size_study(tmp_path, name, constraints, seen):
+    def objective(cfg, ctx):  # dlopt's training objective; records what the trial measured
+        metrics = train_objective(cfg, ctx)
+        seen.append((ctx.static["size_bytes"], metrics["size_bytes"],
+                     (ctx.run_dir / "model.safetensors").stat().st_size))
+        return metrics
+
+    cfg = parse_config({
+        "name": name, "data": {"name": "mnist", "subset": 200, "test_subset": 100},
+        "model": {"name": "mlp", "width": 16, "depth": 1},
+        "train": {"epochs": 1, "batch_size": 100, "progress": False, "threads": 1},
+        "search": {"space": {"train.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}},
+                   "sampler": {"name": "random", "seed": 0}, "pruner": "none",
+                   "constraints": constraints},
+    }, TuneConfig)
+    return tune(cfg, study_dir=tmp_path / name, storage="memory", trials=1, objective=objective,
+                plots=False)
+
+
+def test_a_size_constraint_is_checked_before_training_on_the_weights_files_bytes(tmp_path):
+    # the check before training counted params x 4 while the finished trial's size_bytes is its
+    # safetensors file (header included): a bound between the two passed the check, trained,
+    # and ended infeasible
+    seen: list = []
+    _size_study(tmp_path, "free", [], seen)
+    (before, after, file), = seen
+    assert before == after == file
+    res = _size_study(tmp_path, "edge", [{"metric": "size_bytes", "max": file - 1}], seen)
+    (rec,) = res.ran
+    assert rec.state == "PRUNED" and rec.epochs == 0
+    assert rec.note == f"size_bytes={file} breaks the constraint <= {file - 1} before training"

@@ -185,7 +185,10 @@ def test_good_option_values_pass(search):
      "error: search.space.train.optim.lr: log=true needs low > 0, got low=-1"),
     ({"type": "float", "low": 0.1, "high": 1.0, "lgo": True},
      "error: search.space.train.optim.lr: unknown key 'lgo'; allowed: choices, grid, high, log, "
-     "low, step, type, when"),
+     "low, step, type, when; did you mean 'log'?"),
+    ({"type": "float", "low": 0.1, "high": 1.0, "lowe": 1},  # an axis's own key: a guess too
+     "error: search.space.train.optim.lr: unknown key 'lowe'; allowed: choices, grid, high, log, "
+     "low, step, type, when; did you mean 'low'?"),
     ({"type": "categorical", "choices": [1, 1.0, True]},
      "error: search.space.train.optim.lr.choices: 1.0 is equal to 1 in Python (1 == 1.0 == true, "
      "0 == 0.0 == false); list each value once"),
@@ -232,6 +235,22 @@ def test_a_condition_on_a_fixed_key_that_holds_samples_the_axis():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     params = SearchSpace(cfg.search.space).sample(study.ask(), cfg.model_dump(mode="json"))
     assert 0.8 <= params["train.optim.momentum"] <= 0.9
+
+
+def test_a_condition_on_a_model_option_left_at_its_default_reads_the_default():
+    # mlp's width defaults to 256: a key the trial's model has, not "unknown key 'model.width'"
+    def cfg(want):
+        return parse_config({"model": {"name": "mlp"}, "search": {"space": {
+            "train.optim.lr": {**LR, "when": {"model.width": want}}}}}, TuneConfig)
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    held = cfg(256)
+    params = SearchSpace(held.search.space).sample(study.ask(), held.model_dump(mode="json"))
+    assert set(params) == {"train.optim.lr"}
+    with pytest.raises(ConfigError) as err:
+        cfg(1)
+    assert str(err.value).startswith("search.space.train.optim.lr.when: model.width is fixed at "
+                                     "256 (not a search axis), never 1, so the axis would never")
 
 
 def test_conditional_axis_only_when_parent_matches():

@@ -1,7 +1,7 @@
 """Fixes found in review: best config after an edited resume, constraint metrics nobody
 reports, unusable SQLite files, bad study names, the worker's SIGTERM hint, one storage per
 study folder, a config without search:, worker processes' start notes, Ctrl-C inside a
-journal write."""
+journal write, a val_ metric no training run reports."""
 
 from __future__ import annotations
 
@@ -220,6 +220,22 @@ def test_a_config_without_a_search_section_says_what_one_looks_like(tmp_path, se
     [line] = res.output.strip().splitlines()
     assert "has no search: section" in line and "examples/tune-mnist.yaml" in line
     assert "Field required" not in line and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("search, words", [
+    ({"objectives": [{"metric": "val_acc"}]}, "search.objectives[0].metric='val_acc'"),
+    ({"constraints": [{"metric": "val_r2", "min": 0.5}]}, "search.constraints[0].metric='val_r2'"),
+])
+def test_a_val_metric_no_training_run_reports_is_refused_before_the_first_trial(tmp_path, search,
+                                                                             words):
+    # a typo, or the other task's metric on a built-in set: a trial used to train first
+    config = _write_config(tmp_path / "t.yaml", **search)
+    res = runner.invoke(app, ["tune", str(config), "--study-dir", str(tmp_path / "s")])
+    assert res.exit_code == 2, res.output
+    [line] = res.output.strip().splitlines()
+    assert line.startswith(f"error: {words}: a classification run (data mnist) reports no such "
+                           "validation metric; allowed: val_loss, val_accuracy,")
+    assert "val_r2" not in line.split("allowed: ")[1] and not (tmp_path / "s").exists()
 
 
 def test_worker_processes_leave_the_start_of_study_notes_to_their_parent(tmp_path, capfd, caplog):

@@ -32,7 +32,8 @@ from dlopt.registry import Registry
 if TYPE_CHECKING:
     from dlopt.pipeline._schema import PipelineConfig, StageSpec
 
-__all__ = ["STAGES", "Options", "StageContext", "StageOutput", "StageRecord", "deep_merge"]
+__all__ = ["STAGES", "BaseConfigError", "Options", "StageContext", "StageOutput", "StageRecord", "deep_merge",
+           "parse_merged"]
 
 STAGES: Registry[Any] = Registry("stage type")
 
@@ -160,3 +161,64 @@ def deep_merge(base: dict[str, Any], *overrides: dict[str, Any]) -> dict[str, An
             else:
                 out[k] = json.loads(json.dumps(v))
     return out
+
+
+class BaseConfigError(ConfigError):
+    """A mistake in the pipeline's ``base``: said as ``base.KEY``, not against the stage whose
+    check found it (every training stage would)."""
+
+
+def parse_merged(pipeline: "PipelineConfig", *parts: tuple[str, dict[str, Any]], schema: Any = None,
+                 where: str = "") -> Any:
+    """``base`` with each ``(prefix, mapping)`` part merged in, parsed as ``schema`` (default
+    RunConfig). An error names the key where the pipeline file sets it: ``prefix + KEY`` for
+    the last part that sets it (``config.train.epochs``), else :class:`BaseConfigError` with
+    ``base.KEY`` for a key of ``base``; ``where`` leads any other error."""
+    from pydantic import ValidationError
+
+    from dlopt.config import RunConfig, _file_loc, format_validation_error, register_schema
+
+    schema = register_schema(schema or RunConfig)
+    data = deep_merge(pipeline.base, *(mapping for _, mapping in parts), {"name": "check"})
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        loc = _file_loc(err.errors(include_url=False)[0]["loc"])
+        owner = next((prefix for prefix, mapping in reversed(parts) if _sets(mapping, loc)), None)
+        if owner is not None:
+            raise ConfigError(format_validation_error(err, prefix=owner)) from None
+        if _sets(pipeline.base, loc):
+            raise BaseConfigError(format_validation_error(err, prefix="base.")) from None
+        raise ConfigError(f"{where}{format_validation_error(err)}") from None
+    except ConfigError as err:  # raised by a validator itself (a model option): its words name no key
+        if _fails_alone(pipeline.base, str(err)):
+            raise BaseConfigError(f"base: {err}") from None
+        raise ConfigError(f"{where}{err}") from None
+
+
+def _fails_alone(base: dict[str, Any], message: str) -> bool:
+    """Whether ``base`` by itself fails with ``message``: then the mistake is the base's."""
+    from pydantic import ValidationError
+
+    from dlopt.config import RunConfig
+
+    try:
+        RunConfig.model_validate(deep_merge(base, {"name": "check"}))
+    except ConfigError as err:
+        return str(err) == message
+    except ValidationError:  # another mistake of the base, said where it is found
+        return False
+    return False
+
+
+def _sets(mapping: Any, loc: tuple) -> bool:
+    """Whether ``mapping`` holds the key path ``loc`` (list items by index)."""
+    node = mapping
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return False
+    return bool(loc)

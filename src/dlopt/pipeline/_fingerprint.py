@@ -17,14 +17,22 @@ from typing import Any, Iterator
 __all__ = ["data_fingerprint"]
 
 
-def data_fingerprint(*docs: Any) -> dict[str, str]:
+def data_fingerprint(*docs: Any, memo: dict[Path, str] | None = None) -> dict[str, str]:
     """``{source: digest}`` of every user data source named by a ``data`` section anywhere
-    in ``docs`` (raw config mappings); empty when they only name built-in datasets."""
+    in ``docs`` (raw config mappings); empty when they only name built-in datasets.
+
+    ``memo`` (resolved path -> digest) is shared by the stages of one pipeline run, so a
+    data folder that several stages read is walked once per run, not once per stage."""
+    memo = {} if memo is None else memo
     out: dict[str, str] = {}
     for data in _data_sections(docs):
         path = _source_path(data["name"], data.get("data_dir"))
-        if path is not None:
-            out[str(path)] = _digest(path)
+        if path is None:
+            continue
+        real = path.resolve()
+        if real not in memo:
+            memo[real] = _digest(path)
+        out[str(path)] = memo[real]
     return out
 
 

@@ -64,10 +64,11 @@ class PipelineResult:
     removed_report: bool = False  # report=False removed an earlier report the stages that ran made stale
 
 
-def stage_key(cfg: PipelineConfig, name: str, options: Any, records: dict[str, StageRecord]) -> str:
+def stage_key(cfg: PipelineConfig, name: str, options: Any, records: dict[str, StageRecord], *,
+              digests: dict[Path, str] | None = None) -> str:
     """Hash of what determines a stage's outputs: type, options, base (training stages),
     what its inputs produced (:attr:`StageRecord.output_id`), and the size and time of the
-    user data files they name."""
+    user data files they name (``digests``: those already taken in this run, by path)."""
     spec = cfg.stage(name)
     info = STAGES.get(spec.kind).info
     opts = options.model_dump(mode="json")
@@ -76,7 +77,7 @@ def stage_key(cfg: PipelineConfig, name: str, options: Any, records: dict[str, S
            "base": cfg.base if info.get("uses_base") else None,
            "inputs": {"input": spec.input, "inputs": spec.inputs},
            "input_keys": [records[r].output_id for r in spec.refs()]}
-    data = data_fingerprint(cfg.base if info.get("uses_base") else None, opts)
+    data = data_fingerprint(cfg.base if info.get("uses_base") else None, opts, memo=digests)
     if data:  # only user data files: keys over built-in datasets stay as they were
         doc["data"] = data
     key = _hash(doc)
@@ -346,9 +347,10 @@ def _run_stages(results: _Results, options: dict[str, Any], forced: set[str], re
                 on_start: Callable[[str, str], None] | None) -> PipelineResult:
     cfg, root = results.cfg, results.root
     records: dict[str, StageRecord] = {}
+    digests: dict[Path, str] = {}  # a data folder several stages read is walked once per run
     removed = False
     for spec in stage_order(cfg):
-        key = stage_key(cfg, spec.name, options[spec.name], records)
+        key = stage_key(cfg, spec.name, options[spec.name], records, digests=digests)
         d = root / spec.name
         rec = _cached(spec, key, d, forced)
         if rec is None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from dlopt.config import _key_at, _read_yaml, apply_overrides, format_validation_error, register_schema
 from dlopt.errors import ConfigError
+from dlopt.pipeline._context import BaseConfigError
 
 __all__ = ["StageSpec", "PipelineConfig", "load_pipeline", "parse_pipeline", "stage_order"]
 
@@ -156,6 +157,8 @@ def _stage_options(cfg: PipelineConfig, spec: StageSpec, i: int, where: str) -> 
     if check is not None:
         try:
             check(cfg, opts)
+        except BaseConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
         except ConfigError as err:
             raise ConfigError(f"{where}: stages[{i}] {spec.name!r}: {err}") from None
     return opts

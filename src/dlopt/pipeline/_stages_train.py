@@ -18,7 +18,7 @@ from pydantic import Field
 
 from dlopt.config import parse_config
 from dlopt.errors import ConfigError, RunError
-from dlopt.pipeline._context import STAGES, Options, StageContext, StageOutput, deep_merge
+from dlopt.pipeline._context import STAGES, Options, StageContext, StageOutput, deep_merge, parse_merged
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,6 @@ def _run_output(run_dir: Path, rel: str = "run") -> StageOutput:
                                     "--overwrite"])])
 
 
-def _check_run_config(data: dict[str, Any]) -> None:
-    parse_config(data)
-
-
 # --------------------------------------------------------------------------------- train
 class TrainOptions(Options):
     """``config``: keys merged over the pipeline's ``base`` (e.g. ``{train: {epochs: 2}}``).
@@ -85,7 +81,7 @@ class TrainOptions(Options):
 
 
 def _check_train(pipeline: Any, opts: TrainOptions) -> None:
-    _check_run_config(deep_merge(pipeline.base, opts.config, {"name": "check"}))
+    parse_merged(pipeline, ("config.", opts.config))
 
 
 @STAGES.register("train", schema=TrainOptions, accepts=("run",), produces="run", uses_base=True,
@@ -142,7 +138,7 @@ def _check_lr(pipeline: Any, opts: LRFindOptions) -> None:
             raise ConfigError(f"{key}={getattr(opts, key)}: need a finite number > 0")
     if opts.min_lr >= opts.max_lr:
         raise ConfigError(f"min_lr={opts.min_lr:g} >= max_lr={opts.max_lr:g}; need min_lr < max_lr")
-    _check_run_config(deep_merge(pipeline.base, opts.config, {"name": "check"}))
+    parse_merged(pipeline, ("config.", opts.config))
 
 
 @STAGES.register("lr_find", schema=LRFindOptions, accepts=(), produces="lr", uses_base=True, check=_check_lr)
@@ -181,39 +177,11 @@ def _tune_data(base: dict[str, Any], opts: TuneOptions, lr: float | None) -> dic
 
 def _check_tune(pipeline: Any, opts: TuneOptions) -> None:
     from dlopt.config import TuneConfig
+    from dlopt.tune import check_training_metrics
 
-    cfg = parse_config(_tune_data(deep_merge(pipeline.base, {"name": "check"}), opts, None), TuneConfig)
-    _check_val_metrics(cfg.search, dataset=cfg.data.name)
-
-
-def _check_val_metrics(search: Any, *, dataset: str) -> None:
-    """dlopt.tune's check takes any ``val_<name>`` (a custom objective may report it); a stage's
-    trials are training runs, so a typo (``val_acc``) or the other task's metric (``val_r2`` on
-    mnist) is refused here instead of after the upstream stages and a trial ran."""
-    from dlopt.tune._metrics import FINAL_METRICS, STATIC_METRICS
-
-    allowed, run = _trial_val_metrics(dataset)
-    for key, specs in (("objectives", search.objectives), ("constraints", search.constraints)):
-        for i, spec in enumerate(specs):
-            if spec.metric.startswith("val_") and spec.metric not in allowed:
-                every = ", ".join([*allowed, *STATIC_METRICS, *FINAL_METRICS])
-                raise ConfigError(f"search.{key}[{i}].metric={spec.metric!r}: {run} reports no "
-                                  f"such validation metric; allowed: {every}")
-
-
-def _trial_val_metrics(dataset: str) -> tuple[list[str], str]:
-    """The ``val_`` metrics a training run on ``dataset`` reports (the loss and its task's
-    default metrics) and the run's description. A built-in set's task is known up front; a csv
-    or npz file's comes from its labels (a csv's whole target column), read by the trials, so
-    every task's metrics are allowed there."""
-    from dlopt.data import DATASETS
-    from dlopt.train.metrics import DEFAULT_METRICS
-
-    task = DATASETS.get(dataset).info.get("task") if dataset in DATASETS else None
-    tasks = [task] if task in DEFAULT_METRICS else list(DEFAULT_METRICS)
-    names = ["loss", *dict.fromkeys(m for t in tasks for m in DEFAULT_METRICS[t])]
-    run = f"a {task} run (data {dataset})" if len(tasks) == 1 else "a training run"
-    return [f"val_{n}" for n in names], run
+    cfg = parse_merged(pipeline, ("config.", opts.config), ("", {"search": dict(opts.search)}),
+                       schema=TuneConfig)
+    check_training_metrics(cfg.search, dataset=cfg.data.name)
 
 
 # the study's plots (pareto_front: several objectives only)
@@ -277,10 +245,8 @@ class SweepOptions(Options):
 
 def _check_sweep(pipeline: Any, opts: SweepOptions) -> None:
     for label, over in opts.variants.items():
-        try:
-            _check_run_config(deep_merge(pipeline.base, opts.config, over, {"name": "check"}))
-        except ConfigError as err:
-            raise ConfigError(f"variants.{label}: {err}") from None
+        parse_merged(pipeline, ("config.", opts.config), (f"variants.{label}.", over),
+                     where=f"variants.{label}: ")
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:

@@ -29,6 +29,7 @@ _LAZY = {
     "Objective": "dlopt.tune._objective",
     "train_objective": "dlopt.tune._objective",
     "static_metrics": "dlopt.tune._objective",
+    "check_training_metrics": "dlopt.tune._metrics",
     "lr_find": "dlopt.tune._lr_find",
     "LRFindResult": "dlopt.tune._lr_find",
     "suggest_lr": "dlopt.tune._lr_find",

@@ -167,16 +167,20 @@ def _unresumable(cfg: "RunConfig", src: Path, dst: Path) -> str | None:
 
 def static_metrics(model: "nn.Module", shape: tuple[int, ...] | None, *,
                    cfg: "RunConfig | None" = None, latency: bool = False) -> dict[str, float]:
-    """Metrics of the architecture alone: ``params`` always; ``macs`` and ``size_bytes`` given
-    the input shape; ``latency_ms`` (batch 1, measured by dlopt.deploy) when asked."""
+    """Metrics of the architecture alone: ``params`` and ``size_bytes`` always; ``macs`` given
+    the input shape; ``latency_ms`` (batch 1, measured by dlopt.deploy) when asked.
+
+    ``size_bytes`` is the length of the weights file a run writes (safetensors: header,
+    buffers, tied tensors once per name), not ``params x 4``: a constraint checked on it before
+    training decides as the finished trial's file size does."""
     from dlopt.models import summary
     from dlopt.models.summary import count_params
+    from dlopt.train.checkpoint import weights_bytes
 
-    out = {"params": float(count_params(model))}
+    out = {"params": float(count_params(model)), "size_bytes": float(len(weights_bytes(model)))}
     if shape is None:
         return out
-    s = summary(model, shape)
-    out.update(macs=float(s.macs), size_bytes=float(s.size_bytes))
+    out["macs"] = float(summary(model, shape).macs)
     measure = latency_function() if latency and cfg is not None else None
     if measure is not None:
         out["latency_ms"] = float(measure(model, shape, cfg))

@@ -215,14 +215,43 @@ class SearchSpace:
 
 def _active(axis: Axis, params: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
     for path, want in axis.spec.when.items():
-        if not _holds(params[path] if path in params else get_path(base, path, None), want):
+        if not _holds(params[path] if path in params else _config_value(base, path, None), want):
             return False
     return True
 
 
+def _wanted(want: Any) -> list[Any]:
+    """The values a ``when:`` entry accepts: its list, or its one value."""
+    return want if isinstance(want, list) and want else [want]
+
+
 def _holds(have: Any, want: Any) -> bool:
     """Whether a ``when:`` entry (a value, or a list of values) accepts ``have``."""
-    return have in (want if isinstance(want, list) else [want])
+    return have in _wanted(want)
+
+
+def _config_value(base: Mapping[str, Any], path: str, default: Any = _MISSING) -> Any:
+    """``path``'s value in a trial's config: as ``base`` holds it, else (a model option the
+    config leaves out, ``model.width``) the model's own default, which the trial builds with."""
+    try:
+        return get_path(base, path)
+    except KeyError:
+        value = _model_default(base, path)
+    if value is _MISSING and default is _MISSING:
+        raise KeyError(path) from None
+    return default if value is _MISSING else value
+
+
+def _model_default(base: Mapping[str, Any], path: str) -> Any:
+    from dlopt.models import model_options
+
+    section, _, option = path.partition(".")
+    if section != "model" or "." in option:
+        return _MISSING
+    try:
+        return model_options(get_path(base, "model.name")).get(option, _MISSING)
+    except (DloptError, KeyError):  # a custom model: no registry entry to read defaults from
+        return _MISSING
 
 
 def _ordered(axes: list[Axis]) -> list[Axis]:
@@ -378,12 +407,12 @@ def _check_axis(axis: Axis, base: dict[str, Any], space: Mapping[str, Any]) -> N
         _check_grid_list(axis)
     context = dict(base)
     for dep, want in s.when.items():
-        wanted = want if isinstance(want, list) and want else [want]
+        wanted = _wanted(want)
         if dep in space:
             _check_reachable(axis, dep, space[dep], wanted, base)
         else:
             try:
-                get_path(base, dep)
+                _config_value(base, dep)
             except KeyError:
                 raise ConfigError(
                     f"{axis.key}.when: unknown key {dep!r}; use a config key or a search axis"
@@ -421,8 +450,7 @@ def _names_with(axis: Axis, name_key: str, base: Mapping[str, Any],
     if name_key not in space:
         return [get_path(base, name_key)]
     if name_key in axis.spec.when:
-        want = axis.spec.when[name_key]
-        return want if isinstance(want, list) and want else [want]
+        return _wanted(axis.spec.when[name_key])
     spec = space[name_key]
     own = [get_path(base, name_key)] if spec.when else []  # a switched-off axis keeps the config's
     return own + [c for c in spec.choices or [] if c not in own]
@@ -443,12 +471,12 @@ def _used_hint(name_key: str, takers: list[str], space: Mapping[str, "SearchPara
 def _check_fixed_condition(axis: Axis, dep: str, want: Any, base: Mapping[str, Any]) -> None:
     """A condition on a key no axis changes holds in every trial or in none: in none, the
     axis would never be sampled, without a word."""
-    have = get_path(base, dep)
+    have = _config_value(base, dep)
     if isinstance(have, Mapping):  # its whole dump would be the message
         raise ConfigError(f"{axis.key}.when: {dep} is a section; a condition reads one key, "
                           f"e.g. {dep}.{next(iter(have), 'name')}")
     if not _holds(have, want):
-        asked = " or ".join(map(_yaml, want)) if isinstance(want, list) and want else _yaml(want)
+        asked = " or ".join(map(_yaml, _wanted(want)))
         raise ConfigError(f"{axis.key}.when: {dep} is fixed at {_yaml(have)} (not a search "
                           f"axis), never {asked}, so the axis would never be sampled; set "
                           f"{dep} to that value, make it an axis, or drop the condition")
@@ -515,7 +543,7 @@ def _check_reachable(axis: Axis, dep: str, spec: "SearchParam", wanted: list[Any
                      base: Mapping[str, Any]) -> None:
     """Each value a condition lists must be one the axis it reads can draw (or, for a
     conditional axis that is switched off, the config's own value): else it never matches."""
-    own = [get_path(base, dep, None)] if spec.when else []
+    own = [_config_value(base, dep, None)] if spec.when else []
     for w in wanted:
         if w not in own and not _can_draw(spec, w):
             raise ConfigError(f"{axis.key}.when: {dep} never takes {_yaml(w)}; its axis "
@@ -530,8 +558,8 @@ def _check_grid_conditions(space: SearchSpace, grid: Mapping[str, list[Any]],
         for dep, want in axis.spec.when.items():
             if dep not in grid:
                 continue
-            own = [get_path(base, dep, None)] if specs[dep].when else []
-            for w in want if isinstance(want, list) and want else [want]:
+            own = [_config_value(base, dep, None)] if specs[dep].when else []
+            for w in _wanted(want):
                 if w not in own and w not in grid[dep]:
                     raise ConfigError(f"{axis.key}.when: the grid sampler never gives {dep} "
                                       f"{_yaml(w)}; its grid: {', '.join(map(_yaml, grid[dep]))}")

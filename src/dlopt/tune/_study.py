@@ -37,7 +37,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dlopt.errors import ConfigError, DloptError, RunError, first_line
-from dlopt.tune._metrics import Direction, resolve_direction
+from dlopt.tune._metrics import Direction, check_training_metrics, resolve_direction
 from dlopt.tune._objective import Objective, train_objective
 from dlopt.tune._outputs import (keep_best_artifacts, measured_values, trial_dir, write_plots,
                                  write_tables)
@@ -136,6 +136,9 @@ def _tune(cfg: "TuneConfig", *, study: str | None, study_dir: str | Path | None,
         raise ConfigError(f"--trials={target}: need at least 1")
     if budget is not None and not budget > 0:
         raise ConfigError(f"--timeout={budget}: need a number of seconds > 0")
+    if objective is train_objective:
+        # a custom objective may report any val_ metric; dlopt's training runs report known ones
+        check_training_metrics(cfg.search, dataset=cfg.data.name)
     try:
         sdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
