@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,17 @@ class CountAllReduce:
         (self.out / f"allreduce{_rank()}.json").write_text(json.dumps({"calls": self.calls}))
 
 
+class TermAt:
+    """Sends SIGTERM to this process after optimizer step ``step`` (on rank ``rank`` only)."""
+
+    def __init__(self, step: int, rank: int) -> None:
+        self.step, self.rank = step, rank
+
+    def on_batch_end(self, state: Any) -> None:
+        if _rank() == self.rank and state.step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def noisy_model() -> nn.Module:
     """Dropout on the (nonzero) inputs first, so its mask is exactly the output's zeros."""
     torch.manual_seed(1)  # the same initial weights in every process
@@ -96,9 +108,10 @@ def noisy_model() -> nn.Module:
 
 
 def fit(run_dir: Path, out: Path | None = None, *, noisy: bool = False, augment: bool = True,
-        count_allreduce: bool = False, **recipe: Any) -> Any:
+        count_allreduce: bool = False, term_at: list[int] | None = None, **recipe: Any) -> Any:
     """``noisy``: dropout + mixup (+ gaussian noise augmentation unless ``augment=False``),
-    recording the first draws; ``count_allreduce``: count DDP's all-reduces."""
+    recording the first draws; ``count_allreduce``: count DDP's all-reduces; ``term_at``:
+    ``[step, rank]``, SIGTERM to that rank after that step."""
     import dlopt
     from dlopt.train.api import recipe_config
 
@@ -106,6 +119,7 @@ def fit(run_dir: Path, out: Path | None = None, *, noisy: bool = False, augment:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         callbacks = [SaveWeights(out)] + [RecordDraws(out)] * noisy + [CountAllReduce(out)] * count_allreduce
+    callbacks += [TermAt(*term_at)] if term_at else []
     recipe = {**RECIPE, **recipe}
     if not noisy:
         return dlopt.fit(dict(MODEL), data(), run_dir=run_dir, callbacks=callbacks, **recipe)
@@ -116,5 +130,10 @@ def fit(run_dir: Path, out: Path | None = None, *, noisy: bool = False, augment:
 
 
 if __name__ == "__main__":  # torchrun --nproc-per-node 2 ddp_fit.py OUT RUN_DIR [OPTIONS_JSON]
+    from dlopt.train.callbacks import Terminated
+
     options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    fit(Path(sys.argv[2]), Path(sys.argv[1]), **{"overwrite": not options.get("resume"), **options})
+    try:
+        fit(Path(sys.argv[2]), Path(sys.argv[1]), **{"overwrite": not options.get("resume"), **options})
+    except Terminated as exc:  # each rank's own line, for the test to read
+        (Path(sys.argv[1]) / f"stopped{_rank()}.txt").write_text(str(exc))

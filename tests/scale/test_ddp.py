@@ -53,3 +53,13 @@ def test_resume_two_rank_checkpoint_in_one_process(ddp_run, tmp_path):
     straight = fit(tmp_path / "straight", tmp_path / "b", epochs=3)
     assert resumed.summary["steps"] == straight.summary["steps"] == 27
     _close(load_file(str(tmp_path / "a" / "rank0.safetensors")), load_file(str(tmp_path / "b" / "rank0.safetensors")))
+
+
+def test_only_the_saving_rank_says_it_saved_a_checkpoint(tmp_path):
+    """SIGTERM on rank 1 stops both ranks after one agreed step; rank 1's own line (what a
+    plain torchrun's failure report shows) said "checkpoint saved in ..." though it saves nothing."""
+    torchrun_fit(tmp_path, tmp_path / "run", term_at=[3, 1])
+    rank0, rank1 = ((tmp_path / f"stopped{r}.txt").read_text() for r in (0, 1))
+    assert f"checkpoint saved in {tmp_path / 'run' / 'checkpoints' / 'last'}" in rank0
+    assert "checkpoint saved" not in rank1 and "rank 0 saves the checkpoint" in rank1
+    assert rank1.endswith("continue with --resume")

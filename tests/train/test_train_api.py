@@ -154,8 +154,12 @@ def test_cross_validation_reports_mean_and_std(tmp_path) -> None:
     acc = s["cv_val"]["accuracy"]
     assert len(acc["values"]) == 3 and acc["mean"] == pytest.approx(np.mean(acc["values"]))
     assert acc["std"] == pytest.approx(np.std(acc["values"]))
-    for k in (1, 2, 3):
-        assert (tmp_path / "cv" / f"fold-{k}" / "summary.json").is_file()
+    folds = [json.loads((tmp_path / "cv" / f"fold-{k}" / "summary.json").read_text()) for k in (1, 2, 3)]
+    # the run's own figures, not the last fold's copied as if they were the run's
+    for key in ("n_train", "n_val", "stop_reason"):
+        assert s[key] == [f[key] for f in folds]
+    assert s["steps"] == sum(f["steps"] for f in folds) and s["data_info"]["n_train"] == 240
+    assert s["data_fingerprint"]["rows"] == 240 != folds[-1]["data_fingerprint"]["rows"]
 
 
 def test_early_stopping_stops_and_says_why(tmp_path) -> None:
@@ -165,12 +169,26 @@ def test_early_stopping_stops_and_says_why(tmp_path) -> None:
     assert res.summary["stop_reason"].startswith("early stopping: val_loss did not improve")
 
 
+def test_early_stopping_never_stops_on_a_metric_that_was_never_finite(tmp_path, caplog) -> None:
+    # a one-class validation split has no AUC: the run was stopped at epoch `patience` as if
+    # the metric had stopped improving (and was then refused a raised budget on resume)
+    x, y = _blobs()
+    val = (x[y == 0][:30], torch.zeros(30, dtype=torch.long))
+    res = fit(_mlp(), {"train": (x, y), "val": val, "test": (x, y)}, run_dir=tmp_path / "r", epochs=3,
+              batch_size=32, progress=False, threads=1,
+              early_stopping={"enabled": True, "monitor": "val_auc", "mode": "max", "patience": 2})
+    assert all(np.isnan(h["val_auc"]) for h in res.history)
+    assert res.summary["epochs"] == 3 and res.summary["stop_reason"] == "epochs"
+    assert "val_auc is nan at epoch 1" in caplog.text and "never stops the run" in caplog.text
+
+
 @pytest.mark.parametrize("values, mode, stop", [
     ([1.0, 0.9, 0.8], "min", False),
     ([1.0, 1.1, 1.2], "min", True),
     ([1.0, 1.0, 1.0], "min", True),         # equal is not an improvement
     ([0.5, 0.6, 0.55], "max", False),
     ([0.5, float("nan"), float("nan")], "max", True),
+    ([float("nan")] * 3, "max", False),     # no finite value: no best to miss
     ([], "min", False),
 ])
 def test_should_stop_is_a_pure_decision(values, mode, stop) -> None:

@@ -13,9 +13,9 @@ from dlopt.train import fit
 
 
 class _Net(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, *, affine: bool = True) -> None:
         super().__init__()
-        self.backbone = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
+        self.backbone = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16, affine=affine), nn.ReLU())
         self.head = nn.Linear(16, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,21 +39,23 @@ class _NormModes:
         self.steps_per_epoch = state.steps_per_epoch
 
 
-def _fit(tmp_path, **transfer: Any) -> tuple[_Net, dict[str, torch.Tensor], _NormModes]:
+def _fit(tmp_path, *, affine: bool = True, **transfer: Any) -> tuple[_Net, dict[str, torch.Tensor], _NormModes]:
     rng = np.random.default_rng(0)
     x = rng.normal(1.0, 2.0, size=(96, 8)).astype(np.float32)  # far from BatchNorm's initial statistics
     y = rng.integers(0, 3, size=96)
     torch.manual_seed(0)
-    net, modes = _Net(), _NormModes()
+    net, modes = _Net(affine=affine), _NormModes()
     before = {k: v.clone() for k, v in net.backbone.state_dict().items()}
     fit(net, (x, y), epochs=2, batch_size=32, run_dir=tmp_path / "r", progress=False, callbacks=[modes],
         transfer=transfer)
     return net, before, modes
 
 
+# a BatchNorm without affine parameters has no names to freeze: it kept training mode
+@pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("transfer", [{"freeze": ["backbone.*"]}, {"freeze_until": "head"}])
-def test_frozen_batchnorm_keeps_its_statistics_every_epoch(tmp_path, transfer: dict[str, Any]) -> None:
-    net, before, modes = _fit(tmp_path, **transfer)
+def test_frozen_batchnorm_keeps_its_statistics_every_epoch(tmp_path, transfer: dict[str, Any], affine: bool) -> None:
+    net, before, modes = _fit(tmp_path, affine=affine, **transfer)
     after = net.backbone.state_dict()
     for k, v in before.items():  # running_mean/var and num_batches_tracked as well as the weights
         assert torch.equal(v, after[k]), k
@@ -61,7 +63,24 @@ def test_frozen_batchnorm_keeps_its_statistics_every_epoch(tmp_path, transfer: d
     assert modes.tracked == [0, 0]
 
 
-def test_unfrozen_batchnorm_trains_again(tmp_path) -> None:
-    _, _, modes = _fit(tmp_path, freeze=["backbone.*"], unfreeze_at_epoch=1)
+@pytest.mark.parametrize("affine", [True, False])
+def test_unfrozen_batchnorm_trains_again(tmp_path, affine: bool) -> None:
+    _, _, modes = _fit(tmp_path, affine=affine, freeze=["backbone.*"], unfreeze_at_epoch=1)
     assert modes.seen == {0: {False}, 1: {True}}
     assert modes.tracked == [0, modes.steps_per_epoch]  # the second epoch's batches only
+
+
+def test_a_batchnorm_outside_the_frozen_part_trains(tmp_path) -> None:
+    # the stand-in names of an affine-less BatchNorm follow the same rule: a glob that misses them
+    _, _, modes = _fit(tmp_path, affine=False, freeze=["backbone.0.*"])
+    assert modes.seen == {0: {True}, 1: {True}}
+
+
+def test_an_input_batchnorm_before_freeze_until_is_frozen(tmp_path) -> None:
+    # no parameter comes before layer "1": nothing was frozen, so the BatchNorm kept training
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.BatchNorm1d(8, affine=False), nn.Linear(8, 3))
+    x = np.random.default_rng(0).normal(1.0, 2.0, size=(96, 8)).astype(np.float32)
+    fit(net, (x, np.arange(96) % 3), epochs=1, batch_size=32, run_dir=tmp_path / "r", progress=False,
+        transfer={"freeze_until": "1"})
+    assert int(net[0].num_batches_tracked) == 0 and torch.equal(net[0].running_mean, torch.zeros(8))

@@ -157,11 +157,16 @@ def predict(
     named = len(files) > 1 or any(p.is_dir() for p in inputs)
     read, predict_raw, names = _predictor(run, device, threads)
     images = is_image_file(files[0])
+    # every input is read and predicted before the first line: a bad file in a later batch
+    # fails the command with nothing printed; only the text is kept, not the inputs
+    texts = []
     for part, x in _chunks(files, read, images=images):
-        pred, proba = predict_raw(x)
-        for i, p in enumerate(pred):
-            typer.echo(f"{_sample_label(part, i, named=named, images=images)}: "
-                       f"{_prediction(p, None if proba is None else proba[i], names, top)}")
+        pred, proba = _predicted(part, x, predict_raw)
+        texts.append("\n".join(f"{_sample_label(part, i, named=named, images=images)}: "
+                                f"{_prediction(p, None if proba is None else proba[i], names, top)}"
+                                for i, p in enumerate(pred)))
+    for text in texts:
+        typer.echo(text)
 
 
 _Predictor = tuple[Callable[[Path], Any], Callable[[Any], Any], list[str]]  # read, predict_raw, class names
@@ -200,6 +205,18 @@ def _chunks(files: list[Path], read: Callable[[Path], Any], *, images: bool) -> 
     for i in range(0, len(files), step):
         part = files[i:i + step]
         yield part, np.concatenate([read(f) for f in part]) if images else read(part[0])
+
+
+def _predicted(part: list[Path], x: Any, predict_raw: Callable[[Any], Any]) -> Any:
+    """``predict_raw(x)``, its error naming the input file (a batch of images: its first and
+    last; an image that reads well has the model's shape, so its batch rarely fails here)."""
+    from dlopt.errors import DloptError
+
+    try:
+        return predict_raw(x)
+    except DloptError as exc:
+        where = str(part[0]) if len(part) == 1 else f"{part[0]} .. {part[-1]} ({len(part)} images)"
+        raise type(exc)(f"{where}: {exc}") from None
 
 
 def _sample_label(part: list[Path], i: int, *, named: bool, images: bool) -> str:

@@ -304,8 +304,10 @@ def _as_recorded(saved: Any, now: dict[str, Any], meta: dict[str, Any]) -> Any:
     defaults there (lenet5, mnist): read as the record it would be now, so such a run resumes."""
     if not isinstance(saved, dict):
         return saved
+    from dlopt.train.loaded import trained_custom_model
+
     old = dict(saved)
-    if meta.get("custom_model") and (old.get("model") or {}).get("name") != CUSTOM_MODEL:
+    if trained_custom_model(None, meta=meta) and (old.get("model") or {}).get("name") != CUSTOM_MODEL:
         old["model"] = now["model"]
     data = old.get("data") or {}
     if now["data"]["name"] == IN_MEMORY_DATA and (meta.get("info") or {}).get("name") != data.get("name"):
@@ -391,8 +393,11 @@ def _techniques(t: Any, *, device: torch.device, augment: nn.Module | None, froz
     if reg.cutmix_alpha > 0 and input_ndim != 4:
         raise ConfigError("train.regularization.cutmix_alpha needs image inputs (N, C, H, W)")
     precision = tq.resolve_precision(t.precision, device)
+    tr = t.transfer
     table: list[tuple[bool, Callable[[], Any]]] = [
-        (bool(frozen), lambda: tq.Unfreeze(frozen, t.transfer.unfreeze_at_epoch)),
+        # a freeze_until with no parameter before it may still freeze a BatchNorm without any
+        (bool(frozen) or tr.freeze_until is not None,
+         lambda: tq.Unfreeze(frozen, tr.unfreeze_at_epoch, patterns=tr.freeze, until=tr.freeze_until)),
         (augment is not None, lambda: tq.Augmentation(augment)),
         (reg.mixup_alpha > 0, lambda: tq.Mixup(reg.mixup_alpha, seed=t.seed)),
         (reg.cutmix_alpha > 0, lambda: tq.CutMix(reg.cutmix_alpha, seed=t.seed)),

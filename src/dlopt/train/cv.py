@@ -4,7 +4,8 @@ The training and validation splits are pooled and re-split into ``folds`` strati
 (plain k-fold for regression, seeded by ``data.seed``); every fold trains a fresh model in
 ``<run>/fold-<k>/`` and is tested on the same held-out test split. The run's own
 ``summary.json`` reports each metric's mean, std and per-fold values (and, with balanced
-class weights, each fold's weights as ``cv_class_weights``). Each fold fits the
+class weights, each fold's weights as ``cv_class_weights``); counts and times are summed or
+listed per fold, never the last fold's taken for the run's. Each fold fits the
 configured preprocessing (zscore, PCA, LDA, imputation...) on its own training rows only, so
 no fold is scored on rows its preprocessing saw; a ``bundle`` passed in (the Python API's
 in-memory data) keeps its own preprocessing.
@@ -19,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from dlopt.config import dump_config
+from dlopt.config import IN_MEMORY_DATA, dump_config
 from dlopt.data import DataBundle, Split
 from dlopt.errors import ConfigError
 from dlopt.train import rundir
@@ -82,7 +83,7 @@ def _bundle_folds(bundle: DataBundle) -> _Folds:
 def cross_validate(cfg: Any, *, run_dir: str | Path, folds: int, callbacks: Sequence[Any] = (),
                    overwrite: bool = False, resume: bool = False, model: Any = None, bundle: Any = None) -> Any:
     """Train ``folds`` models; returns the last fold's FitResult with the CV summary."""
-    from dlopt.train.api import FitResult, undo_refused_start
+    from dlopt.train.api import undo_refused_start
 
     if resume:
         raise ConfigError("--resume is not supported with train.cv; rerun with --overwrite")
@@ -93,9 +94,37 @@ def cross_validate(cfg: Any, *, run_dir: str | Path, folds: int, callbacks: Sequ
         return _cross_validate(cfg, d, folds, callbacks=callbacks, model=model, bundle=bundle)
 
 
+def _cv_summary(results: Sequence[Any], folds: int, *, fingerprint: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's summary: metrics as mean (``cv_val``/``cv_test``: mean, std, values), sums of
+    what adds up, per-fold lists (in ``folds`` order) of what each fold has its own of, and
+    the last fold's values only where every fold shares them (model, sizes, test split)."""
+    summary = dict(results[-1].summary)
+    for part in ("val", "test"):
+        keys = sorted({key for r in results for key in r.summary[part]})
+        stats = {key: mean_std([r.summary[part].get(key) for r in results]) for key in keys}
+        summary[part] = {key: s["mean"] for key, s in stats.items()}
+        summary[f"cv_{part}"] = stats
+    each = {key: [r.summary[key] for r in results] for key in ("n_train", "n_val", "stop_reason")}
+    total = {key: sum(r.summary[key] for r in results) for key in ("steps", "nonfinite_skipped")}
+    pooled = summary["n_train"] + summary["n_val"]  # every fold splits the same rows
+    summary.update(each, **total, cv=folds, epochs=max(r.summary["epochs"] for r in results),
+                   train_seconds=round(sum(r.summary["train_seconds"] for r in results), 3),
+                   test_seconds=round(sum(r.summary["test_seconds"] for r in results), 3),
+                   best_epoch=None, folds=[str(r.run_dir.name) for r in results],
+                   data_info={**summary["data_info"], "n_train": pooled})
+    summary.pop("confusion_matrix", None)
+    summary.pop("data_fingerprint", None)
+    if fingerprint is not None:  # the data the run was given, not the last fold's split of it
+        summary["data_fingerprint"] = fingerprint
+    if "class_weights" in summary:  # balanced weights come from each fold's own training labels
+        del summary["class_weights"]
+        summary["cv_class_weights"] = {r.run_dir.name: r.summary["class_weights"] for r in results}
+    return summary
+
+
 def _cross_validate(cfg: Any, d: Path, folds: int, *, callbacks: Sequence[Any], model: Any,
                     bundle: Any) -> Any:
-    from dlopt.train.api import FitResult, train_run
+    from dlopt.train.api import FitResult, _data_fingerprint, train_run
 
     pool_y, classification, make_fold = _raw_folds(cfg.data) if bundle is None else _bundle_folds(bundle)
     splits = fold_indices(pool_y, folds, seed=cfg.data.seed, stratify=classification)
@@ -111,20 +140,8 @@ def _cross_validate(cfg: Any, d: Path, folds: int, *, callbacks: Sequence[Any], 
             fresh = copy.deepcopy(model)
         results.append(train_run(fold_cfg, run_dir=d / f"fold-{k + 1}", callbacks=callbacks,
                                  model=fresh, bundle=fold))
-    summary = dict(results[-1].summary)
-    for part in ("val", "test"):
-        keys = sorted({key for r in results for key in r.summary[part]})
-        stats = {key: mean_std([r.summary[part].get(key) for r in results]) for key in keys}
-        summary[part] = {key: s["mean"] for key, s in stats.items()}
-        summary[f"cv_{part}"] = stats
-    summary.update(cv=folds, epochs=max(r.summary["epochs"] for r in results),
-                   train_seconds=round(sum(r.summary["train_seconds"] for r in results), 3),
-                   test_seconds=round(sum(r.summary["test_seconds"] for r in results), 3),
-                   best_epoch=None, folds=[str(r.run_dir.name) for r in results])
-    summary.pop("confusion_matrix", None)
-    if "class_weights" in summary:  # balanced weights come from each fold's own training labels
-        del summary["class_weights"]
-        summary["cv_class_weights"] = {r.run_dir.name: r.summary["class_weights"] for r in results}
+    in_memory = bundle is not None and cfg.data.name == IN_MEMORY_DATA
+    summary = _cv_summary(results, folds, fingerprint=_data_fingerprint(bundle) if in_memory else None)
     rundir.write_json(d / rundir.SUMMARY, summary)
     if fold.preprocessor is not None:  # the returned model is the last fold's: its preprocessing
         fold.preprocessor.save(d)

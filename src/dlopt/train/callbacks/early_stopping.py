@@ -5,6 +5,8 @@ callback only records values and keeps them in its ``state_dict`` (restored on r
 Patience follows the monitored metric alone: an epoch that only ties it (an accuracy stuck at
 1.0 while ``val_loss`` falls) is no improvement here, though the best checkpoint takes it when
 its ``val_loss`` is lower; monitor ``val_loss`` to train on while the loss still falls.
+A NaN epoch never improves, but a metric that has had no finite value yet (an AUC undefined
+on a one-class validation split) never stops the run: there is no best to fall short of.
 """
 
 from __future__ import annotations
@@ -30,16 +32,17 @@ def should_stop(values: Sequence[float], *, mode: str = "min", patience: int = 3
     """``(stop, reason)`` after epochs with ``values`` of the monitored metric.
 
     An epoch improves when it beats the best so far by more than ``min_delta``; stop when
-    the last ``patience`` epochs did not. NaN never improves.
+    the last ``patience`` epochs did not. NaN never improves, and without any finite value
+    there is no best to miss: never stop then.
     """
     best, best_i = math.nan, -1
     for i, v in enumerate(values):
         if math.isfinite(v) and (best_i < 0 or _improves(v, best, mode=mode, min_delta=min_delta)):
             best, best_i = v, i
     waited = len(values) - 1 - best_i
-    if values and waited >= patience:
-        where = f"best {best:.6g} at epoch {best_i + 1}" if best_i >= 0 else "no finite value"
-        return True, f"{monitor} did not improve by more than {min_delta} for {waited} epochs ({where})"
+    if best_i >= 0 and waited >= patience:
+        return True, (f"{monitor} did not improve by more than {min_delta} for {waited} epochs "
+                      f"(best {best:.6g} at epoch {best_i + 1})")
     return False, ""
 
 
@@ -68,6 +71,10 @@ class EarlyStopping:
             have = ", ".join(sorted(state.metrics)) or "none (no validation split)"
             raise ConfigError(f"train.early_stopping.monitor={self.monitor!r} is not computed; available: {have}")
         self.values.append(float(state.metrics[self.monitor]))
+        if len(self.values) == 1 and not math.isfinite(self.values[0]):  # once, at the run's first epoch
+            log.warning("train.early_stopping.monitor=%s is %s at epoch 1 (e.g. an AUC on a one-class validation "
+                        "split): until it has a finite value early stopping never stops the run", self.monitor,
+                        self.values[0])
         stop, reason = should_stop(self.values, mode=self.mode, patience=self.patience,
                                    min_delta=self.min_delta, monitor=self.monitor)
         if stop:

@@ -90,10 +90,10 @@ class GracefulTermination:
         where = (f"epoch {state.epoch + 1}, batch {state.batch_in_epoch}" if state.batch_in_epoch
                  else f"end of epoch {state.epoch}")
         self._raised = True
-        raise Terminated(
-            f"stopped by {self.received} at step {state.step} ({where}); checkpoint saved "
-            f"in {self.checkpointing.root / 'last'}; {RESUME_HINT}"
-        )
+        # a DDP rank other than 0 saved nothing: its line (a plain torchrun shows it) must not say so
+        saved = (f"checkpoint saved in {self.checkpointing.root / 'last'}" if self.checkpointing.write
+                 else "rank 0 saves the checkpoint, not this process")
+        raise Terminated(f"stopped by {self.received} at step {state.step} ({where}); {saved}; {RESUME_HINT}")
 
     def on_close(self, state: Any) -> None:
         for s, prev in self._previous.items():

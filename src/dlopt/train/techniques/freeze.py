@@ -5,7 +5,8 @@ Frozen parameters stay in the optimizer with ``requires_grad=False``: their grad
 None, so every optimizer skips them, and unfreezing needs no new optimizer. A BatchNorm layer
 whose weight and bias are frozen runs in eval mode while frozen (the usual fine-tuning
 practice): its running statistics stay the pre-trained ones instead of drifting to the new
-data under frozen weights.
+data under frozen weights. One without affine parameters has no names to freeze: it counts
+as frozen when the globs or ``freeze_until`` would freeze its ``weight`` and ``bias``.
 """
 
 from __future__ import annotations
@@ -30,12 +31,21 @@ def frozen_names(module: nn.Module, patterns: Iterable[str] = (), until: str | N
         if not any(fnmatch.fnmatchcase(n, pat) for n in names):
             raise ConfigError(f"train.transfer.freeze: pattern {pat!r} matches no parameter; "
                               f"parameters: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}")
-    out = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in pats)}
-    if until is not None:
-        idx = next((i for i, n in enumerate(names) if n == until or n.startswith(until + ".")), None)
-        if idx is None:
-            raise ConfigError(f"train.transfer.freeze_until={until!r}: no such layer; "
-                              f"parameters: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}")
+    if until is not None and _until_index(names, until) is None:
+        raise ConfigError(f"train.transfer.freeze_until={until!r}: no such layer; "
+                          f"parameters: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}")
+    return _selected(names, pats, until)
+
+
+def _until_index(names: list[str], until: str) -> int | None:
+    return next((i for i, n in enumerate(names) if n == until or n.startswith(until + ".")), None)
+
+
+def _selected(names: list[str], patterns: list[str], until: str | None) -> list[str]:
+    """``names`` (in registration order) that the globs or ``until`` freeze."""
+    out = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+    idx = None if until is None else _until_index(names, until)
+    if idx is not None:
         out.update(names[:idx])
     return [n for n in names if n in out]
 
@@ -51,33 +61,48 @@ def freeze(module: nn.Module, names: Iterable[str], *, trainable: bool = False) 
     return count
 
 
-def frozen_batchnorms(module: nn.Module, names: Iterable[str]) -> list[nn.Module]:
-    """The BatchNorm layers of ``module`` that have parameters, all of them in ``names``."""
-    frozen = set(names)
-    out = []
+def frozen_batchnorms(module: nn.Module, patterns: Iterable[str] = (), until: str | None = None) -> list[nn.Module]:
+    """The BatchNorm layers in the part of ``module`` that ``patterns``/``until`` freeze (as
+    :func:`frozen_names`): all their parameters frozen or, for one without affine parameters
+    (freezing goes by parameter names), the ``weight`` and ``bias`` it would have."""
+    names, norms = _names_with_stand_ins(module)
+    chosen = set(_selected(names, list(patterns), until))
+    return [m for m, decided in norms if chosen.issuperset(decided)]
+
+
+def _names_with_stand_ins(module: nn.Module) -> tuple[list[str], list[tuple[nn.Module, list[str]]]]:
+    """Parameter names in registration order, a BatchNorm without affine parameters standing
+    in with ``weight`` and ``bias`` where it is registered; and each BatchNorm with the names
+    that decide whether it is frozen."""
+    names: list[str] = []
+    norms = []
     for prefix, m in module.named_modules():
+        own = [f"{prefix}.{n}" if prefix else n for n, _ in m.named_parameters(recurse=False)]
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            params = [f"{prefix}.{n}" if prefix else n for n, _ in m.named_parameters()]
-            if params and frozen.issuperset(params):
-                out.append(m)
-    return out
+            own = own or [f"{prefix}.{n}" if prefix else n for n in ("weight", "bias")]
+            norms.append((m, own))
+        names += own
+    return names, norms
 
 
 class Unfreeze:
     """Freezes ``names`` at fit start and makes them trainable again from epoch ``at_epoch``
     (0-based count of completed epochs; None keeps them frozen). Each epoch starts after the
     loop's ``module.train()``: the frozen BatchNorm layers are put in eval mode there, until
-    ``at_epoch`` leaves them in training mode."""
+    ``at_epoch`` leaves them in training mode. ``patterns``/``until``, the globs and layer
+    that chose ``names``, also find the BatchNorms without parameters in the frozen part."""
 
     order = -40
 
-    def __init__(self, names: list[str], at_epoch: int | None = None) -> None:
+    def __init__(self, names: list[str], at_epoch: int | None = None, *, patterns: Iterable[str] = (),
+                 until: str | None = None) -> None:
         self.names, self.at_epoch = names, at_epoch
+        self.patterns, self.until = list(patterns), until
         self._norms: list[nn.Module] = []
 
     def on_fit_start(self, state: Any) -> None:
         freeze(state.module, self.names)
-        self._norms = frozen_batchnorms(state.module, self.names)
+        self._norms = frozen_batchnorms(state.module, [*self.names, *self.patterns], self.until)
 
     def on_epoch_start(self, state: Any) -> None:
         if self.at_epoch is not None and state.epoch >= self.at_epoch:
