@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,6 +42,7 @@ __all__ = [
     "dump_config",
     "recorded_paths",
     "format_validation_error",
+    "file_loc",
     "option_users",
 ]
 
@@ -78,6 +79,19 @@ class AugmentStep(Section):
     std: float = Field(0.1, ge=0.0)
     size: float = Field(0.25, gt=0.0, le=1.0)
 
+    # the options each op reads in dlopt.data.augment (p: every op); any other option set by the
+    # user is refused: gaussian_noise with amount: 0.5 trained with std 0.1
+    USES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "hflip": (), "crop": ("padding",), "rotate": ("degrees",), "affine": ("degrees", "translate", "scale"),
+        "brightness": ("amount",), "contrast": ("amount",), "gaussian_noise": ("std",),
+        "salt_pepper": ("amount",), "cutout": ("size",),
+    }
+
+    @model_validator(mode="after")
+    def _options_used(self) -> "AugmentStep":
+        _refuse_unused(self, "augment")
+        return self
+
 
 # what config.yaml records for a run of dlopt.fit on a user nn.Module or in-memory data: no
 # factory builds these, so `dlopt train` refuses them instead of training the zoo defaults
@@ -94,9 +108,12 @@ class DataConfig(Section):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     subset: int | None = Field(
-        None, gt=0, description="use only the first N training samples (train + val pool)"
+        None, gt=0, description="use only N training samples (train + val pool), drawn with data.seed "
+        "and stratified by class where possible (not the first N)"
     )
-    test_subset: int | None = Field(None, gt=0, description="use only the first N test samples")
+    test_subset: int | None = Field(
+        None, gt=0, description="use only N test samples, drawn with data.seed and stratified by class where possible"
+    )
     target: str | None = Field(None, description="target column for csv: datasets")
     preprocess: list[PreprocessStep] = Field(default_factory=list)
     augment: list[AugmentStep] = Field(default_factory=list)
@@ -106,10 +123,11 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _known_dataset(self) -> "DataConfig":
         # after, not a field validator: IDX sets in data_dir count as dataset names too
-        from dlopt.data import check_dataset_name
+        from dlopt.data import check_dataset_name, check_target
 
         if self.name != IN_MEMORY_DATA:  # a fit() run's record; dlopt.train.api refuses to rebuild it
             check_dataset_name(self.name, self.data_dir)
+            check_target(self.name, self.target)  # here, not only when a trial reads the data
         return self
 
 
@@ -154,7 +172,10 @@ _ALIASES = {"schedule": {"min_lr": "min_factor"}, "loss": {"class_weights": "wei
 
 
 def _registry_of(section: str) -> tuple[Any, str]:
-    """The registry behind ``train.<section>.name`` and what its entries are called."""
+    """The registry behind ``train.<section>.name`` (``data.augment[].op``) and what its entries are called."""
+    if section == "augment":
+        from dlopt.data.augment import AUGMENT_OPS
+        return AUGMENT_OPS, "augmentation op"
     if section == "optim":
         from dlopt.train.optim import OPTIMIZERS
         return OPTIMIZERS, "optimizer"
@@ -166,13 +187,18 @@ def _registry_of(section: str) -> tuple[Any, str]:
 
 
 def option_users(section: str, name: str, option: str) -> list[str] | None:
-    """When ``train.<section>.name`` = ``name`` (section: optim, schedule or loss) does not use
-    the config field ``option`` while other choices do: those choices, else None.
+    """When ``train.<section>.name`` = ``name`` (section: optim, schedule or loss; augment: a
+    ``data.augment`` op) does not use the config field ``option`` while other choices do: those
+    choices, else None.
 
-    The options each choice takes come from its factory's signature (``Entry.params``)."""
+    The options each choice takes come from its factory's signature (``Entry.params``); an
+    augmentation op's from ``AugmentStep.USES`` (its factories take the whole step)."""
     registry, _ = _registry_of(section)
     param = _ALIASES.get(section, {}).get(option, option)
-    takers = [e.name for e in registry if param in e.params()]
+    if section == "augment":
+        takers = [op for op, used in AugmentStep.USES.items() if option in used]
+    else:
+        takers = [e.name for e in registry if param in e.params()]
     if section == "loss" and name == "auto":
         from dlopt.train.losses import default_loss
 
@@ -191,7 +217,7 @@ def _refuse_unused(section: BaseModel, key: str) -> None:
     a study's best_config.yaml, a tune trial): it is re-read as is."""
     if set(type(section).model_fields) <= section.model_fields_set:
         return
-    name = getattr(section, "name")
+    name = getattr(section, "op" if key == "augment" else "name")
     for field in sorted(section.model_fields_set):
         value = getattr(section, field)
         if _is_off(value) and value == type(section).model_fields[field].default:
@@ -441,7 +467,7 @@ def format_validation_error(err: ValidationError, *, prefix: str = "") -> str:
     """One line for the first error: the key, the bad value and what is allowed."""
     errors = err.errors(include_url=False)
     e = errors[0]
-    loc = _file_loc(e["loc"])
+    loc = file_loc(e["loc"])
     key = f"{prefix}{'.'.join(map(str, loc))}" if loc else prefix.rstrip(".") or "config"
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
@@ -456,7 +482,7 @@ def format_validation_error(err: ValidationError, *, prefix: str = "") -> str:
     if e["type"] in ("value_error", "assertion_error") and "input" not in e:
         return f"{key}: {msg}"
     if loc != tuple(e["loc"]):  # a union: say every member it could have been
-        others = [x["msg"] for x in errors[1:] if x["loc"] != e["loc"] and _file_loc(x["loc"]) == loc]
+        others = [x["msg"] for x in errors[1:] if x["loc"] != e["loc"] and file_loc(x["loc"]) == loc]
         msg += "".join(f" or {m.removeprefix('Input should be ').split(',')[0]}" for m in others)
     bad = e.get("input")
     if isinstance(bad, dict):
@@ -468,7 +494,7 @@ def format_validation_error(err: ValidationError, *, prefix: str = "") -> str:
 _TAGS = re.compile(r"[\w-]+\[.*\]|int|float|str|bool|none|bytes|decimal|function-\w+", re.S)
 
 
-def _file_loc(loc: tuple) -> tuple:
+def file_loc(loc: tuple) -> tuple:
     """An error's location as keys of the file: without pydantic's tags for the union member
     or validator that failed (a model's class name too), which the user never wrote."""
     models = _model_names()
@@ -509,9 +535,12 @@ def _model_at(title: str, loc: tuple) -> type[BaseModel] | None:
 
 def _close_keys(model: type[BaseModel], name: str) -> list[str]:
     """Keys of ``model`` a mistyped or misplaced ``name`` may have meant: a section's field of
-    that name (``lr`` -> ``optim.lr``), else a close spelling (``epochz`` -> ``epochs``)."""
+    that name (``lr`` -> ``optim.lr``), else the same letters in another order (``lgo`` ->
+    ``log``), else a close spelling (``epochz`` -> ``epochs``)."""
     nested = [p for p in _sub_keys(model) if p.rsplit(".", 1)[-1] == name]
-    return nested[:3] or difflib.get_close_matches(name, list(model.model_fields), n=1)
+    # letters swapped before difflib, which rates 'lgo' as close to 'low' as to 'log'
+    swapped = [k for k in model.model_fields if sorted(k) == sorted(name)]
+    return nested[:3] or swapped[:1] or difflib.get_close_matches(name, list(model.model_fields), n=1)
 
 
 def _sub_keys(model: type[BaseModel], depth: int = 2) -> list[str]:
@@ -561,12 +590,10 @@ class SearchParam(Section):
         if isinstance(v, dict):
             unknown = sorted(str(k) for k in v if k not in cls.model_fields)
             if unknown:
-                # a transposition first: difflib rates 'lgo' as close to 'low' as to 'log'
-                guess = [k for k in cls.model_fields if sorted(k) == sorted(unknown[0])] or \
-                    difflib.get_close_matches(unknown[0], list(cls.model_fields), n=1)
+                guess = _close_keys(cls, unknown[0])
                 raise ValueError(f"unknown key {unknown[0]!r}; allowed: "
                                  f"{', '.join(sorted(cls.model_fields))}"
-                                 + (f"; did you mean {guess[0]!r}?" if guess else ""))
+                                 + (f"; did you mean {' or '.join(map(repr, guess))}?" if guess else ""))
         return v
 
     @field_validator("low", "high", "step", "grid", mode="before")

@@ -44,14 +44,11 @@ def test_numbers_with_a_few_text_cells_are_refused_quoting_one(tmp_path):
         assert "NA, N/A, NaN, null, ?" in msg
 
 
-def test_a_missing_token_in_a_numeric_target_is_refused_and_a_text_class_kept(tmp_path):
+def test_a_missing_token_in_a_numeric_target_is_refused_at_its_line(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("a,y\n" + "".join(f"{i},{'NA' if i == 3 else i % 2}\n" for i in range(20)))
     assert _error(f"csv:{p}", target="y") == (
-        f"csv file {p}: target column 'y' has 1 missing values (e.g. 'NA'); every row needs a target")
-    q = tmp_path / "names.csv"  # "NA" as a class name (North America) stays one
-    q.write_text("a,y\n" + "".join(f"{i},{('NA', 'EU')[i % 2]}\n" for i in range(20)))
-    assert load_dataset(f"csv:{q}", target="y").info.class_names == ["EU", "NA"]
+        f"csv file {p} line 5, column 'y': the target has 1 missing value(s), e.g. 'NA'; every row needs a target")
 
 
 def test_many_integer_labels_warn_that_they_are_a_regression_target(tmp_path, caplog):

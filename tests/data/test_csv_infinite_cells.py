@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from dlopt.data import load_dataset
+from dlopt.errors import DataError
+from dlopt.train.inputs_raw import read_raw_input
 
 from data_helpers import load_error
 
@@ -39,3 +41,18 @@ def test_inf_in_a_text_column_is_a_category(tmp_path):
     p.write_text("level,b,y\n" + "".join(f"{levels[i % 3]},{i},{i % 2}\n" for i in range(30)))
     b = load_dataset(f"csv:{p}", target="y", preprocess=[{"op": "label_encode"}])
     assert b.preprocessor.categories == {0: ["high", "inf", "low"]}
+
+
+@pytest.mark.parametrize("cell", ["1e39", "-3.5e38"])
+def test_a_number_beyond_float32_is_refused_at_its_line_in_training_and_predict(tmp_path, cell):
+    p = tmp_path / "f.csv"
+    p.write_text("a,b,y\n" + _rows(cell))
+    beyond = (f"line 7, column 'a': {cell!r} is beyond float32 (largest magnitude 3.403e+38), the type models "
+              "compute in; allowed: finite numbers")
+    assert load_error(f"csv:{p}", target="y").startswith(f"csv file {p} {beyond}")
+    q = tmp_path / "t.csv"  # a regression target too
+    q.write_text("a,y\n" + "".join(f"{i},{cell if i == 3 else i * 0.5}\n" for i in range(30)))
+    assert load_error(f"csv:{q}", target="y").startswith(f"csv file {q} line 5, column 'y': {cell!r} is beyond")
+    for categories in (None, {}):  # columns guessed, and known to be numbers
+        with pytest.raises(DataError, match=f"^CSV {p} line 7, column 1: {cell!r} is beyond float32"):
+            read_raw_input(p, (2,), categories=categories)

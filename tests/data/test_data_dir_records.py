@@ -60,3 +60,22 @@ def test_a_missing_idx_file_names_the_absolute_folder_searched(tmp_path, monkeyp
                 f"{', '.join(IDX_FILES.values())}")
     assert load_error("idx:data/fashion-mnist") == expected
     assert load_error("fashion-mnist") == expected
+
+
+def test_in_memory_data_records_no_data_dir_and_resumes_without_it(tmp_path, monkeypatch):
+    """In-memory arrays are read from no data directory: recording ``$DLOPT_DATA_DIR`` made a
+    resume without the variable a changed config."""
+    import numpy as np
+
+    import dlopt
+
+    x = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    y = np.arange(40) % 2
+    (tmp_path / "envd").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_DIR_ENV, "envd")
+    kw = {"batch_size": 16, "progress": False, "threads": 1, "run_dir": "run"}
+    dlopt.fit(_MODEL, (x, y), epochs=1, **kw)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["data_dir"] is None
+    monkeypatch.delenv(DATA_DIR_ENV)
+    assert len(dlopt.fit(_MODEL, (x, y), epochs=2, resume=True, **kw).history) == 2

@@ -90,7 +90,8 @@ def test_bench_cli_on_an_onnx_file(lenet, tmp_path):
 
 
 def test_bench_cli_on_an_onnx_file_whose_data_is_not_here_times_random_inputs(tmp_path, monkeypatch):
-    # a csv: path is relative to where the run was trained: elsewhere bench still times the file
+    # the csv the run was trained on is gone (or its relative path read elsewhere names
+    # nothing): bench still times the file
     import yaml
 
     monkeypatch.chdir(tmp_path)
@@ -102,6 +103,7 @@ def test_bench_cli_on_an_onnx_file_whose_data_is_not_here_times_random_inputs(tm
     runner = CliRunner()
     assert runner.invoke(app, ["train", "run.yaml", "--run-dir", "run"]).exit_code == 0
     assert runner.invoke(app, ["export", "run", "--out", "rows.onnx", "--exporter", "legacy"]).exit_code == 0
+    Path("rows.csv").unlink()  # the metadata may name it absolute
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     result = runner.invoke(app, ["bench", "../rows.onnx", *FAST, "--json"])
@@ -178,3 +180,24 @@ def test_bench_of_an_onnx_file_builds_one_onnx_runtime_session_for_it(lenet, mon
     report = bench_run(lenet[1], batch_sizes=(1,), samples=16, min_runs=3, min_seconds=0)
     assert loads == [str(lenet[1])]
     assert report["contestants"]["onnxruntime"]["1"]["accuracy"] is not None
+
+
+def test_the_public_benchmark_checks_every_onnx_file_itself():
+    """Only bench_run, which checked the files, may hand over their input shape (private
+    ``_benchmark``): a caller of ``benchmark`` cannot skip the check."""
+    import inspect
+
+    assert "input_shape" not in inspect.signature(benchmark).parameters
+
+
+def test_the_bench_worker_scores_without_importing_torch():
+    """``class_probabilities`` comes through dlopt.train's lazy exports: importing torch in the
+    worker would add ~290 MB to the ``peak_mb`` an ONNX contestant reports."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dlopt.deploy._bench_worker as w; "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "print(w.class_probabilities([[0.0]]).tolist())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[[0.5, 0.5]]", out.stderr

@@ -54,6 +54,8 @@ def test_cli_run_refuses_an_infinite_max_lr_before_training(tmp_path):
 
 
 SPACE = {"train.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+WIDHT = ("unknown option 'widht' for model 'lenet5'; valid: activation, channels, dropout, hidden, init, "
+         "norm, pool, width")
 
 
 @pytest.mark.parametrize("over, line", [
@@ -69,6 +71,11 @@ SPACE = {"train.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": T
      "stages[1] 'tune': search.trials=0: Input should be greater than or equal to 1"),
     ("stages.s.variants.adam.train.epochs=0",
      "stages[2] 's': variants.adam.train.epochs=0: Input should be greater than or equal to 1"),
+    # a model option's mistake (the validator's words name no key) was put on the first variant,
+    # or said without config
+    ("stages.s.config.model.widht=2", f"stages[2] 's': config: {WIDHT}"),
+    ("stages.tune.config.model.widht=2", f"stages[1] 'tune': config: {WIDHT}"),
+    ("stages.s.variants.adam.model.widht=2", f"stages[2] 's': variants.adam: {WIDHT}"),
 ])
 def test_a_bad_key_of_base_or_a_stage_config_is_named_as_the_user_wrote_it(tmp_path, over, line):
     adam = {"train": {"optim": {"name": "adam"}}}

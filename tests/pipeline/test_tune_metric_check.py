@@ -28,3 +28,17 @@ def test_a_val_metric_typo_fails_before_any_stage_runs(tmp_path, search, key):
     assert res.output.startswith(f"error: {path}: stages[1] 'tune': search.{key}.metric='")
     assert "allowed: val_loss, val_accuracy," in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_val_metric_without_a_validation_split_fails_before_any_stage_runs(tmp_path):
+    tune = {"name": "tune", "trials": 1, "config": {"data": {"val_fraction": 0}},
+            "search": {"space": SPACE, "objectives": [{"metric": "val_loss"}]}}
+    doc = {"name": "noval", "runs_dir": str(tmp_path / "runs"), "base": lenet_base(subset=200),
+           "stages": [{"name": "train"}, tune]}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(app, ["run", str(path), "--no-report"])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith(f"error: {path}: stages[1] 'tune': search.objectives[0].metric="
+                                 "'val_loss': the runs have no validation split (data.val_fraction: 0)")
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from dlopt.cli import app
 from dlopt.train import load
 from dlopt.train.inputs_raw import read_raw_input
+from train_helpers import one_error_line, train_table
 
 runner = CliRunner()
 COLORS, SIZES = ("red", "green", "blue"), ("s", "m", "l")
@@ -22,14 +22,7 @@ COLORS, SIZES = ("red", "green", "blue"), ("s", "m", "l")
 
 def _train(tmp: Path, name: str, csv_text: str, ops: list[dict]) -> Path:
     (tmp / f"{name}.csv").write_text(csv_text)
-    cfg = {"name": name, "data": {"name": f"csv:{tmp / f'{name}.csv'}", "target": "y", "preprocess": ops},
-           "model": {"name": "mlp", "width": 8, "depth": 1},
-           "train": {"epochs": 1, "batch_size": 16, "progress": False, "threads": 1}}
-    (tmp / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
-    res = runner.invoke(app, ["train", str(tmp / f"{name}.yaml"), "--run-dir", str(tmp / name),
-                              "--device", "cpu", "--threads", "1"])
-    assert res.exit_code == 0, res.output
-    return tmp / name
+    return train_table(tmp, {"name": f"csv:{tmp / f'{name}.csv'}", "target": "y", "preprocess": ops}, name=name)
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +110,18 @@ def test_npy_nan_is_missing_where_the_run_imputes_but_inf_is_refused_at_its_inde
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert f"{tmp_path / 'inf.npy'}: -inf at index [2, 1] (1 such value(s)); allowed: finite numbers, " \
            "or NaN for a missing value" in res.output
+
+
+def test_a_npy_for_a_run_with_a_text_column_is_one_line(mixed_run, tmp_path) -> None:
+    # as the server refuses inputs_npy there: its numbers were all encoded as unseen categories
+    np.save(tmp_path / "rows.npy", np.array([[3.0, 1.0, 10.0]]))
+    res = runner.invoke(app, ["predict", str(mixed_run), str(tmp_path / "rows.npy")])
+    assert one_error_line(res, 2) == (f"error: {tmp_path / 'rows.npy'}: a .npy array holds numbers only, but the "
+                                      "run has text column(s) 'code'; allowed: a CSV file with text in those columns")
+
+
+def test_eval_of_an_onnx_file_says_how_to_score_one(tmp_path) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x07")  # what it holds is never read
+    line = one_error_line(runner.invoke(app, ["eval", str(tmp_path / "m.onnx")]), 2)
+    assert line.startswith(f"error: {tmp_path / 'm.onnx'} is a file; allowed: a run or checkpoint directory; "
+                           f"an ONNX file is scored by dlopt bench {tmp_path / 'm.onnx'}")

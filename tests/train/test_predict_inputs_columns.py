@@ -8,25 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from dlopt.cli import app
 from dlopt.train import load
-from train_helpers import one_error_line
+from train_helpers import one_error_line, train_table
 
 runner = CliRunner()
 CODES = ("10", "x", "y")
-
-
-def _train(tmp: Path, data: dict) -> Path:
-    cfg = {"name": "run", "data": data, "model": {"name": "mlp", "width": 8, "depth": 1},
-           "train": {"epochs": 1, "batch_size": 16, "progress": False, "threads": 1}}
-    (tmp / "run.yaml").write_text(yaml.safe_dump(cfg))
-    res = runner.invoke(app, ["train", str(tmp / "run.yaml"), "--run-dir", str(tmp / "run"),
-                              "--device", "cpu", "--threads", "1"])
-    assert res.exit_code == 0, res.output
-    return tmp / "run"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +24,7 @@ def csv_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("csv")
     rows = "".join(f"{'' if i % 6 == 0 else i},{i % 7},{CODES[i % 3]},{i % 2}\n" for i in range(60))
     (tmp / "train.csv").write_text("a,b,code,y\n" + rows)
-    return _train(tmp, {"name": f"csv:{tmp / 'train.csv'}", "target": "y",
+    return train_table(tmp, {"name": f"csv:{tmp / 'train.csv'}", "target": "y",
                         "preprocess": [{"op": "impute"}, {"op": "label_encode"}]})
 
 
@@ -73,7 +62,7 @@ def test_channels_last_npy_inputs_of_a_channels_last_run(tmp_path) -> None:
     y = np.arange(60) % 2
     x = (rng.integers(0, 120, (60, 6, 6, 3)) + 120 * y[:, None, None, None]).astype(np.uint8)
     np.savez(tmp_path / "images.npz", x=x, y=y)
-    run = _train(tmp_path, {"name": f"npz:{tmp_path / 'images.npz'}"})
+    run = train_table(tmp_path, {"name": f"npz:{tmp_path / 'images.npz'}"})
     loaded = load(run)
     assert loaded.info.input_shape == (3, 6, 6)
     _, want = loaded.predict(np.ascontiguousarray(x[:5].transpose(0, 3, 1, 2)))

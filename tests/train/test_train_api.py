@@ -155,11 +155,27 @@ def test_cross_validation_reports_mean_and_std(tmp_path) -> None:
     assert len(acc["values"]) == 3 and acc["mean"] == pytest.approx(np.mean(acc["values"]))
     assert acc["std"] == pytest.approx(np.std(acc["values"]))
     folds = [json.loads((tmp_path / "cv" / f"fold-{k}" / "summary.json").read_text()) for k in (1, 2, 3)]
-    # the run's own figures, not the last fold's copied as if they were the run's
+    # the run's own figures, not the last fold's copied as if they were the run's; a key of a
+    # single run's summary keeps its type there (a fold's rows, one reason), each fold's in cv_<key>
     for key in ("n_train", "n_val", "stop_reason"):
-        assert s[key] == [f[key] for f in folds]
+        assert s[f"cv_{key}"] == [f[key] for f in folds]
+    assert (s["n_train"], s["n_val"]) == (folds[0]["n_train"], folds[0]["n_val"])
+    assert s["n_train"] + s["n_val"] == 240 and max(s["cv_n_val"]) - min(s["cv_n_val"]) <= 1
+    assert s["stop_reason"] == "epochs" == folds[0]["stop_reason"]
     assert s["steps"] == sum(f["steps"] for f in folds) and s["data_info"]["n_train"] == 240
     assert s["data_fingerprint"]["rows"] == 240 != folds[-1]["data_fingerprint"]["rows"]
+
+
+@pytest.mark.parametrize("reasons, one", [
+    (["epochs", "epochs"], "epochs"),
+    (["early stopping: val_loss did not improve for 2 epochs (best 0.5)",
+      "early stopping: val_loss did not improve for 2 epochs (best 0.4)"], "early stopping"),
+    (["epochs", "early stopping: val_loss did not improve for 2 epochs (best 0.4)"], "mixed"),
+])
+def test_a_cross_validation_summary_has_one_stop_reason(reasons, one) -> None:
+    from dlopt.train.cv import _one_reason
+
+    assert _one_reason(reasons) == one
 
 
 def test_early_stopping_stops_and_says_why(tmp_path) -> None:

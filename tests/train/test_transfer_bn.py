@@ -84,3 +84,26 @@ def test_an_input_batchnorm_before_freeze_until_is_frozen(tmp_path) -> None:
     fit(net, (x, np.arange(96) % 3), epochs=1, batch_size=32, run_dir=tmp_path / "r", progress=False,
         transfer={"freeze_until": "1"})
     assert int(net[0].num_batches_tracked) == 0 and torch.equal(net[0].running_mean, torch.zeros(8))
+
+
+def test_a_glob_naming_only_a_batchnorm_without_parameters_freezes_it(tmp_path) -> None:
+    # docs/training.md: such a BatchNorm stands in with weight and bias; the glob was refused
+    # ("matches no parameter") as it was checked against the parameters alone
+    _, _, modes = _fit(tmp_path, affine=False, freeze=["backbone.1.*"])
+    assert modes.seen == {0: {False}, 1: {False}} and modes.tracked == [0, 0]
+
+
+def test_unfreeze_matches_the_frozen_names_exactly() -> None:
+    # the frozen names were also read as globs: "bn[0].weight" matches "bn0.weight", never itself
+    from types import SimpleNamespace
+
+    from dlopt.train.techniques import Unfreeze, frozen_names
+
+    net = nn.ModuleDict({"bn[0]": nn.BatchNorm1d(4), "head": nn.Linear(4, 2)})
+    names = frozen_names(net, ["bn?0?.*"])
+    assert names == ["bn[0].weight", "bn[0].bias"]
+    unfreeze = Unfreeze(names)  # names alone, as the Python API may pass them
+    unfreeze.on_fit_start(SimpleNamespace(module=net))
+    net.train()
+    unfreeze.on_epoch_start(SimpleNamespace(module=net, epoch=0))
+    assert not net["bn[0]"].training and net["head"].training

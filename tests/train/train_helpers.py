@@ -74,3 +74,20 @@ def one_error_line(res: Any, code: int) -> str:
     assert len(lines) == 1, res.output
     assert lines[0].startswith("error: ")
     return lines[0]
+
+
+def train_table(tmp: Path, data: dict[str, Any], *, name: str = "run") -> Path:
+    """``dlopt train`` of a tiny MLP (1 epoch) on the table ``data`` (a data config) into
+    ``tmp/name``; the run directory."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from dlopt.cli import app
+
+    cfg = {"name": name, "data": data, "model": {"name": "mlp", "width": 8, "depth": 1},
+           "train": {"epochs": 1, "batch_size": 16, "progress": False, "threads": 1}}
+    (tmp / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["train", str(tmp / f"{name}.yaml"), "--run-dir", str(tmp / name),
+                                   "--device", "cpu", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    return tmp / name

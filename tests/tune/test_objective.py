@@ -37,6 +37,21 @@ def test_static_metrics_before_training():
     assert static_metrics(model, None) == {"params": float(n), "size_bytes": out["size_bytes"]}
 
 
+def test_static_metrics_size_reads_no_weight_data():
+    # size_bytes serialized every trial's weights (100M params: seconds and a copy of the model;
+    # from a GPU, a copy to the host): a model on the meta device has no data to copy at all
+    from torch import nn
+
+    from dlopt.train.checkpoint import weights_bytes
+
+    def net(device):
+        return nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Linear(32, 3)).to(device)
+
+    on_meta = static_metrics(net("meta"), None)
+    assert on_meta == {"params": 64 * 32 + 32 + 2 * 32 + 32 * 3 + 3,
+                       "size_bytes": len(weights_bytes(net("cpu")))}
+
+
 def _size_study(tmp_path, name, constraints, seen):
     def objective(cfg, ctx):  # dlopt's training objective; records what the trial measured
         metrics = train_objective(cfg, ctx)

@@ -253,6 +253,27 @@ def test_a_condition_on_a_model_option_left_at_its_default_reads_the_default():
                                      "256 (not a search axis), never 1, so the axis would never")
 
 
+def test_a_condition_on_a_model_option_reads_the_default_of_the_model_drawn():
+    # mlp's width defaults to 256, lenet5's to 1.0; lr is listed first, so the model.name axis
+    # must still be drawn before lr's condition reads the drawn model's default
+    def cfg(want):
+        return parse_config({"model": {"name": "mlp"}, "search": {"space": {
+            "train.optim.lr": {**LR, "when": {"model.width": want}},
+            "model.name": ["mlp", "lenet5"]}}}, TuneConfig)
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    held = cfg(1.0)
+    drawn = [SearchSpace(held.search.space).sample(study.ask(), held.model_dump(mode="json"))
+             for _ in range(8)]
+    assert {p["model.name"] for p in drawn} == {"mlp", "lenet5"}
+    assert all(("train.optim.lr" in p) == (p["model.name"] == "lenet5") for p in drawn)
+    with pytest.raises(ConfigError) as err:
+        cfg(3)
+    assert str(err.value).startswith("search.space.train.optim.lr.when: model.width is not a search "
+                                     "axis and is left at the default of the model drawn (mlp: "
+                                     "256, lenet5: 1.0), never 3, so the axis would never")
+
+
 def test_conditional_axis_only_when_parent_matches():
     cfg = _cfg({
         "train.optim.momentum": {"type": "float", "low": 0.5, "high": 0.99,

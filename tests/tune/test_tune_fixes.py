@@ -238,6 +238,35 @@ def test_a_val_metric_no_training_run_reports_is_refused_before_the_first_trial(
     assert "val_r2" not in line.split("allowed: ")[1] and not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("search, words", [
+    ({"objectives": [{"metric": "val_loss"}]}, "search.objectives[0].metric='val_loss'"),
+    ({"objectives": [{"metric": "params"}], "constraints": [{"metric": "val_accuracy", "min": 0.5}]},
+     "search.constraints[0].metric='val_accuracy'"),
+])
+def test_a_val_metric_without_a_validation_split_is_refused_before_the_first_trial(tmp_path, search,
+                                                                                  words):
+    # data.val_fraction: 0 leaves no split to report val_ metrics on: a trial used to train first
+    config = _write_config(tmp_path / "t.yaml", **search)
+    res = runner.invoke(app, ["tune", str(config), "--study-dir", str(tmp_path / "s"),
+                              "--set", "data.val_fraction=0"])
+    assert res.exit_code == 2, res.output
+    [line] = res.output.strip().splitlines()
+    assert line == (f"error: {words}: the runs have no validation split (data.val_fraction: 0), "
+                    "so they report no val_ metric; set data.val_fraction > 0 (e.g. 0.1) or "
+                    "train.cv (folds)")
+    assert not (tmp_path / "s").exists()
+
+
+def test_cross_validation_folds_are_a_validation_split_for_val_metrics(tmp_path):
+    from dlopt.config import TuneConfig, parse_config
+    from dlopt.tune import check_training_metrics
+
+    doc = yaml.safe_load(_write_config(tmp_path / "t.yaml").read_text())
+    doc["data"]["val_fraction"] = 0
+    doc["train"]["cv"] = 2  # each fold validates on its own rows
+    check_training_metrics(parse_config(doc, TuneConfig))
+
+
 def test_worker_processes_leave_the_start_of_study_notes_to_their_parent(tmp_path, capfd, caplog):
     from tune_helpers import shared_objective
 

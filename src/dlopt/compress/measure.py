@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from dlopt.compress._types import MeasureSettings
-from dlopt.train._scores import class_probabilities
+from dlopt.train import class_probabilities
 
 __all__ = ["measure_torch", "measure_onnx", "ort_latency", "torch_accuracy", "torch_score",
-           "onnx_score", "sparsity", "weight_tensors", "export_model", "onnx_size_reduction"]
+           "sparsity", "weight_tensors", "export_model", "onnx_size_reduction"]
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,6 @@ def torch_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, metric: s
 def torch_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int = 1024) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on preprocessed ``x``."""
     return torch_score(model, x, y, batch=batch)
-
-
-def onnx_score(path: str | Path, x: np.ndarray, y: np.ndarray, *, metric: str = "accuracy",
-               batch: int = 1024) -> float:
-    """``metric`` (accuracy | r2) of an ONNX file on ONNX Runtime (a regression graph outputs
-    the predicted values themselves)."""
-    from dlopt.deploy import OnnxModel
-
-    return _score(_onnx_outputs(OnnxModel.load(path), x, batch), np.asarray(y), metric)
 
 
 def weight_tensors(model: nn.Module) -> list[tuple[str, nn.Module, str]]:

@@ -1,7 +1,8 @@
 """Datasets, splits, preprocessing, augmentation and loaders.
 
 Importing this package stays light (no torch): config validation calls
-:func:`check_dataset_name`. Everything that needs torch loads on first attribute access.
+:func:`check_dataset_name` and :func:`check_target`. Everything that needs torch loads on
+first attribute access.
 
     bundle = load_dataset("mnist", subset=2000, seed=0)
     loader = make_loader(bundle.train, batch_size=256, shuffle=True, seed=0, device="cpu")
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dlopt._lazy import lazy_exports
 
-from dlopt.data._registry import DATASETS, FORMATS, check_dataset_name, dataset_names
+from dlopt.data._registry import DATASETS, FORMATS, check_dataset_name, check_target, dataset_names
 
 # public name -> private module that defines it (imported on first use)
 _LAZY = {
@@ -39,7 +40,7 @@ _LAZY = {
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(
-    __name__, _LAZY, eager=["DATASETS", "FORMATS", "check_dataset_name", "dataset_names"]
+    __name__, _LAZY, eager=["DATASETS", "FORMATS", "check_dataset_name", "check_target", "dataset_names"]
 )
 
 # Registering the built-in datasets and user formats needs numpy only.

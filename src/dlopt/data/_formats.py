@@ -19,7 +19,7 @@ from dlopt.data._builtin import idx_raw
 from dlopt.data._raw import RawData
 from dlopt.data._registry import FORMATS, split_format
 from dlopt.data._values import (
-    IMAGE_CHANNELS, CsvRows, cell_number, image_8bit, infinite_cell, is_8bit, pixel_range, read_csv_rows,
+    FLOAT32_MAX, IMAGE_CHANNELS, CsvRows, cell_number, image_8bit, infinite_cell, is_8bit, pixel_range, read_csv_rows,
     scaled_pixels,
 )
 from dlopt.errors import DataError
@@ -47,7 +47,10 @@ def _existing(path: str | Path, *, directory: bool = False) -> Path:
     if not ok:
         # a relative path is read from the working directory: say which, it is rarely obvious
         where = "" if p.is_absolute() else f" (relative to the working directory {Path.cwd()})"
-        raise DataError(f"missing {'directory' if directory else 'file'}: {p}{where}")
+        want, other = ("directory", "file") if directory else ("file", "directory")
+        if p.exists():
+            raise DataError(f"{p}{where} is a {other}, not a {want}")
+        raise DataError(f"missing {want}: {p}{where}")
     return p
 
 
@@ -80,17 +83,24 @@ def read_npz(*, path: str) -> RawData:
 
 def _npz_arrays(p: Path) -> dict[str, np.ndarray]:
     try:
-        loaded = np.load(p, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # np.load reads a .npy as one bare array
-            raise DataError(f"npz file {p} is a single .npy array, not an .npz archive; "
-                            f"save named arrays with np.savez(path, x=..., y=...)")
-        with loaded as f:
+        magic = _magic(p)
+        if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # np.load reads a non-zip as .npy or pickle
+            what = "is a single .npy array, not" if magic == b"\x93NUMPY" else "is not"
+            raise DataError(f"npz file {p} {what} an .npz archive (a zip file of named arrays); "
+                            f"save one with np.savez(path, x=..., y=...)")
+        with np.load(p, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     except ValueError as exc:
         # numpy says "Object arrays cannot be loaded when allow_pickle=False"
         raise DataError(f"cannot read npz file {p}: {exc}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"corrupt npz file {p}: {exc.__class__.__name__}: {exc}") from None
+
+
+def _magic(p: Path) -> bytes:
+    """The first bytes of ``p``: a zip archive (.npz) and a .npy array start with their own."""
+    with open(p, "rb") as f:
+        return f.read(6)
 
 
 def _npz_labels(arrays: dict[str, np.ndarray], p: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -235,17 +245,14 @@ def _csv_column(values: tuple[str, ...], table: CsvRows, name: str) -> np.ndarra
 
 def _csv_target(values: tuple[str, ...], table: CsvRows, name: str) -> tuple[np.ndarray, str, list[str]]:
     """Numeric non-integer (or many-valued) targets are regression; the rest are classes."""
-    p = table.path
-    empty = values.count("")
-    if empty:
-        raise DataError(f"csv file {p}: target column {name!r} has {empty} empty cells")
     floats = [cell_number(v) for v in values]
-    if any(f is None for f in floats):  # text labels are class names ("NA" may be one)
+    _check_target_cells(values, floats, table, name)
+    if any(f is None for f in floats):  # text labels are class names
         labels = list(values)
         order = sorted(set(labels))
     else:
-        col = _target_numbers(_finite_column(floats, values, table, name), values, p, name)
-        if not _integer_classes(col, p, name):
+        col = _finite_column(floats, values, table, name)
+        if not _integer_classes(col, table.path, name):
             return col.astype(np.float32), "regression", []
         labels = [str(int(v)) for v in col]
         order = sorted(set(labels), key=int)
@@ -253,23 +260,31 @@ def _csv_target(values: tuple[str, ...], table: CsvRows, name: str) -> tuple[np.
     return np.array([lookup[v] for v in labels], dtype=np.int64), "classification", order
 
 
+def _check_target_cells(values: tuple[str, ...], floats: list[float | None], table: CsvRows, name: str) -> None:
+    """Every row needs a target: an empty cell or a missing-value token is refused, in a text
+    target too (it would become a class 'NA'). Numbers with a few text cells are refused as in
+    a feature column: one typo made a regression target hundreds of classes."""
+    text = [i for i, f in enumerate(floats) if f is None]
+    missing = [i for i, f in enumerate(floats) if f is not None and math.isnan(f)]
+    if missing:
+        i = missing[0]
+        hint = "; a class named like a missing value (NA, null, ?, ...) needs another name" if text else ""
+        raise DataError(f"{table.where(i, repr(name))}: the target has {len(missing)} missing value(s), e.g. "
+                        f"{values[i]!r}; every row needs a target{hint}")
+    if text and len(floats) - len(text) > len(text):
+        i = text[0]
+        raise DataError(f"{table.where(i, repr(name))}: the target holds numbers but {len(text)} cell(s) are "
+                        f"text, e.g. {values[i]!r}; allowed: numbers in every row, or text labels in every "
+                        "row (class labels, e.g. c10 for 10)")
+
+
 def _finite_column(floats: list[float], values: tuple[str, ...], table: CsvRows, name: str) -> np.ndarray:
-    """A numeric column as float64; ``inf`` or an overflowing number is refused at its line."""
+    """A numeric column as float64; ``inf`` or a number beyond float32 is refused at its line."""
     col = np.asarray(floats, dtype=np.float64)
-    infinite = np.flatnonzero(np.isinf(col))
+    infinite = np.flatnonzero(np.abs(col) > FLOAT32_MAX)
     if infinite.size:
         i = int(infinite[0])
         raise infinite_cell(values[i], table.where(i, repr(name)))
-    return col
-
-
-def _target_numbers(col: np.ndarray, values: tuple[str, ...], p: Path, name: str) -> np.ndarray:
-    """A numeric target column; a missing-value token there leaves a row without a target."""
-    missing = int(np.isnan(col).sum())
-    if missing:
-        first = next(v for v, f in zip(values, col) if math.isnan(f))
-        raise DataError(f"csv file {p}: target column {name!r} has {missing} missing values "
-                        f"(e.g. {first!r}); every row needs a target")
     return col
 
 

@@ -16,7 +16,8 @@ from dlopt.data._builtin import idx_raw
 from dlopt.data._idx import IDX_FILES, read_idx, read_idx_shape
 from dlopt.data._raw import RawData
 from dlopt.data._registry import (
-    DATA_DIR_ENV, DATASETS, FORMATS, check_dataset_name, data_dir_sets, resolve_data_dir, split_format,
+    DATA_DIR_ENV, DATASETS, FORMATS, check_dataset_name, check_target, data_dir_sets, resolve_data_dir,
+    split_format,
 )
 from dlopt.data._split import split_sizes, take
 from dlopt.data._types import DataBundle, DatasetInfo, Split
@@ -45,7 +46,7 @@ def read_raw(name: str, *, data_dir: str | os.PathLike | None = None, target: st
         entry: Entry | None = FORMATS.get(fmt[0])
     else:  # None: an IDX set found in the data directory
         entry = DATASETS.get(name) if name in DATASETS else None
-    _check_target(name, entry, target)
+    check_target(name, target)
     if entry is None:
         return idx_raw(data_dir_sets(data_dir)[name])
     available: dict[str, Any] = {
@@ -159,18 +160,6 @@ def load_data(cfg: Any) -> DataBundle:
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_target(name: str, entry: Entry | None, target: str | None) -> None:
-    """Only a reader declaring ``target`` (csv) reads a target column; every other source has
-    its labels already and would ignore ``data.target`` without a word (``entry`` None: an IDX
-    set found in the data directory)."""
-    if target is None or (entry is not None and "target" in entry.params()):
-        return
-    info = FORMATS.get("idx").info if entry is None else entry.info
-    labels = info.get("labels", "built-in dataset")
-    raise DataError(f"data.target={target!r}: {name} has its own labels ({labels}); data.target is only "
-                    f"for csv:PATH, where it names the target column (remove it)")
-
-
 def _op(step: Any) -> str:
     return step.op if hasattr(step, "op") else step["op"]
 

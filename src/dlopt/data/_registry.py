@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 from dlopt.errors import ConfigError
-from dlopt.registry import Registry
+from dlopt.registry import Entry, Registry
 
 __all__ = ["DATASETS", "FORMATS", "DATA_DIR_ENV", "resolve_data_dir", "recorded_data_dir", "data_dir_sets",
-           "check_dataset_name", "dataset_names", "split_format"]
+           "check_dataset_name", "check_target", "dataset_names", "split_format"]
 
 #: Built-in datasets. Info keys: task, input_shape, num_classes, n_train, n_test, source.
 DATASETS: Registry = Registry("dataset", error=ConfigError)
@@ -43,11 +43,12 @@ def recorded_data_dir(name: str, data_dir: object) -> str | None:
 
 
 def _reads_data_dir(name: str) -> bool:
-    """Whether dataset ``name`` is read from the data directory (a reader taking ``data_dir``,
-    or an IDX set found there)."""
-    if split_format(name) is not None:
-        return False
-    return name not in DATASETS or "data_dir" in DATASETS.get(name).params()
+    """Whether dataset ``name`` is read from the data directory (a built-in reader taking
+    ``data_dir``, or an IDX set found there): not a file format, nor data that is no set at
+    all (a ``fit`` run's in-memory arrays), whose record would then need the variable."""
+    if name in DATASETS:
+        return "data_dir" in DATASETS.get(name).params()
+    return split_format(name) is None and name in data_dir_sets()
 
 
 def data_dir_sets(data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -94,3 +95,28 @@ def check_dataset_name(name: str, data_dir: str | os.PathLike | None = None) -> 
     raise ConfigError(
         f"unknown dataset {name!r}; valid: {', '.join(dataset_names(data_dir))} (or {formats})"
     )
+
+
+def check_target(name: str, target: str | None) -> None:
+    """Raise :class:`ConfigError` when ``target`` (``data.target``) is set for the checked
+    dataset name ``name`` whose reader takes no target column: every source but csv has its
+    labels already and would ignore it without a word."""
+    if target is None:
+        return
+    entry, labels = _reader(name)
+    if "target" not in entry.params():
+        raise ConfigError(f"data.target={target!r}: {name} has its own labels ({labels}); data.target is "
+                          f"only for csv:PATH, where it names the target column (remove it)")
+
+
+def _reader(name: str) -> tuple[Entry, str]:
+    """The reader of the checked dataset name ``name`` and where its labels come from."""
+    fmt = split_format(name)
+    if fmt is not None:  # a format a user registered may say nothing of its labels
+        entry = FORMATS.get(fmt[0])
+        return entry, entry.info.get("labels", "from its reader")
+    if name in DATASETS:
+        entry = DATASETS.get(name)
+        return entry, entry.info.get("labels", "built-in dataset")
+    entry = FORMATS.get("idx")  # an IDX set found in the data directory
+    return entry, entry.info["labels"]

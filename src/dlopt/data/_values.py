@@ -4,7 +4,9 @@ predict`` both call these, so a file reads the same way at training and at predi
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,8 +16,12 @@ import numpy as np
 
 from dlopt.errors import DataError
 
-__all__ = ["IMAGE_CHANNELS", "MISSING_TOKENS", "CsvRows", "cell_number", "channels_first", "image_8bit",
-           "infinite_cell", "is_8bit", "pixel_divisor", "pixel_range", "read_csv_rows", "scaled_pixels"]
+__all__ = ["FLOAT32_MAX", "IMAGE_CHANNELS", "MISSING_TOKENS", "CsvRows", "beyond_float32", "cell_number",
+           "channels_first", "image_8bit", "infinite_cell", "is_8bit", "pixel_range", "read_csv_rows",
+           "scaled_pixels"]
+
+#: The largest float32 magnitude: a CSV number beyond it is refused where it is read.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 #: Channel counts of an image sample (gray, RGB, RGBA): what a channels-last array may end with.
 IMAGE_CHANNELS = (1, 3, 4)
@@ -69,27 +75,68 @@ class CsvRows:
 
 def read_csv_rows(path: Path, *, label: str = "csv file") -> CsvRows:
     """The rows of the CSV file ``path`` (UTF-8, with or without a byte-order mark); an
-    unreadable file is one :class:`DataError` line."""
+    unreadable file, or a quote left open to its end, is one :class:`DataError` line."""
+    lines = _text_lines(path, label)
+    reader = csv.reader(lines)
+    read, start = [], 1  # start: the line the next row begins on
     try:
-        # utf-8-sig: Excel starts its CSV files with a byte-order mark, not part of the first cell
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            read = [(reader.line_num, [v.strip() for v in r]) for r in reader if r]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{label} {path} is not UTF-8 text: byte {exc.start}") from None
+        for r in reader:
+            if r:
+                read.append((start, reader.line_num, [v.strip() for v in r]))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise DataError(f"malformed {label} {path}: {exc}") from None
+        raise DataError(f"malformed {label} {path} line {start}: {exc}") from None
+    if read and _quote_left_open(lines[read[-1][0] - 1:]):
+        raise DataError(f"{label} {path} line {read[-1][0]}: a quoted cell opened on this line is never closed, "
+                        "so the rest of the file would be one cell; allowed: a cell in quotes ending with a "
+                        'second quote (a quote inside it written twice, "")')
+    return CsvRows(path, [r for _, _, r in read], [n for _, n, _ in read], label)
+
+
+def _text_lines(path: Path, label: str) -> list[str]:
+    """The file's lines as the csv module splits them (ends kept)."""
+    try:
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read {label} {path}: {exc}") from None
-    return CsvRows(path, [r for _, r in read], [n for n, _ in read], label)
+    try:
+        # utf-8-sig: Excel starts its CSV files with a byte-order mark, not part of the first cell
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        at = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # counted after it
+        line = data.count(b"\n", 0, at) + 1
+        raise DataError(f"{label} {path} is not UTF-8 text: byte {at} (line {line}); save it as UTF-8") from None
+    return io.StringIO(text, newline="").readlines()
+
+
+def _quote_left_open(tail: list[str]) -> bool:
+    """Whether the last row's lines ``tail`` end inside a quoted cell. The csv module then reads
+    the rest of the file as that cell; only its strict mode says so, and strict mode would also
+    refuse cells such as ``"a" b``, which pandas reads, so it judges the last row alone."""
+    try:
+        for _ in csv.reader(tail, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def beyond_float32(f: float) -> bool:
+    """Whether a cell's number is infinite or too large for float32 (``1e39``), the type the
+    models compute in, where it would become infinite; NaN (a missing value) is not."""
+    return abs(f) > FLOAT32_MAX
 
 
 def infinite_cell(cell: str, where: str) -> DataError:
     """The error for a cell of a numeric column that reads as an infinite number (``inf``,
-    ``-Infinity``, ``1e999``): no scaler or model can take one, and the fault is found here,
-    at its row, not later as "non-finite inputs" in the whole set."""
-    return DataError(f"{where}: {cell.strip()!r} is not a finite number; allowed: finite numbers, or for a "
-                     "missing value an empty cell or a missing-value token (NA, N/A, NaN, null, ?, ...)")
+    ``-Infinity``, ``1e999``) or one beyond float32 (:func:`beyond_float32`): no scaler or model
+    can take one, and the fault is found here, at its row, not later as "non-finite inputs" in
+    the whole set."""
+    s = cell.strip()
+    what = ("is not a finite number" if math.isinf(float(s)) else
+            f"is beyond float32 (largest magnitude {FLOAT32_MAX:.4g}), the type models compute in")
+    return DataError(f"{where}: {s!r} {what}; allowed: finite numbers, or for a missing value an empty cell or a "
+                     "missing-value token (NA, N/A, NaN, null, ?, ...)")
 
 
 def channels_first(x: np.ndarray, sample_shape: tuple[int, ...]) -> np.ndarray:
@@ -123,7 +170,7 @@ def is_8bit(pixels: tuple[int, int] | None) -> bool:
     return pixels is not None and pixels[0] >= 0 and pixels[1] <= 255
 
 
-def pixel_divisor(pixels: tuple[int, int] | None, where: str) -> float:
+def _pixel_divisor(pixels: tuple[int, int] | None, where: str) -> float:
     """The divisor that maps integer images to [0, 1] as image files are read (:func:`image_8bit`):
     0..255 by 255, else 0..65535 by 65535; 0 (no scaling) for float images."""
     if pixels is None:
@@ -140,9 +187,9 @@ def pixel_divisor(pixels: tuple[int, int] | None, where: str) -> float:
 def scaled_pixels(x: np.ndarray, x_test: np.ndarray | None, where: str,
                   ) -> tuple[np.ndarray, np.ndarray | None, float]:
     """Image arrays ``x``/``x_test`` and the divisor mapping them to [0, 1]
-    (:func:`pixel_divisor`; ``where`` names them in its error). 8-bit integer pixels come back
+    (:func:`_pixel_divisor`; ``where`` names them in its error). 8-bit integer pixels come back
     as uint8, the images' fast path (no copy when they already are)."""
-    scale = pixel_divisor(pixel_range(x, x_test), where)
+    scale = _pixel_divisor(pixel_range(x, x_test), where)
     if scale == 255.0:
         x, x_test = _as_uint8(x), _as_uint8(x_test)
     return x, x_test, scale

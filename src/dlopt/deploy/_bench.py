@@ -30,6 +30,9 @@ __all__ = ["Contestant", "benchmark", "bench_table", "sample_rows", "zoo_source"
 
 log = logging.getLogger(__name__)
 
+# benchmark's defaults for the settings bench_run leaves to it (one value for both)
+_WARMUP_SECONDS, _MAX_SECONDS, _TIMEOUT_S = 0.2, 20.0, 900.0
+
 SCHEMA_VERSION = 1
 _WORKER = "dlopt.deploy._bench_worker"
 # per-contestant figures copied into every batch-size entry
@@ -156,14 +159,14 @@ def _paired(rounds: list[dict[str, dict[str, Any]]], base: str, name: str) -> di
 
 
 def _fitting_inputs(contestants: Sequence[Contestant], x: np.ndarray, y: np.ndarray | None,
-                    input_shape: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x, y`` when they fit the ONNX contestants' input shape (``input_shape`` when the caller
-    checked it, else each file's). ONNX files alone are timed on random inputs of their shape (a
-    warning, no labels) instead, as an .onnx naming no dataset is: its metadata can name data it
-    was not trained on. Otherwise one line (ConfigError)."""
+                    checked_shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x, y`` when they fit the ONNX contestants' input shape (``checked_shape`` when the
+    caller checked it, else each file's). ONNX files alone are timed on random inputs of their
+    shape (a warning, no labels) instead, as an .onnx naming no dataset is: its metadata can
+    name data it was not trained on. Otherwise one line (ConfigError)."""
     from dlopt.deploy._runtime import OnnxModel
 
-    shapes = {c.source["onnx"]: tuple(input_shape) if input_shape is not None
+    shapes = {c.source["onnx"]: checked_shape if checked_shape is not None
               else tuple(OnnxModel.load(c.source["onnx"]).input_shape)
               for c in contestants if "onnx" in c.source}
     if len(set(shapes.values())) > 1:
@@ -190,13 +193,12 @@ def benchmark(
     threads: int = 1,
     min_runs: int = 30,
     min_seconds: float = 1.0,
-    warmup_seconds: float = 0.2,
-    max_seconds: float = 20.0,
+    warmup_seconds: float = _WARMUP_SECONDS,
+    max_seconds: float = _MAX_SECONDS,
     baseline: str | None = None,
-    timeout_s: float = 900.0,
+    timeout_s: float = _TIMEOUT_S,
     model: dict[str, Any] | None = None,
     rounds: int = 1,
-    input_shape: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Time every contestant on the same inputs ``x`` (model inputs, float32) and compare.
 
@@ -205,10 +207,20 @@ def benchmark(
     else the first contestant. ``rounds`` > 1 times every contestant once per round (A B C
     A B C ..., a fresh process each time): statistics are the medians over rounds and each
     speedup is the median of the per-round ratios, so drift in machine load between
-    processes cannot make a verdict. ``input_shape``: the input shape the caller already checked
-    every ONNX contestant takes (``bench_run`` loads each file once, before exporting); None
-    loads each file here to read it. Returns the JSON-able report.
+    processes cannot make a verdict. Returns the JSON-able report.
     """
+    return _benchmark(contestants, x, y, None, batch_sizes=batch_sizes, threads=threads, min_runs=min_runs,
+                      min_seconds=min_seconds, warmup_seconds=warmup_seconds, max_seconds=max_seconds,
+                      baseline=baseline, timeout_s=timeout_s, model=model, rounds=rounds)
+
+
+def _benchmark(contestants: Sequence[Contestant], x: np.ndarray, y: np.ndarray | None,
+               checked_shape: tuple[int, ...] | None, *, batch_sizes: Sequence[int], threads: int,
+               min_runs: int, min_seconds: float, baseline: str | None, model: dict[str, Any] | None,
+               rounds: int, warmup_seconds: float = _WARMUP_SECONDS, max_seconds: float = _MAX_SECONDS,
+               timeout_s: float = _TIMEOUT_S) -> dict[str, Any]:
+    """:func:`benchmark`, told the input shape every ONNX contestant takes where the caller
+    checked it already (``bench_run`` loads each file once); None loads each file to read it."""
     names = [c.name for c in contestants]
     if not contestants or len(set(names)) != len(names):
         raise ConfigError(f"benchmark contestants {names} must be non-empty with unique names")
@@ -223,7 +235,7 @@ def benchmark(
     x = np.ascontiguousarray(x, dtype=np.float32)
     if len(x) == 0:
         raise ConfigError("benchmark needs at least one input sample")
-    x, y = _fitting_inputs(contestants, x, y, input_shape)
+    x, y = _fitting_inputs(contestants, x, y, checked_shape)
     spec = {"batch_sizes": sizes, "threads": int(threads), "min_runs": int(min_runs),
             "min_seconds": float(min_seconds), "warmup_seconds": float(warmup_seconds),
             "max_seconds": float(max_seconds)}

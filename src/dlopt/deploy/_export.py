@@ -200,9 +200,7 @@ def _torch_outputs(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
 
 def _onnx_outputs(runner: OnnxModel, x: np.ndarray, batch: int = 64) -> np.ndarray:
     # batch 1 first, then full chunks: exercises the dynamic batch axis at several sizes
-    parts = [runner.run(x[:1])]
-    parts += [runner.run(x[i:i + batch]) for i in range(1, len(x), batch)]
-    return np.concatenate(parts)
+    return runner.run_batches([x[:1], *(x[i:i + batch] for i in range(1, len(x), batch))])
 
 
 def parity_check(model: Any, runner: OnnxModel, x: np.ndarray, *, atol: float) -> _Parity:

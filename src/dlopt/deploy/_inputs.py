@@ -124,8 +124,9 @@ def _refuse_non_finite(x: np.ndarray, spec: InputSpec) -> None:
                        f"allowed: finite numbers{missing}")
 
 
-def _from_lists(values: list[Any], *, maybe_bool: bool = True) -> np.ndarray:
-    """``values`` as a numeric array; ``maybe_bool`` False: the body holds no ``true``/``false``."""
+def _from_lists(values: list[Any], *, maybe_bool: bool = True, missing: bool = False) -> np.ndarray:
+    """``values`` as a numeric array; ``maybe_bool`` False: the body holds no ``true``/``false``;
+    ``missing``: the model imputes missing values (``null``), which the error then allows."""
     try:
         x = np.array(values)
     except (ValueError, TypeError, RecursionError, OverflowError):
@@ -135,7 +136,9 @@ def _from_lists(values: list[Any], *, maybe_bool: bool = True) -> np.ndarray:
         x = _big_ints(x)
     # numpy reads [true, 2] as [1, 2]: a boolean among numbers must be looked for
     if x.dtype == bool or x.dtype.kind not in "iuf" or (maybe_bool and _holds_bool(values)):
-        raise ApiError(422, "bad_dtype", "inputs must be numbers (no strings, booleans or nulls)")
+        allowed = "numbers, or null for a missing value (no strings or booleans)" if missing else \
+            "numbers (no strings, booleans or nulls)"
+        raise ApiError(422, "bad_dtype", f"inputs must be {allowed}")
     return x
 
 
@@ -211,7 +214,7 @@ def decode_json(body: bytes, spec: InputSpec) -> np.ndarray:
     if spec.categories or (spec.missing and b"null" in body):
         return typed_rows(rows, spec)
     # the walk for booleans only when the body could hold one
-    return check_batch(_from_lists(rows, maybe_bool=b"true" in body or b"false" in body), spec)
+    return check_batch(_from_lists(rows, maybe_bool=b"true" in body or b"false" in body, missing=spec.missing), spec)
 
 
 def _request(data: Any) -> PredictRequest:

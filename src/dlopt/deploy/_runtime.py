@@ -19,7 +19,7 @@ import numpy as np
 
 from dlopt.deploy._metadata import ModelMetadata
 from dlopt.errors import DataError, ModelError, first_line
-from dlopt.train._scores import class_probabilities
+from dlopt.train import class_probabilities
 
 __all__ = ["OnnxModel", "check_external_data", "postprocess", "predict_onnx", "session_options"]
 

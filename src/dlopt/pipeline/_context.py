@@ -173,17 +173,19 @@ def parse_merged(pipeline: "PipelineConfig", *parts: tuple[str, dict[str, Any]],
     """``base`` with each ``(prefix, mapping)`` part merged in, parsed as ``schema`` (default
     RunConfig). An error names the key where the pipeline file sets it: ``prefix + KEY`` for
     the last part that sets it (``config.train.epochs``), else :class:`BaseConfigError` with
-    ``base.KEY`` for a key of ``base``; ``where`` leads any other error."""
+    ``base.KEY`` for a key of ``base``. A validator's own words (a model option) are led by
+    the part that brought the mistake in (``config: unknown option ...``, ``base: ...``);
+    ``where`` leads any other error."""
     from pydantic import ValidationError
 
-    from dlopt.config import RunConfig, _file_loc, format_validation_error, register_schema
+    from dlopt.config import RunConfig, file_loc, format_validation_error, register_schema
 
     schema = register_schema(schema or RunConfig)
     data = deep_merge(pipeline.base, *(mapping for _, mapping in parts), {"name": "check"})
     try:
         return schema.model_validate(data)
     except ValidationError as err:
-        loc = _file_loc(err.errors(include_url=False)[0]["loc"])
+        loc = file_loc(err.errors(include_url=False)[0]["loc"])
         owner = next((prefix for prefix, mapping in reversed(parts) if _sets(mapping, loc)), None)
         if owner is not None:
             raise ConfigError(format_validation_error(err, prefix=owner)) from None
@@ -191,22 +193,33 @@ def parse_merged(pipeline: "PipelineConfig", *parts: tuple[str, dict[str, Any]],
             raise BaseConfigError(format_validation_error(err, prefix="base.")) from None
         raise ConfigError(f"{where}{format_validation_error(err)}") from None
     except ConfigError as err:  # raised by a validator itself (a model option): its words name no key
-        if _fails_alone(pipeline.base, str(err)):
+        owner = _owner(pipeline.base, parts, str(err))
+        if owner == "base.":
             raise BaseConfigError(f"base: {err}") from None
-        raise ConfigError(f"{where}{err}") from None
+        raise ConfigError(f"{owner.rstrip('.')}: {err}" if owner else f"{where}{err}") from None
 
 
-def _fails_alone(base: dict[str, Any], message: str) -> bool:
-    """Whether ``base`` by itself fails with ``message``: then the mistake is the base's."""
+def _owner(base: dict[str, Any], parts: tuple[tuple[str, dict[str, Any]], ...], message: str) -> str | None:
+    """The prefix of what brought in a mistake said in ``message`` (``base.`` for ``base``): the
+    first part whose merge over ``base`` and the parts before it fails with it, as a run config;
+    else the last part, without which the whole merge did not fail."""
+    for i in range(len(parts) + 1):
+        if _fails_with(deep_merge(base, *(mapping for _, mapping in parts[:i])), message):
+            return "base." if i == 0 else parts[i - 1][0]
+    return parts[-1][0] if parts else None
+
+
+def _fails_with(data: dict[str, Any], message: str) -> bool:
+    """Whether ``data`` (its ``search`` left out: a tune stage's) fails as a run config with ``message``."""
     from pydantic import ValidationError
 
     from dlopt.config import RunConfig
 
     try:
-        RunConfig.model_validate(deep_merge(base, {"name": "check"}))
+        RunConfig.model_validate({**{k: v for k, v in data.items() if k != "search"}, "name": "check"})
     except ConfigError as err:
         return str(err) == message
-    except ValidationError:  # another mistake of the base, said where it is found
+    except ValidationError:  # another mistake, said where it is found
         return False
     return False
 

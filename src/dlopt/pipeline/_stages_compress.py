@@ -138,6 +138,8 @@ def _check_distill(pipeline: Any, opts: DistillOptions) -> None:
     student = opts.student
     if isinstance(student, str) and (student in {s.name for s in pipeline.stages} or Path(student).is_dir()):
         return
+    # not parse_merged: the student replaces base's model section (merged over it, the teacher's
+    # lenet5 width 0.5 would reach an mlp student) and its keys are student.KEY, not student.model.KEY
     data = deep_merge(pipeline.base, {"name": "check"})
     data["model"] = dict(student) if isinstance(student, dict) else {"name": student}
     try:

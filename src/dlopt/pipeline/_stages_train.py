@@ -181,7 +181,7 @@ def _check_tune(pipeline: Any, opts: TuneOptions) -> None:
 
     cfg = parse_merged(pipeline, ("config.", opts.config), ("", {"search": dict(opts.search)}),
                        schema=TuneConfig)
-    check_training_metrics(cfg.search, dataset=cfg.data.name)
+    check_training_metrics(cfg)
 
 
 # the study's plots (pareto_front: several objectives only)

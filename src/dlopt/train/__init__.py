@@ -34,6 +34,7 @@ _LAZY = {
     "Terminated": "dlopt.train.callbacks.signals",
     "select_device": "dlopt.train.device",
     "METRICS": "dlopt.train.metrics",
+    "class_probabilities": "dlopt.train._scores",
     "OPTIMIZERS": "dlopt.train.optim",
     "SCHEDULES": "dlopt.train.schedules",
     "LOSSES": "dlopt.train.losses",

@@ -1,5 +1,7 @@
-"""How a classifier's outputs read as class probabilities: the one rule training, evaluation,
-compression, the benchmark and the server share.
+"""How a classifier's outputs read as class probabilities, on numpy arrays: the rule that
+scores ONNX Runtime outputs (evaluation of an .onnx, compression, the benchmark, the server).
+Training scores its torch tensors with ``dlopt.train.metrics.scores_from_outputs`` (float32,
+on the device); a test holds the two to the same probabilities.
 
 numpy only: the benchmark worker imports it to score ONNX Runtime outputs, and importing torch
 there would add ~290 MB to the ``peak_mb`` it reports.

@@ -35,13 +35,13 @@ from dlopt.train.inputs import bundle_from, check_labels
 from dlopt.train.loop import run
 from dlopt.train.losses import class_weights, create_loss
 from dlopt.train.metrics import (best_mode, compute_metrics, confusion_matrix, default_metrics, evaluate_model,
-                                 predict_outputs, scores_from_outputs)
+                                 predict_outputs, scores_from_outputs, validation_metrics)
 from dlopt.train.optim import create_optimizer
 from dlopt.train.schedules import create_schedule
 from dlopt.train.state import State
 from dlopt.train.transfer import init_from, read_init_weights
 
-__all__ = ["FitResult", "fit", "train_run", "recipe_config", "undo_refused_start", "model_class"]
+__all__ = ["FitResult", "fit", "train_run", "recipe_config", "undo_refused_start", "model_class", "data_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def train_run(cfg: RunConfig, *, run_dir: str | Path, callbacks: Sequence[Any] =
             _warn_test_split(bundle, cv=True)
         return cross_validate(cfg, run_dir=run_dir, folds=cfg.train.cv, callbacks=callbacks,
                               overwrite=overwrite, resume=resume, model=model, bundle=bundle)
-    fingerprint = _data_fingerprint(bundle) if cfg.data.name == IN_MEMORY_DATA else None
+    fingerprint = data_fingerprint(bundle) if cfg.data.name == IN_MEMORY_DATA else None
     device = select_device(t.device)
     if t.retain_host_memory and device.type == "cpu":
         retain_host_memory()
@@ -237,7 +237,7 @@ def _check_rebuildable(cfg: RunConfig, model: nn.Module | None, bundle: Any) -> 
                       f"retrain it from Python: dlopt.fit({', '.join(args)}, config=dlopt.load_config(PATH))")
 
 
-def _data_fingerprint(bundle: Any) -> dict[str, Any]:
+def data_fingerprint(bundle: Any) -> dict[str, Any]:
     """Rows, sample shape and a blake2b hash of the splits' bytes, shapes and dtypes: what a
     resume on in-memory data compares (the config cannot name such data)."""
     h = hashlib.blake2b(digest_size=16)
@@ -395,8 +395,8 @@ def _techniques(t: Any, *, device: torch.device, augment: nn.Module | None, froz
     precision = tq.resolve_precision(t.precision, device)
     tr = t.transfer
     table: list[tuple[bool, Callable[[], Any]]] = [
-        # a freeze_until with no parameter before it may still freeze a BatchNorm without any
-        (bool(frozen) or tr.freeze_until is not None,
+        # a glob or freeze_until that freezes no parameter may still freeze a BatchNorm without any
+        (bool(frozen) or bool(tr.freeze) or tr.freeze_until is not None,
          lambda: tq.Unfreeze(frozen, tr.unfreeze_at_epoch, patterns=tr.freeze, until=tr.freeze_until)),
         (augment is not None, lambda: tq.Augmentation(augment)),
         (reg.mixup_alpha > 0, lambda: tq.Mixup(reg.mixup_alpha, seed=t.seed)),
@@ -415,12 +415,6 @@ def _techniques(t: Any, *, device: torch.device, augment: nn.Module | None, froz
     return [make() for on, make in table if on]
 
 
-def _validation_metrics(task: str) -> tuple[str, ...]:
-    """What :func:`_evaluator` reports each epoch (before the ``val_`` prefix): the loss plus
-    the task's default metrics. ``train.metric`` and the early-stopping monitor must be one."""
-    return ("loss", *default_metrics(task))
-
-
 def _monitor(cfg: RunConfig, task: str, has_val: bool) -> tuple[str | None, str]:
     if not has_val:
         return None, "max"
@@ -430,7 +424,7 @@ def _monitor(cfg: RunConfig, task: str, has_val: bool) -> tuple[str | None, str]
     elif not metric.startswith("val_"):
         metric = f"val_{metric}"
     # a name validation never computes would make "best" silently the last epoch
-    names = _validation_metrics(task)
+    names = validation_metrics(task)
     if metric.removeprefix("val_") not in names:
         raise ConfigError(f"train.metric={cfg.train.metric!r} is not computed on validation for {task}; "
                           f"use one of: {', '.join(names)}")
@@ -444,7 +438,7 @@ def _check_early_stopping(es: Any, task: str, has_val: bool) -> None:
     if not has_val:
         raise ConfigError(f"train.early_stopping.monitor={es.monitor!r} needs a validation split "
                           f"(data.val_fraction > 0); none is computed")
-    names = [f"val_{n}" for n in _validation_metrics(task)]
+    names = [f"val_{n}" for n in validation_metrics(task)]
     if es.monitor not in names:
         raise ConfigError(f"train.early_stopping.monitor={es.monitor!r} is not computed for {task}; "
                           f"use one of: {', '.join(names)}")
@@ -583,7 +577,7 @@ def _evaluator(val: Any, task: str, batch_size: int) -> Callable[[State], dict[s
     def evaluate(state: State) -> dict[str, float]:
         # [1:]: the loss is not a named metric, loss_fn adds it
         return evaluate_model(state.eval_model, val, task=task, batch_size=batch_size,
-                              names=_validation_metrics(task)[1:], loss_fn=state.loss_fn,
+                              names=validation_metrics(task)[1:], loss_fn=state.loss_fn,
                               device=state.device, prefix="val_",
                               forward_context=state.forward_context)
 
@@ -591,9 +585,18 @@ def _evaluator(val: Any, task: str, batch_size: int) -> Callable[[State], dict[s
 
 
 def _info_dict(info: Any) -> dict[str, Any]:
+    """The dataset info a run records, its name as config.yaml records it (:func:`_data_name`)."""
     from dataclasses import asdict
 
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(info).items()}
+    return {**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(info).items()}, "name": _data_name(info)}
+
+
+def _data_name(info: Any) -> str:
+    """``csv:``/``npz:`` paths absolute: loading a run compares this name with its config's
+    (in-memory data has another), and a relative one would name other data elsewhere."""
+    from dlopt.data._formats import absolute_source
+
+    return absolute_source(info.name)
 
 
 def _restore_best(state: State, ckpt: cb.Checkpointing) -> bool:
@@ -628,7 +631,7 @@ def _finish(cfg: RunConfig, d: Path, state: State, bundle: Any, ckpt: cb.Checkpo
         "schema_version": rundir.SCHEMA_VERSION,
         "name": cfg.name,
         "task": task,
-        "dataset": bundle.info.name,
+        "dataset": _data_name(bundle.info),
         "model": model_name,
         "custom_model": custom,
         **_model_size(final, bundle.info.input_shape),

@@ -45,7 +45,7 @@ from dlopt.errors import DloptError, NonFiniteError, RunError, first_line
 __all__ = [
     "CheckpointError", "Checkpoint", "atomic_write", "fsync_dir", "write_checkpoint",
     "point", "cleanup", "read_checkpoint", "read_meta", "state_bytes", "resolve_checkpoint", "weights_bytes",
-    "load_weights",
+    "weights_size", "load_weights",
     "rng_state", "set_rng_state", "assert_finite", "link_step", "MANIFEST", "WEIGHTS", "STATE", "OPEN",
     "OPEN_BEST",
 ]
@@ -116,6 +116,39 @@ def weights_bytes(module: nn.Module | Mapping[str, torch.Tensor]) -> bytes:
         out[k] = t.clone() if key in seen else t  # safetensors refuses shared memory
         seen.add(key)
     return save(out)
+
+
+# safetensors' header names of the dtypes it stores, in the order it writes them: the library
+# sorts tensors by dtype, this order, then by name (a dtype not listed: weights_size serializes)
+_SAFETENSORS_DTYPES = {dt: name for dt, name in (
+    (getattr(torch, "uint64", None), "U64"), (torch.int64, "I64"), (torch.float64, "F64"),
+    (torch.complex64, "C64"), (torch.float32, "F32"), (getattr(torch, "uint32", None), "U32"),
+    (torch.int32, "I32"), (torch.bfloat16, "BF16"), (torch.float16, "F16"),
+    (getattr(torch, "uint16", None), "U16"), (torch.int16, "I16"),
+    (getattr(torch, "float8_e5m2fnuz", None), "F8_E5M2FNUZ"),
+    (getattr(torch, "float8_e4m3fnuz", None), "F8_E4M3FNUZ"),
+    (getattr(torch, "float8_e8m0fnu", None), "F8_E8M0"), (getattr(torch, "float8_e4m3fn", None), "F8_E4M3"),
+    (getattr(torch, "float8_e5m2", None), "F8_E5M2"), (torch.int8, "I8"), (torch.uint8, "U8"),
+    (torch.bool, "BOOL")) if dt is not None}
+_DTYPE_RANK = {dt: i for i, dt in enumerate(_SAFETENSORS_DTYPES)}
+
+
+def weights_size(module: nn.Module | Mapping[str, torch.Tensor]) -> int:
+    """``len(weights_bytes(module))`` without copying a byte of data (nor from a GPU): 8 + the
+    header safetensors writes (built from names, dtypes, shapes and offsets as the library
+    builds it, padded with spaces to 8 bytes) + every tensor's bytes (tied ones once per name)."""
+    sd = module.state_dict() if isinstance(module, nn.Module) else module
+    if any(v.dtype not in _SAFETENSORS_DTYPES for v in sd.values()):
+        return len(weights_bytes(sd))
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, v in sorted(sd.items(), key=lambda kv: (_DTYPE_RANK[kv[1].dtype], kv[0])):
+        end = offset + v.numel() * v.element_size()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[v.dtype], "shape": list(v.shape),
+                        "data_offsets": [offset, end]}
+        offset = end
+    size = len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode())
+    return 8 + size + (-size) % 8 + offset
 
 
 def load_weights(data: bytes, *, name: str = WEIGHTS) -> dict[str, torch.Tensor]:

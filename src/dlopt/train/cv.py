@@ -5,7 +5,8 @@ The training and validation splits are pooled and re-split into ``folds`` strati
 ``<run>/fold-<k>/`` and is tested on the same held-out test split. The run's own
 ``summary.json`` reports each metric's mean, std and per-fold values (and, with balanced
 class weights, each fold's weights as ``cv_class_weights``); counts and times are summed or
-listed per fold, never the last fold's taken for the run's. Each fold fits the
+listed per fold (``cv_n_train``, ``cv_n_val``, ``cv_stop_reason``), never the last fold's taken
+for the run's. Each fold fits the
 configured preprocessing (zscore, PCA, LDA, imputation...) on its own training rows only, so
 no fold is scored on rows its preprocessing saw; a ``bundle`` passed in (the Python API's
 in-memory data) keeps its own preprocessing.
@@ -96,7 +97,8 @@ def cross_validate(cfg: Any, *, run_dir: str | Path, folds: int, callbacks: Sequ
 
 def _cv_summary(results: Sequence[Any], folds: int, *, fingerprint: dict[str, Any] | None) -> dict[str, Any]:
     """The run's summary: metrics as mean (``cv_val``/``cv_test``: mean, std, values), sums of
-    what adds up, per-fold lists (in ``folds`` order) of what each fold has its own of, and
+    what adds up, each key a single run's summary has with that run's type (a fold's row
+    counts, one stop reason) and its per-fold list as ``cv_<key>`` (in ``folds`` order), and
     the last fold's values only where every fold shares them (model, sizes, test split)."""
     summary = dict(results[-1].summary)
     for part in ("val", "test"):
@@ -104,14 +106,16 @@ def _cv_summary(results: Sequence[Any], folds: int, *, fingerprint: dict[str, An
         stats = {key: mean_std([r.summary[part].get(key) for r in results]) for key in keys}
         summary[part] = {key: s["mean"] for key, s in stats.items()}
         summary[f"cv_{part}"] = stats
-    each = {key: [r.summary[key] for r in results] for key in ("n_train", "n_val", "stop_reason")}
+    each = {f"cv_{key}": [r.summary[key] for r in results] for key in ("n_train", "n_val", "stop_reason")}
     total = {key: sum(r.summary[key] for r in results) for key in ("steps", "nonfinite_skipped")}
-    pooled = summary["n_train"] + summary["n_val"]  # every fold splits the same rows
+    first = results[0].summary  # a fold's row counts (folds differ by one row at most): fold-1's
     summary.update(each, **total, cv=folds, epochs=max(r.summary["epochs"] for r in results),
+                   n_train=first["n_train"], n_val=first["n_val"],
+                   stop_reason=_one_reason(each["cv_stop_reason"]),
                    train_seconds=round(sum(r.summary["train_seconds"] for r in results), 3),
                    test_seconds=round(sum(r.summary["test_seconds"] for r in results), 3),
                    best_epoch=None, folds=[str(r.run_dir.name) for r in results],
-                   data_info={**summary["data_info"], "n_train": pooled})
+                   data_info={**summary["data_info"], "n_train": first["n_train"] + first["n_val"]})
     summary.pop("confusion_matrix", None)
     summary.pop("data_fingerprint", None)
     if fingerprint is not None:  # the data the run was given, not the last fold's split of it
@@ -122,9 +126,18 @@ def _cv_summary(results: Sequence[Any], folds: int, *, fingerprint: dict[str, An
     return summary
 
 
+def _one_reason(reasons: list[str]) -> str:
+    """The folds' stop reason: theirs when they agree, else their common kind (``early
+    stopping``: each fold's own figures follow the colon), else ``mixed``."""
+    if len(set(reasons)) == 1:
+        return reasons[0]
+    kinds = {r.partition(":")[0] for r in reasons}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
 def _cross_validate(cfg: Any, d: Path, folds: int, *, callbacks: Sequence[Any], model: Any,
                     bundle: Any) -> Any:
-    from dlopt.train.api import FitResult, _data_fingerprint, train_run
+    from dlopt.train.api import FitResult, data_fingerprint, train_run
 
     pool_y, classification, make_fold = _raw_folds(cfg.data) if bundle is None else _bundle_folds(bundle)
     splits = fold_indices(pool_y, folds, seed=cfg.data.seed, stratify=classification)
@@ -141,7 +154,7 @@ def _cross_validate(cfg: Any, d: Path, folds: int, *, callbacks: Sequence[Any], 
         results.append(train_run(fold_cfg, run_dir=d / f"fold-{k + 1}", callbacks=callbacks,
                                  model=fresh, bundle=fold))
     in_memory = bundle is not None and cfg.data.name == IN_MEMORY_DATA
-    summary = _cv_summary(results, folds, fingerprint=_data_fingerprint(bundle) if in_memory else None)
+    summary = _cv_summary(results, folds, fingerprint=data_fingerprint(bundle) if in_memory else None)
     rundir.write_json(d / rundir.SUMMARY, summary)
     if fold.preprocessor is not None:  # the returned model is the last fold's: its preprocessing
         fold.preprocessor.save(d)

@@ -17,11 +17,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dlopt.data import cell_number, channels_first, image_8bit
-from dlopt.data._values import CsvRows, infinite_cell, read_csv_rows
+from dlopt.data._values import FLOAT32_MAX, CsvRows, beyond_float32, infinite_cell, read_csv_rows
 from dlopt.errors import DataError
 from dlopt.registry import Entry, Registry
 
-__all__ = ["check_finite", "check_raw_finite", "input_files", "is_image_file", "read_raw_input", "READERS"]
+__all__ = ["check_finite", "check_raw_finite", "columns_by_name", "input_files", "is_image_file", "read_raw_input",
+           "READERS"]
 
 #: file suffix -> reader(path, input_shape[, *, categories]) -> np.ndarray
 READERS: Registry[np.ndarray] = Registry("input file type", DataError)
@@ -49,7 +50,13 @@ def _read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     return arr[None]  # (1, C, H, W)
 
 
-def _read_npy(path: Path, input_shape: tuple[int, ...], *, missing: bool | None = None) -> np.ndarray:
+def _read_npy(path: Path, input_shape: tuple[int, ...], *, missing: bool | None = None,
+              categories: Mapping[int, Sequence[str]] | None = None,
+              columns: Sequence[str] | None = None) -> np.ndarray:
+    if categories:  # a .npy holds no strings (no pickles): its numbers would all be unseen categories
+        names = ", ".join(repr(columns[c]) if columns and c < len(columns) else str(c + 1) for c in sorted(categories))
+        raise DataError(f"{path}: a .npy array holds numbers only, but the run has text column(s) {names}; "
+                        "allowed: a CSV file with text in those columns")
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
@@ -122,12 +129,22 @@ def _without_header(table: CsvRows, categories: Mapping[int, Sequence[str]] | No
 
 def _by_name(rows: list[list[str]], columns: Sequence[str], path: Path) -> list[list[str]]:
     """The data rows under a header, their cells picked in the run's column order."""
-    header = rows[0]
+    picks = columns_by_name(rows[0], columns, f"CSV {path}")
+    return [[r[i] for i in picks] for r in rows[1:]]
+
+
+def columns_by_name(header: Sequence[str], columns: Sequence[str], where: str) -> list[int]:
+    """The positions in ``header`` of the run's feature ``columns``, in the run's order (a file
+    may order them as it likes); ``where`` names the file. Other columns are left out, logged;
+    a column of the run that ``header`` lacks is one :class:`DataError` line."""
+    lacking = [c for c in columns if c not in header]
+    if lacking:
+        raise DataError(f"{where} has no column(s) {', '.join(map(repr, lacking))}; the run takes its features "
+                        f"by name: {', '.join(columns)} (any order; other columns are left out)")
     extra = [h for h in header if h not in columns]
     if extra:
-        log.info("CSV %s: column(s) %s are not features of the run; left out", path, ", ".join(extra))
-    picks = [header.index(name) for name in columns]
-    return [[r[i] for i in picks] for r in rows[1:]]
+        log.info("%s: column(s) %s are not features of the run; left out", where, ", ".join(extra))
+    return [list(header).index(name) for name in columns]
 
 
 class _Where:
@@ -160,7 +177,8 @@ def _guessed_table(rows: list[list[str]], where: _Where) -> np.ndarray:
     numbers = [[cell_number(v) for v in r] for r in rows]
     if all(f is not None for r in numbers for f in r):
         table = np.array(numbers, dtype=np.float64)
-        bad = np.argwhere(~np.isfinite(table) if where.missing is False else np.isinf(table))
+        beyond = np.abs(table) > FLOAT32_MAX
+        bad = np.argwhere(beyond | np.isnan(table) if where.missing is False else beyond)
         if len(bad):
             r, c = (int(i) for i in bad[0])
             _check_cell(table[r, c], rows[r][c], where, r, c)
@@ -171,7 +189,7 @@ def _guessed_table(rows: list[list[str]], where: _Where) -> np.ndarray:
 def _check_cell(f: float, cell: str, where: _Where, r: int, c: int) -> None:
     # refused at its line and column, as the training CSV reader does, not later as
     # "N input values are NaN or infinite" for the whole file
-    if math.isinf(f):
+    if beyond_float32(f):
         raise infinite_cell(cell, where.cell(r, c))
     if math.isnan(f) and where.missing is False:
         raise DataError(f"{where.cell(r, c)}: {cell!r} is a missing value, and the run imputes none; "

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from dlopt.train import checkpoint as io
 from dlopt.train import rundir
 from dlopt.train.device import select_device
 from dlopt.train.inputs import check_labels
-from dlopt.train.inputs_raw import check_finite, check_raw_finite
+from dlopt.train.inputs_raw import check_finite, check_raw_finite, columns_by_name
 from dlopt.train.losses import create_loss
 from dlopt.train.metrics import compute_metrics, predict_outputs, scores_from_outputs
 from dlopt.train.techniques.precision import autocast_context, resolve_precision
@@ -148,7 +149,9 @@ class LoadedModel:
             return load_data(data_cfg).test
         from dlopt.data import splits_of
 
-        x, y = splits_of(data_cfg).test
+        rs = splits_of(data_cfg)
+        x = _features_of_run(rs.test[0], rs.raw.feature_names, self.preprocessor.feature_names, data_cfg.name)
+        y = rs.test[1]
         want = self.preprocessor.raw_shape
         if want is not None and tuple(x.shape[1:]) != tuple(want):
             raise DataError(f"dataset {data_cfg.name!r} has raw inputs of shape {tuple(x.shape[1:])}; "
@@ -162,6 +165,15 @@ class LoadedModel:
             raise DataError(f"{self.run_dir} was trained on in-memory data ({self.info.name!r}), not on "
                             f"data.name={self.config.data.name!r}; pass the data: evaluate((x, y)) "
                             f"or dlopt eval RUN --data NAME")
+
+
+def _features_of_run(x: np.ndarray, names: list[str], columns: list[str], source: str) -> np.ndarray:
+    """The table ``x`` (columns ``names``) with the run's feature ``columns`` picked by name, as
+    ``dlopt predict`` picks a header's: a CSV of other column order is no other data. Unnamed
+    on either side (an npz table, a run saved before names were kept): by position."""
+    if not names or not columns or names == columns:
+        return x
+    return x[:, columns_by_name(names, columns, f"dataset {source}")]
 
 
 def _read_config(d: Path, meta: dict[str, Any] | None) -> RunConfig:
@@ -183,6 +195,31 @@ def _read_info(d: Path, meta: dict[str, Any] | None) -> DatasetInfo:
     raw = dict(raw)
     raw["input_shape"] = tuple(raw["input_shape"])
     return DatasetInfo(**raw)
+
+
+def _named_as_config(info: DatasetInfo, recorded: str) -> DatasetInfo:
+    """``info`` with the config's absolute data name where it names the same file: runs saved
+    before their dataset info did so kept the relative ``csv:``/``npz:`` name they were given,
+    and would read as trained on in-memory data."""
+    if info.name == recorded or not _same_file(recorded, info.name):
+        return info
+    return replace(info, name=recorded)
+
+
+def _same_file(recorded: str, saved: str) -> bool:
+    """Whether ``saved`` (a ``<format>:<path>``, maybe relative to a working directory not
+    known now) names the file of ``recorded`` (its absolute form): a relative path must be its
+    last parts."""
+    from dlopt.data._registry import split_format
+
+    a, b = split_format(recorded), split_format(saved)
+    if a is None or b is None or a[0] != b[0] or not os.path.isabs(a[1]):
+        return False
+    path = os.path.normpath(Path(b[1]).expanduser())
+    if os.path.isabs(path):
+        return path == os.path.normpath(a[1])
+    parts = tuple(part for part in Path(path).parts if part != "..")
+    return bool(parts) and Path(a[1]).parts[-len(parts):] == parts
 
 
 def _weights_and_meta(path: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -207,7 +244,7 @@ def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu
     _check_not_onnx_only(p)
     run_dir, weights, meta = _weights_and_meta(p)
     cfg = _read_config(run_dir, meta)
-    info = _read_info(run_dir, meta)
+    info = _named_as_config(_read_info(run_dir, meta), cfg.data.name)
     if model is None:
         if trained_custom_model(run_dir, meta=meta):
             cls = str(cfg.model.options().get("class", "MyModule")).rsplit(".", 1)[-1]
@@ -235,8 +272,13 @@ def load(path: str | Path, *, model: nn.Module | None = None, device: str = "cpu
 
 
 def _check_not_onnx_only(p: Path) -> None:
-    """A ``dlopt quantize FILE.onnx`` output holds ONNX files and no weights to rebuild a model
-    from: say so, not "checkpoint not found"."""
+    """A file, or a ``dlopt quantize FILE.onnx`` output (ONNX files only), holds no weights to
+    rebuild a model from: say so, not "checkpoint not found"."""
+    if p.is_file():
+        onnx = p.suffix.lower() == ".onnx"
+        hint = (f"; an ONNX file is scored by dlopt bench {p} (accuracy on the test split its metadata names), "
+                f"in Python by dlopt.load(RUN).evaluate(onnx={str(p)!r})") if onnx else ""
+        raise ConfigError(f"{p} is a file; allowed: a run or checkpoint directory{hint}")
     if not p.is_dir() or any((p / f).exists() for f in (rundir.WEIGHTS, io.MANIFEST, rundir.CHECKPOINTS)):
         return
     files = sorted(f.name for f in p.glob("*.onnx"))

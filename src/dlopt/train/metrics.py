@@ -16,12 +16,11 @@ import torch
 from torch import nn
 
 from dlopt.data._types import Split
-from dlopt.train._scores import class_probabilities
 from dlopt.registry import Registry
 
 __all__ = [
     "METRICS", "DEFAULT_METRICS", "default_metrics", "compute_metrics", "predict_outputs",
-    "evaluate_model", "scores_from_outputs", "confusion_matrix", "best_mode",
+    "evaluate_model", "scores_from_outputs", "confusion_matrix", "best_mode", "validation_metrics",
 ]
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
@@ -166,12 +165,17 @@ def best_mode(metric: str) -> str:
 
 
 def scores_from_outputs(outputs: torch.Tensor, task: str) -> torch.Tensor:
-    """Probabilities ``(N, C)`` from logits (:func:`~dlopt.train._scores.class_probabilities`,
-    on the CPU), or predictions ``(N,)`` for regression."""
+    """Probabilities ``(N, C)`` from logits (one logit = sigmoid of the positive class), or
+    predictions ``(N,)`` for regression; float32, on the outputs' device."""
+    # torch, not dlopt.train.class_probabilities (numpy, float64, for ONNX outputs): every
+    # validation pass scores here, and a test holds the two to the same probabilities
     outputs = outputs.float()
     if task == "regression":
         return outputs.reshape(len(outputs), -1)[:, 0]
-    return torch.from_numpy(class_probabilities(outputs.detach().cpu().numpy()))
+    if outputs.dim() < 2 or outputs.shape[1] == 1:
+        p = torch.sigmoid(outputs.reshape(len(outputs)))
+        return torch.stack([1 - p, p], dim=1)
+    return torch.softmax(outputs, dim=1)
 
 
 def confusion_matrix(y: np.ndarray, p: np.ndarray) -> list[list[int]]:
@@ -239,3 +243,9 @@ def evaluate_model(model: nn.Module, x: torch.Tensor | Split, y: torch.Tensor | 
     if len(targets) == 0:
         return {}
     return compute_metrics(outputs, targets, task=task, names=names, loss_fn=loss_fn, prefix=prefix)
+
+
+def validation_metrics(task: str) -> tuple[str, ...]:
+    """What a training run reports on its validation split each epoch (before the ``val_``
+    prefix): the loss plus the task's default metrics."""
+    return ("loss", *default_metrics(task))

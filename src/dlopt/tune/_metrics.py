@@ -10,9 +10,12 @@ comes from.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 from dlopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dlopt.config import TuneConfig
 
 Direction = Literal["maximize", "minimize"]
 
@@ -45,32 +48,41 @@ def check_metric(metric: str, *, key: str) -> None:
     raise ConfigError(f"{key}={metric!r}: unknown metric; allowed: {', '.join(allowed)}")
 
 
-def check_training_metrics(search: Any, *, dataset: str) -> None:
+def check_training_metrics(cfg: "TuneConfig") -> None:
     """Raise :class:`ConfigError` for a ``val_`` objective or constraint that no training run
-    on ``dataset`` reports: a typo (``val_acc``) or the other task's metric (``val_r2`` on
+    of ``cfg`` reports: any, when the run has no validation split (``data.val_fraction: 0``
+    without ``train.cv``); else a typo (``val_acc``) or the other task's metric (``val_r2`` on
     mnist). :func:`check_metric` takes any ``val_<name>`` (a custom objective may report it);
     this is the rule for trials that are dlopt training runs (``dlopt tune``, a pipeline's
     ``tune`` stage), checked before the first trial instead of after it."""
-    allowed, run = _training_val_metrics(dataset)
+    search = cfg.search
+    allowed, run = _training_val_metrics(cfg.data.name)
+    has_val = cfg.data.val_fraction > 0 or cfg.train.cv is not None  # cv folds carve their own
     for key, specs in (("objectives", search.objectives), ("constraints", search.constraints)):
         for i, spec in enumerate(specs):
-            if spec.metric.startswith("val_") and spec.metric not in allowed:
+            if not spec.metric.startswith("val_"):
+                continue
+            where = f"search.{key}[{i}].metric={spec.metric!r}"
+            if not has_val:
+                raise ConfigError(f"{where}: the runs have no validation split (data.val_fraction: "
+                                  f"0), so they report no val_ metric; set data.val_fraction > 0 "
+                                  f"(e.g. 0.1) or train.cv (folds)")
+            if spec.metric not in allowed:
                 every = ", ".join([*allowed, *STATIC_METRICS, *FINAL_METRICS])
-                raise ConfigError(f"search.{key}[{i}].metric={spec.metric!r}: {run} reports no "
-                                  f"such validation metric; allowed: {every}")
+                raise ConfigError(f"{where}: {run} reports no such validation metric; allowed: {every}")
 
 
 def _training_val_metrics(dataset: str) -> tuple[list[str], str]:
-    """The ``val_`` metrics a training run on ``dataset`` reports (the loss and its task's
-    default metrics) and the run's description. A built-in set's task is known up front; a csv
-    or npz file's comes from its labels (a csv's whole target column), read by the trials, so
-    every task's metrics are allowed there."""
+    """The ``val_`` metrics a training run on ``dataset`` reports (its task's
+    :func:`~dlopt.train.metrics.validation_metrics`) and the run's description. A built-in
+    set's task is known up front; a csv or npz file's comes from its labels (a csv's whole
+    target column), read by the trials, so every task's metrics are allowed there."""
     from dlopt.data import DATASETS
-    from dlopt.train.metrics import DEFAULT_METRICS
+    from dlopt.train.metrics import DEFAULT_METRICS, validation_metrics
 
     task = DATASETS.get(dataset).info.get("task") if dataset in DATASETS else None
     tasks = [task] if task in DEFAULT_METRICS else list(DEFAULT_METRICS)
-    names = ["loss", *dict.fromkeys(m for t in tasks for m in DEFAULT_METRICS[t])]
+    names = dict.fromkeys(m for t in tasks for m in validation_metrics(t))
     run = f"a {task} run (data {dataset})" if len(tasks) == 1 else "a training run"
     return [f"val_{n}" for n in names], run
 

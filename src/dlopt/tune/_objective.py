@@ -175,9 +175,9 @@ def static_metrics(model: "nn.Module", shape: tuple[int, ...] | None, *,
     training decides as the finished trial's file size does."""
     from dlopt.models import summary
     from dlopt.models.summary import count_params
-    from dlopt.train.checkpoint import weights_bytes
+    from dlopt.train.checkpoint import weights_size
 
-    out = {"params": float(count_params(model)), "size_bytes": float(len(weights_bytes(model)))}
+    out = {"params": float(count_params(model)), "size_bytes": float(weights_size(model))}
     if shape is None:
         return out
     out["macs"] = float(summary(model, shape).macs)

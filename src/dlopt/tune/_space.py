@@ -214,8 +214,10 @@ class SearchSpace:
 
 
 def _active(axis: Axis, params: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+    model = params.get("model.name")  # a model option's default is the drawn model's
     for path, want in axis.spec.when.items():
-        if not _holds(params[path] if path in params else _config_value(base, path, None), want):
+        have = params[path] if path in params else _config_value(base, path, None, model=model)
+        if not _holds(have, want):
             return False
     return True
 
@@ -230,27 +232,44 @@ def _holds(have: Any, want: Any) -> bool:
     return have in _wanted(want)
 
 
-def _config_value(base: Mapping[str, Any], path: str, default: Any = _MISSING) -> Any:
+def _config_value(base: Mapping[str, Any], path: str, default: Any = _MISSING, *,
+                  model: str | None = None) -> Any:
     """``path``'s value in a trial's config: as ``base`` holds it, else (a model option the
-    config leaves out, ``model.width``) the model's own default, which the trial builds with."""
+    config leaves out, ``model.width``) the default of the trial's model (``model``, the one a
+    ``model.name`` axis drew, else the config's), which the trial builds with."""
     try:
         return get_path(base, path)
     except KeyError:
-        value = _model_default(base, path)
+        value = _model_default(get_path(base, "model.name", None) if model is None else model, path)
     if value is _MISSING and default is _MISSING:
         raise KeyError(path) from None
     return default if value is _MISSING else value
 
 
-def _model_default(base: Mapping[str, Any], path: str) -> Any:
+def _config_values(axis: Axis, path: str, base: Mapping[str, Any],
+                   space: Mapping[str, "SearchParam"]) -> list[tuple[Any, Any]]:
+    """``(model, value)`` for each value ``path`` (a key no axis sets in those trials) can have
+    in a trial that samples ``axis``: ``(None, value)`` where the config sets it, else a model
+    option's default for each model such trials build (a ``model.name`` axis draws several)."""
+    try:
+        return [(None, get_path(base, path))]
+    except KeyError:
+        pass
+    names = _names_with(axis, "model.name", base, space) if path.startswith("model.") else []
+    found = [(name, _model_default(name, path)) for name in names]
+    return [(name, value) for name, value in found if value is not _MISSING]
+
+
+def _model_default(name: Any, path: str) -> Any:
+    """Model ``name``'s default for ``path`` (``model.OPTION``), or _MISSING."""
     from dlopt.models import model_options
 
     section, _, option = path.partition(".")
-    if section != "model" or "." in option:
+    if section != "model" or "." in option or option == "name" or not isinstance(name, str):
         return _MISSING
     try:
-        return model_options(get_path(base, "model.name")).get(option, _MISSING)
-    except (DloptError, KeyError):  # a custom model: no registry entry to read defaults from
+        return model_options(name).get(option, _MISSING)
+    except DloptError:  # a custom model: no registry entry to read defaults from
         return _MISSING
 
 
@@ -265,15 +284,24 @@ def _ordered(axes: list[Axis]) -> list[Axis]:
         if state.get(a.path) == "busy":
             raise ConfigError(f"{a.key}.when: conditions form a cycle through {a.path!r}")
         state[a.path] = "busy"
-        for dep in a.spec.when:
-            if dep in by_path:
-                visit(by_path[dep])
+        for dep in _reads(a, by_path):
+            visit(by_path[dep])
         state[a.path] = "done"
         done.append(a)
 
     for a in axes:
         visit(a)
     return done
+
+
+def _reads(axis: Axis, by_path: Mapping[str, Axis]) -> list[str]:
+    """The axes ``axis``'s condition reads: its ``when`` keys, and the ``model.name`` axis for a
+    model option (whose default depends on the model drawn)."""
+    deps = [dep for dep in axis.spec.when if dep in by_path]
+    if axis.path != "model.name" and "model.name" in by_path \
+            and any(dep.startswith("model.") and dep not in by_path for dep in axis.spec.when):
+        deps.append("model.name")
+    return deps
 
 
 # ---------------------------------------------------------------------------- validation
@@ -409,20 +437,15 @@ def _check_axis(axis: Axis, base: dict[str, Any], space: Mapping[str, Any]) -> N
     for dep, want in s.when.items():
         wanted = _wanted(want)
         if dep in space:
-            _check_reachable(axis, dep, space[dep], wanted, base)
-        else:
-            try:
-                _config_value(base, dep)
-            except KeyError:
-                raise ConfigError(
-                    f"{axis.key}.when: unknown key {dep!r}; use a config key or a search axis"
-                ) from None
+            _check_reachable(axis, dep, wanted, base, space)
+        elif not _config_values(axis, dep, base, space):
+            raise ConfigError(f"{axis.key}.when: unknown key {dep!r}; use a config key or a search axis")
         for w in wanted[1:]:  # each listed value must be one the key can take (a typo never matches)
-            _check_value(axis, _with(base, dep, w), axis.candidates()[0], what=f"{axis.key}.when")
+            _check_listed(axis, dep, w, base, space)
         if dep in space:
             context = _with(context, dep, wanted[0])
         else:
-            _check_fixed_condition(axis, dep, want, base)
+            _check_fixed_condition(axis, dep, want, base, space)
     for value in axis.candidates():
         _check_value(axis, context, value)
 
@@ -468,18 +491,43 @@ def _used_hint(name_key: str, takers: list[str], space: Mapping[str, "SearchPara
             f"axis {when}, or drop the axis")
 
 
-def _check_fixed_condition(axis: Axis, dep: str, want: Any, base: Mapping[str, Any]) -> None:
-    """A condition on a key no axis changes holds in every trial or in none: in none, the
-    axis would never be sampled, without a word."""
-    have = _config_value(base, dep)
-    if isinstance(have, Mapping):  # its whole dump would be the message
+def _check_listed(axis: Axis, dep: str, value: Any, base: dict[str, Any],
+                  space: Mapping[str, "SearchParam"]) -> None:
+    """``value``, listed in a condition on ``dep``, must be one ``dep`` can take: for a model
+    option, under some model the trials build that has the option."""
+    names = [name for name, _ in _config_values(axis, dep, base, space) if name is not None]
+    errors = []
+    for context in [_with(base, "model.name", name) for name in names] or [base]:
+        try:
+            _check_value(axis, _with(context, dep, value), axis.candidates()[0], what=f"{axis.key}.when")
+        except ConfigError as err:
+            errors.append(err)
+        else:
+            return
+    raise errors[0]
+
+
+def _check_fixed_condition(axis: Axis, dep: str, want: Any, base: Mapping[str, Any],
+                           space: Mapping[str, "SearchParam"]) -> None:
+    """A condition on a key no axis changes holds in every trial or in none (or, for a model
+    option left at its default, in the trials of some models or of none): in none, the axis
+    would never be sampled, without a word."""
+    found = _config_values(axis, dep, base, space)
+    section = next((v for _, v in found if isinstance(v, Mapping)), None)
+    if section is not None:  # its whole dump would be the message
         raise ConfigError(f"{axis.key}.when: {dep} is a section; a condition reads one key, "
-                          f"e.g. {dep}.{next(iter(have), 'name')}")
-    if not _holds(have, want):
-        asked = " or ".join(map(_yaml, _wanted(want)))
-        raise ConfigError(f"{axis.key}.when: {dep} is fixed at {_yaml(have)} (not a search "
+                          f"e.g. {dep}.{next(iter(section), 'name')}")
+    if any(_holds(have, want) for _, have in found):
+        return
+    asked = " or ".join(map(_yaml, _wanted(want)))
+    if len(found) == 1:
+        raise ConfigError(f"{axis.key}.when: {dep} is fixed at {_yaml(found[0][1])} (not a search "
                           f"axis), never {asked}, so the axis would never be sampled; set "
                           f"{dep} to that value, make it an axis, or drop the condition")
+    defaults = ", ".join(f"{name}: {_yaml(have)}" for name, have in found)
+    raise ConfigError(f"{axis.key}.when: {dep} is not a search axis and is left at the default of "
+                      f"the model drawn ({defaults}), never {asked}, so the axis would never be "
+                      f"sampled; set {dep} to that value, make it an axis, or drop the condition")
 
 
 def _check_grid_list(axis: Axis) -> None:
@@ -539,11 +587,12 @@ def _yaml(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def _check_reachable(axis: Axis, dep: str, spec: "SearchParam", wanted: list[Any],
-                     base: Mapping[str, Any]) -> None:
+def _check_reachable(axis: Axis, dep: str, wanted: list[Any], base: Mapping[str, Any],
+                     space: Mapping[str, "SearchParam"]) -> None:
     """Each value a condition lists must be one the axis it reads can draw (or, for a
     conditional axis that is switched off, the config's own value): else it never matches."""
-    own = [_config_value(base, dep, None)] if spec.when else []
+    spec = space[dep]
+    own = _switched_off(axis, dep, base, space)
     for w in wanted:
         if w not in own and not _can_draw(spec, w):
             raise ConfigError(f"{axis.key}.when: {dep} never takes {_yaml(w)}; its axis "
@@ -558,11 +607,20 @@ def _check_grid_conditions(space: SearchSpace, grid: Mapping[str, list[Any]],
         for dep, want in axis.spec.when.items():
             if dep not in grid:
                 continue
-            own = [_config_value(base, dep, None)] if specs[dep].when else []
+            own = _switched_off(axis, dep, base, specs)
             for w in _wanted(want):
                 if w not in own and w not in grid[dep]:
                     raise ConfigError(f"{axis.key}.when: the grid sampler never gives {dep} "
                                       f"{_yaml(w)}; its grid: {', '.join(map(_yaml, grid[dep]))}")
+
+
+def _switched_off(axis: Axis, dep: str, base: Mapping[str, Any],
+                  space: Mapping[str, "SearchParam"]) -> list[Any]:
+    """The values ``dep``'s axis leaves in a trial that samples ``axis`` when its own condition
+    switches it off (the config's, or the drawn model's default); none for an unconditional axis."""
+    if not space[dep].when:
+        return []
+    return [value for _, value in _config_values(axis, dep, base, space)] or [None]
 
 
 def _draws(spec: "SearchParam") -> str:

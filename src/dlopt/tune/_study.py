@@ -138,7 +138,7 @@ def _tune(cfg: "TuneConfig", *, study: str | None, study_dir: str | Path | None,
         raise ConfigError(f"--timeout={budget}: need a number of seconds > 0")
     if objective is train_objective:
         # a custom objective may report any val_ metric; dlopt's training runs report known ones
-        check_training_metrics(cfg.search, dataset=cfg.data.name)
+        check_training_metrics(cfg)
     try:
         sdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
