@@ -171,7 +171,7 @@ def quantize(
     src: Path = typer.Argument(..., help="run directory or exported .onnx"),
     out: Path = typer.Option(..., "--out", "-o", help="output run directory"),
     method: str = typer.Option("auto", "--method", help="auto | static | dynamic | qat | binary | ternary"),
-    calibration: str = typer.Option("minmax", "--calibration", help="minmax | entropy | percentile | distribution"),
+    calibration: str = typer.Option("minmax", "--calibration", help="minmax | entropy | percentile"),
     calib_samples: int = typer.Option(512, "--calib-samples", help="training samples for calibration"),
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor"),
     epochs: int = typer.Option(1, "--epochs", help="training epochs (qat, binary, ternary)"),

@@ -29,6 +29,7 @@ from dlopt.compress import _rundir as rd
 from dlopt.compress._types import Budget, CompressResult, MeasureSettings, check_latency_measured
 from dlopt.compress.guard import budget_record, judge, slower_flags
 from dlopt.compress.measure import measure_onnx, measure_torch, onnx_size_reduction
+from dlopt.deploy._quantize import CALIBRATIONS, check_calibration
 from dlopt.errors import ConfigError, DataError, ModelError, first_line
 from dlopt.registry import Registry
 
@@ -38,7 +39,6 @@ __all__ = ["QUANT_METHODS", "quantize_run", "quantize_onnx", "check_quantizable"
 log = logging.getLogger(__name__)
 
 QUANT_METHODS: Registry[Any] = Registry("quantization method", ConfigError)
-CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
 CONV_KERNELS = ("auto", "direct", "gemm")
 
 # operator domains ONNX Runtime's quantizer and CPU kernels understand
@@ -139,8 +139,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, *, method: str = "auto", cal
     entry = QUANT_METHODS.get(method)
     if entry.info["kind"] != "ptq":
         raise ConfigError(f"quantize_onnx: method {method!r} needs a training run; allowed on .onnx: auto, dynamic, static")
-    if calibrate_method not in CALIBRATIONS:
-        raise ConfigError(f"--calibration {calibrate_method!r} is invalid; allowed: {', '.join(CALIBRATIONS)}")
+    check_calibration(calibrate_method)
     src, dst = Path(src), Path(dst)
     check_quantizable(src)
     calib = np.zeros((0,), np.float32) if calibration is None else np.asarray(calibration, np.float32)
@@ -268,8 +267,7 @@ def quantize_run(src: str | Path, out_dir: str | Path, *, method: str = "auto", 
     ``data`` (an ``.onnx`` source only): the dataset name or data config mapping to calibrate and
     judge on, instead of the one the file's metadata names."""
     entry = QUANT_METHODS.get(method)
-    if calibration not in CALIBRATIONS:
-        raise ConfigError(f"--calibration {calibration!r} is invalid; allowed: {', '.join(CALIBRATIONS)}")
+    check_calibration(calibration)
     if calib_samples < 1:
         raise ConfigError(f"--calib-samples={calib_samples} is invalid; allowed: an integer >= 1")
     if epochs < 1:

@@ -23,9 +23,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlopt.deploy._stats import latency_stats
+from dlopt.deploy._stats import latency_stats, weight_elements
 from dlopt.registry import Registry
-from dlopt.train._scores import class_probabilities
+from dlopt.train import class_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -129,20 +129,10 @@ def _compile(source: dict[str, Any], threads: int) -> Loaded:
 
 
 def onnx_params(path: str | os.PathLike) -> int:
-    """Weight elements of an ONNX file. Not weights: Q/DQ scales and zero points, int64
-    initializers (shapes and axes for Reshape and friends) and the bounds of Clip/Min/Max
-    (QAT's PACT clip values, buffers in the PyTorch model, as the run's ``params`` counts)."""
+    """Weight elements of an ONNX file (:func:`dlopt.deploy._stats.weight_elements` says which)."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
-    quant_aux = {name for node in proto.graph.node
-                 if node.op_type in ("QuantizeLinear", "DequantizeLinear")
-                 for name in node.input[1:]}
-    bounds = {name for node in proto.graph.node if node.op_type in ("Clip", "Min", "Max")
-              for name in node.input}
-    return sum(int(np.prod(t.dims)) for t in proto.graph.initializer
-               if t.name not in quant_aux and t.data_type != onnx.TensorProto.INT64
-               and not (t.name in bounds and int(np.prod(t.dims)) <= 1))
+    return weight_elements(onnx.load(str(path), load_external_data=False).graph)
 
 
 @RUNNERS.register("onnxruntime")

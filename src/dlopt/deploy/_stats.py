@@ -1,4 +1,5 @@
-"""Pure functions behind the benchmark figures: latency statistics and verdicts.
+"""Pure functions behind the benchmark figures: latency statistics, verdicts and the weight
+count of an ONNX graph.
 
 A verdict compares medians. The noise threshold is the two runs' relative IQRs combined
 (``hypot(iqr_a / p50_a, iqr_b / p50_b)``), never below ``floor`` (5%): within-run spread
@@ -10,11 +11,11 @@ removes that drift from a verdict.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["latency_stats", "verdict", "NOISE_FLOOR"]
+__all__ = ["latency_stats", "verdict", "weight_elements", "NOISE_FLOOR"]
 
 NOISE_FLOOR = 0.05
 
@@ -58,3 +59,56 @@ def verdict(base: dict[str, float], other: dict[str, float], *, floor: float = N
     if speedup < 1.0 / (1.0 + threshold) and max(rounds) < 1.0:
         return speedup, threshold, "slower"
     return speedup, threshold, "no change"
+
+
+# ops whose initializer inputs are learned weights and biases even when they hold one element
+# (a Linear(.., 1)'s bias, a 1-channel norm's scale, PReLU's single slope)
+_LAYERS = frozenset({"Gemm", "MatMul", "Conv", "ConvTranspose", "BatchNormalization", "LayerNormalization",
+                     "InstanceNormalization", "GroupNormalization", "PRelu", "GRU", "LSTM", "RNN"})
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+def weight_elements(graph: Any) -> int:
+    """Weight elements of an ONNX graph (``onnx.GraphProto``, float or QDQ INT8): the count a
+    run's ``params`` makes of the PyTorch model. Not weights: Q/DQ scales and zero points, int64
+    initializers (shapes, axes), and a tensor of one element that no layer takes as weight or
+    bias: the exporter's literal constants (the 0-d 0.0 a GRU/LSTM's zero state is expanded
+    from, ViT's attention scale) and QAT's PACT clip bounds (buffers in the PyTorch model)."""
+    from onnx import TensorProto
+
+    users: dict[str, list[Any]] = {}
+    made_by: dict[str, Any] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+        made_by.update(dict.fromkeys(node.output, node))
+    quant_aux = {name for node in graph.node if node.op_type in _QDQ for name in node.input[1:]}
+    total = 0
+    for t in graph.initializer:
+        size = int(np.prod(t.dims))
+        if t.name in quant_aux or t.data_type == TensorProto.INT64:
+            continue
+        if size > 1 or _feeds_a_layer(t.name, users, made_by):
+            total += size
+    return total
+
+
+def _feeds_a_layer(name: str, users: dict[str, list[Any]], made_by: dict[str, Any]) -> bool:
+    """Whether a layer takes ``name`` as an input, looking through a QDQ file's DequantizeLinear;
+    an Add of a MatMul's output is a Linear's bias on (N, L, F) inputs."""
+    for node in users.get(name, []):
+        if node.op_type == "DequantizeLinear" and node.input[0] == name:
+            if _feeds_a_layer(node.output[0], users, made_by):
+                return True
+        elif node.op_type in _LAYERS or (node.op_type == "Add" and any(
+                _source_op(i, made_by) == "MatMul" for i in node.input if i != name)):
+            return True
+    return False
+
+
+def _source_op(name: str, made_by: dict[str, Any]) -> str | None:
+    """The op that computes ``name``, looking back through Q/DQ pairs."""
+    node = made_by.get(name)
+    while node is not None and node.op_type in _QDQ:
+        node = made_by.get(node.input[0])
+    return None if node is None else node.op_type
