@@ -294,6 +294,9 @@ def test_ctrl_c_during_journal_writes_is_a_keyboard_interrupt_and_leaves_no_lock
 
     from dlopt.tune._storage import open_storage
 
+    # a runner that starts the tests in the background (`cmd &`) starts them with SIGINT
+    # ignored: every write loop below would then run to its end instead of being interrupted
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     store = open_storage(None, study_dir=tmp_path, study_name="x", interval=30.0, grace=120.0,
                          workers=1)
     trial = optuna.create_study(storage=store.storage, study_name="x").ask()
@@ -313,6 +316,7 @@ def test_ctrl_c_during_journal_writes_is_a_keyboard_interrupt_and_leaves_no_lock
         if os.path.lexists(lock):
             outcomes.append("lock file left")
             lock.unlink()
-    assert outcomes == ["KeyboardInterrupt"] * 300, sorted(set(outcomes))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    after = signal.signal(signal.SIGINT, inherited)
     store.close()
+    assert outcomes == ["KeyboardInterrupt"] * 300, sorted(set(outcomes))
+    assert after is signal.default_int_handler
