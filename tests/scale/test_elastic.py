@@ -156,3 +156,22 @@ def test_resume_with_another_global_batch_refused(tmp_path):
     assert proc.returncode == 2, out[-4000:]
     assert "the checkpoint was trained with a global batch of 32 (1 process(es)), this run has 64 (2)" in out
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 1  # untouched
+
+
+def test_sigkill_to_launcher_stops_its_processes_at_a_saved_step(tmp_path):
+    """A launcher killed with SIGKILL cannot pass anything on: its processes went on training
+    and writing the run directory unseen. Linux now sends them SIGTERM when it dies, so they
+    save a checkpoint and stop."""
+    proc, run_dir = _launch(tmp_path, 0, "--set", "train.epochs=500", "--set", "train.checkpoint.every_steps=1000")
+    _wait_for_checkpoint(proc, run_dir)
+    ranks = [_rank_pid(proc.pid, r) for r in (0, 1)]
+    assert None not in ranks, "rank processes not found"
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+              for pid in ranks):
+        assert time.monotonic() < deadline, "the launcher's processes outlived it by a minute"
+        time.sleep(0.1)
+    assert not (run_dir / "summary.json").exists(), "the orphaned processes trained to the end"
+    assert (run_dir / "checkpoints" / "last").exists()

@@ -23,6 +23,7 @@ naming it. Nothing is ever unpickled beyond ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -98,7 +99,9 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     except OSError as exc:
         raise _write_failed(path, exc, "the previous file is kept") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        # on a file system turned read-only the unlink fails too: the write's error is the one to show
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
 
 
@@ -225,7 +228,8 @@ def write_checkpoint(root: str | os.PathLike, files: Mapping[str, bytes], *, ste
         os.rename(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _write_failed(root / f"step-{step:08d}", exc, "the previous checkpoint is kept") from None
+        kept = "the previous checkpoint is kept" if (root / "last").exists() else "no checkpoint written yet"
+        raise _write_failed(root / f"step-{step:08d}", exc, kept) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -25,6 +25,7 @@ engine needs around them, each a handler on the loop's events:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import math
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 #: set by :func:`launch` for its processes: the launcher prints the group's one error line
 LAUNCHER_ENV = "DLOPT_LAUNCHER"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # what a rank reports when a peer went away: a consequence, never the group's cause
 _LOST = "lost the other processes"
 
@@ -137,6 +139,7 @@ def session(device: torch.device, *, backend: str = "auto", timeout_s: float = 3
     if not world.enabled:
         yield world
         return
+    _stop_with_launcher()
     owned = not dist.is_initialized()
     try:
         if owned:
@@ -154,6 +157,21 @@ def session(device: torch.device, *, backend: str = "auto", timeout_s: float = 3
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _stop_with_launcher() -> None:
+    """Ask Linux for a SIGTERM when the process that started this one (torchrun's agent: the
+    ``dlopt train --nproc`` launcher) dies. A launcher killed with SIGKILL cannot stop its
+    processes, which went on training and writing the run directory unseen beside a resumed
+    run; with SIGTERM they save a checkpoint and stop, as on any SIGTERM."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: no such request
+        return
+    launcher = os.environ.get(LAUNCHER_ENV, "")
+    if launcher.isdigit() and os.getppid() != int(launcher):  # it died before the request
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def check_devices(device: torch.device, backend: str, *, local_processes: int) -> None:
@@ -515,7 +533,7 @@ def launch(worker_args: Sequence[str], *, nproc: int, max_restarts: int = 0) -> 
 @contextlib.contextmanager
 def _launcher_env() -> Iterator[None]:
     """Tell the processes (they inherit the environment) that the launcher reports for them."""
-    os.environ[LAUNCHER_ENV] = "1"
+    os.environ[LAUNCHER_ENV] = str(os.getpid())  # the processes' parent: see _stop_with_launcher
     try:
         yield
     finally:

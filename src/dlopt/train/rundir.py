@@ -48,12 +48,15 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: boo
         if not (d / CHECKPOINTS / "last").exists():
             raise ConfigError(f"nothing to resume in {d}: no {CHECKPOINTS}/last checkpoint")
         return d
-    if nonempty:
-        if not overwrite:
-            how = "--resume to continue it or --overwrite" if resumable else "--overwrite"
-            raise ConfigError(f"run directory {d} is not empty; pass {how} to start over")
-        shutil.rmtree(d)
-    d.mkdir(parents=True, exist_ok=True)
+    if nonempty and not overwrite:
+        how = "--resume to continue it or --overwrite" if resumable else "--overwrite"
+        raise ConfigError(f"run directory {d} is not empty; pass {how} to start over")
+    try:
+        if nonempty:
+            shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only or full file system, no permission: the user's to fix
+        raise ConfigError(f"run directory {d}: cannot create it: {exc.strerror or exc}") from None
     return d
 
 
