@@ -34,7 +34,7 @@ def test_compare_shows_a_regression_runs_test_metrics(tmp_path):
     for run in runs:
         test = json.loads((run / "summary.json").read_text())["test"]
         row = next(line for line in table.splitlines() if line.startswith(f"| {run.name} |"))
-        assert f"test r2 {test['r2']:.4f}, mae {test['mae']:.4f}; 1 epochs" in row
+        assert f"test r2 {test['r2']:.4f}, mae {test['mae']:.4f}; 1 epoch" in row
 
 
 def test_the_note_names_what_the_run_has():

@@ -34,6 +34,6 @@ def test_compare_shows_what_a_quantized_run_delivers(tmp_path):
     assert row["type"] == "quantize"
     assert row["size on disk"] == format_cell("size_bytes", (q.run_dir / "model.int8.onnx").stat().st_size)
     assert row["size on disk"] != format_cell("size_bytes", (q.run_dir / "model.safetensors").stat().st_size)
-    assert row["time"] == "–" and "epochs" not in row["note"] and row["note"].startswith("accepted")
+    assert row["time (stage wall; run dir: train)"] == "–" and "epoch" not in row["note"] and row["note"].startswith("accepted")
     assert row["accuracy"] == format_cell("accuracy", q.summary["test"]["accuracy"])
-    assert trained["type"] == "train" and trained["note"] == "1 epochs"
+    assert trained["type"] == "train" and trained["note"] == "1 epoch"

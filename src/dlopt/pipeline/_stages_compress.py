@@ -49,7 +49,15 @@ def _command(verb: str, args: list[Any], opts: Any) -> str:
 _RUN_ONLY = ("latency_ms", "confusion_matrix")
 
 
-def _output(result: Any, out: Path, stage_dir: Path, command: str) -> StageOutput:
+def _reason(result: Any, opts: Any) -> str:
+    """The guard's reason; without ``measure_latency`` the step ran with ``--no-latency``, and
+    "within budget" alone would read as if latency had been checked too."""
+    if opts.measure_latency or not result.reason:
+        return result.reason
+    return f"{result.reason}; latency not checked (measure_latency: false)"
+
+
+def _output(result: Any, out: Path, stage_dir: Path, command: str, opts: Any) -> StageOutput:
     """Metrics of the step's kept model plus the guard's decision and before/after figures."""
     metrics, timings = run_metrics(out) if (out / "summary.json").exists() else ({}, {})
     comp = result.summary.get("compression", {})
@@ -59,7 +67,7 @@ def _output(result: Any, out: Path, stage_dir: Path, command: str) -> StageOutpu
             metrics[key] = kept[key]
     if kept.get("test_accuracy") is not None:
         metrics["accuracy"] = kept["test_accuracy"]
-    metrics.update(accepted=result.accepted, reason=result.reason,
+    metrics.update(accepted=result.accepted, reason=_reason(result, opts),
                    before={k: v for k, v in result.before.items() if k not in _RUN_ONLY},
                    after={k: v for k, v in result.after.items() if k not in _RUN_ONLY},
                    method=comp.get("method"))
@@ -114,7 +122,7 @@ def prune_stage(ctx: StageContext, opts: PruneOptions) -> StageOutput:
     cmd = _command("prune", [src, "--out", out, "--method", opts.method, "--target", opts.target, "--steps", opts.steps,
                              "--finetune-epochs", opts.finetune_epochs, "--round-to", opts.round_to or 1,
                              *(["--lr", f"{opts.lr:g}"] if opts.lr else [])], opts)
-    return _output(result, out, ctx.dir, cmd)
+    return _output(result, out, ctx.dir, cmd, opts)
 
 
 # ------------------------------------------------------------------------------- distill
@@ -169,7 +177,7 @@ def distill_stage(ctx: StageContext, opts: DistillOptions) -> StageOutput:
                                *(["--lr", f"{opts.lr:g}"] if opts.lr else [])], opts)
     if opts.recipe:  # fit() keywords have no dlopt distill flag
         cmd += f"  # recipe (pipeline only): {opts.recipe}"
-    return _output(result, out, ctx.dir, cmd)
+    return _output(result, out, ctx.dir, cmd, opts)
 
 
 def _student_arg(student: Any) -> str:
@@ -218,4 +226,4 @@ def quantize_stage(ctx: StageContext, opts: QuantizeOptions) -> StageOutput:
                                 "--calib-samples", opts.calib_samples,
                                 "--per-channel" if opts.per_channel else "--per-tensor", "--epochs", opts.epochs,
                                 "--lr", f"{opts.lr:g}", "--conv-kernel", opts.conv_kernel], opts)
-    return _output(result, out, ctx.dir, cmd)
+    return _output(result, out, ctx.dir, cmd, opts)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from dlopt.config import parse_config
+from dlopt.config import dump_config, parse_config
 from dlopt.errors import ConfigError, RunError
 from dlopt.pipeline._context import STAGES, Options, StageContext, StageOutput, deep_merge, parse_merged
 
@@ -150,9 +150,12 @@ def lr_find_stage(ctx: StageContext, opts: LRFindOptions) -> StageOutput:
     res = lr_find(cfg, run_dir=ctx.dir, min_lr=opts.min_lr, max_lr=opts.max_lr, steps=opts.steps)
     metrics = {"suggested_lr": res.suggestion, "min_loss_lr": res.min_loss_lr, "diverged": res.diverged,
                "steps": len(res.lrs)}
-    return StageOutput(metrics, {}, {"curve": "lr_find.json", "plot": "lr_find.png"},
-                       [f"dlopt lr-find <config> --steps {opts.steps} --min-lr {opts.min_lr:g} "
-                        f"--max-lr {opts.max_lr:g}"])
+    # the merged config is in no file of its own: write it so the reproduce line names a real one
+    config = ctx.dir / "config.yaml"
+    dump_config(cfg, config)
+    return StageOutput(metrics, {}, {"curve": "lr_find.json", "plot": "lr_find.png", "config": "config.yaml"},
+                       [f"{shlex.join(['dlopt', 'lr-find', str(config)])} --steps {opts.steps} "
+                        f"--min-lr {opts.min_lr:g} --max-lr {opts.max_lr:g}"])
 
 
 # ---------------------------------------------------------------------------------- tune
@@ -167,9 +170,20 @@ class TuneOptions(Options):
     use_input_lr: bool = True
 
 
+def _start_lr(opts: TuneOptions, lr: float | None) -> float | None:
+    """The input's suggestion when trials start from it: a ``train.optim.lr`` search axis
+    overwrites the base lr in every trial, so there the suggestion is unused."""
+    if lr is None or not opts.use_input_lr:
+        return None
+    if "train.optim.lr" in (opts.search.get("space") or {}):
+        log.info("lr_find's suggestion %.3g is not used: train.optim.lr is a search axis", lr)
+        return None
+    return lr
+
+
 def _tune_data(base: dict[str, Any], opts: TuneOptions, lr: float | None) -> dict[str, Any]:
     data = deep_merge(base, opts.config)
-    if lr is not None and opts.use_input_lr:
+    if lr is not None:
         data = deep_merge(data, {"train": {"optim": {"lr": lr}}})
     data["search"] = dict(opts.search)
     return data
@@ -198,7 +212,8 @@ def tune_stage(ctx: StageContext, opts: TuneOptions) -> StageOutput:
     from dlopt.config import TuneConfig
     from dlopt.tune import tune
 
-    lr = ctx.input.metrics.get("suggested_lr") if ctx.input is not None else None
+    suggested = ctx.input.metrics.get("suggested_lr") if ctx.input is not None else None
+    lr = _start_lr(opts, suggested)
     cfg = parse_config(_tune_data(ctx.base(), opts, lr), TuneConfig)
     study = f"{ctx.pipeline.name}-{ctx.spec.name}"
     result = tune(cfg, study=study, study_dir=ctx.dir, trials=opts.trials)
@@ -207,7 +222,7 @@ def tune_stage(ctx: StageContext, opts: TuneOptions) -> StageOutput:
     metrics = {"trials": sum(result.counts.get(s, 0) for s in ("COMPLETE", "PRUNED")),
                "complete": result.counts.get("COMPLETE", 0), "pruned": result.counts.get("PRUNED", 0),
                "best_trial": best.get("trial"), "best_values": best.get("values", {}),
-               "best_params": best.get("params", {}), "start_lr": lr}
+               "best_params": best.get("params", {}), "start_lr": lr, "suggested_lr": suggested}
     artifacts = {"trials_csv": "trials.csv"}
     if (ctx.dir / "best_config.yaml").is_file():
         artifacts["best_config"] = "best_config.yaml"

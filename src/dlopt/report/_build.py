@@ -260,11 +260,22 @@ def _dirty_text(dirty: Any) -> str:
     return {True: "yes (the commit alone is not the code that ran)", False: "no"}.get(dirty, "unknown")
 
 
-def _section_env(results: dict[str, Any]) -> Section:
+def _bench_load(root: Path, results: dict[str, Any]) -> str | None:
+    """The 1-minute load average the last bench stage ran under, as ``dlopt bench`` prints it:
+    latency figures mean little without it on a shared machine."""
+    benches = [s for s in results.get("stages", []) if s["type"] == "bench" and "bench" in s.get("artifacts", {})]
+    doc = read_json(_artifact(root, benches[-1], "bench")) if benches else None  # type: ignore[arg-type]
+    load = ((doc or {}).get("environment") or {}).get("load_average")
+    return f"{load[0]:.1f}" if load else None
+
+
+def _section_env(root: Path, results: dict[str, Any]) -> Section:
     env = results.get("environment", {})
     cpu = env.get("cpu", {})
-    rows = [("CPU", cpu.get("model")), ("logical CPUs", env.get("logical_cpus")),
-            ("usable CPUs", env.get("usable_cpus")), ("torch threads", env.get("torch_threads")),
+    load = _bench_load(root, results)
+    rows = [("CPU", cpu.get("model")), *([("load average at the bench", load)] if load else []),
+            ("logical CPUs", env.get("logical_cpus")), ("usable CPUs", env.get("usable_cpus")),
+            ("torch threads", env.get("torch_threads")),
             ("OS", env.get("os")), ("Python", env.get("python")), ("git commit", env.get("git_commit")),
             ("uncommitted changes", _dirty_text(env.get("git_dirty")))]
     rows += [(k, v) for k, v in (env.get("versions") or {}).items()]
@@ -350,7 +361,7 @@ def build_report(root: str | Path) -> dict[str, Path]:
     sections: list[Section | None] = [
         _section_stages(results), _section_pareto(results), _section_curves(root, results),
         _section_tuning(root, results), _section_final(root, results), *_section_sweeps(root, results),
-        _section_env(results)]
+        _section_env(root, results)]
     kept = [s for s in sections if s is not None]
     sub = f"Pipeline run {root} — updated {results.get('updated', '?')}"
     paths = _write(root, "report", f"dlopt pipeline: {results.get('pipeline', root.name)}", sub, kept)
@@ -396,11 +407,36 @@ def _summary_row(path: Path, label: str, summary: dict[str, Any]) -> dict[str, A
     weights = path / "model.safetensors"
     size = summary.get("size_bytes") if step and summary.get("accepted") else (
         weights.stat().st_size if weights.is_file() else None)
-    trained = bool(summary.get("epochs"))  # an INT8 conversion trains nothing: no time, no epochs
-    notes = (regression_note(test), verdict_note(summary), f"{summary.get('epochs')} epochs" if trained else "")
+    epochs = _own_epochs(summary)
+    # a rejected step's summary keeps its input's training time; the step's own is not recorded
+    own_time = bool(epochs) and (not step or summary.get("accepted") is not False)
+    notes = (regression_note(test), verdict_note(summary), _epochs_text(epochs, step))
     return {"run": label, "stage": path.name, "type": step or "train", "status": "", "accuracy": test.get("accuracy"),
             "params": summary.get("params"), "macs": summary.get("macs"), "size_bytes": size,
-            "seconds": summary.get("train_seconds") if trained else None, "note": "; ".join(p for p in notes if p)}
+            "seconds": summary.get("train_seconds") if own_time else None, "note": "; ".join(p for p in notes if p)}
+
+
+# post-training quantization methods (dlopt.compress.QUANT_METHODS of kind "ptq"): they train nothing
+_PTQ = ("static", "dynamic", "auto")
+
+
+def _own_epochs(summary: dict[str, Any]) -> Any:
+    """The epochs the run itself trained: a compression step's from its options (its summary's
+    ``epochs`` are its input's when the guard rejected it), per step for prune."""
+    comp = summary.get("compression") or {}
+    opts, step = comp.get("options") or {}, comp.get("step")
+    if step is None:
+        return summary.get("epochs")
+    if step == "quantize" and comp.get("method") in _PTQ:
+        return 0
+    return opts.get("finetune_epochs" if step == "prune" else "epochs")
+
+
+def _epochs_text(epochs: Any, step: str | None) -> str:
+    if not _num(epochs) or not epochs:
+        return ""
+    text = f"{epochs:g} epoch{'' if epochs == 1 else 's'}"
+    return f"fine-tuned {text} per step" if step == "prune" else text
 
 
 def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Path]:
@@ -418,7 +454,8 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, P
         rws, cv = _as_run(path, label, sizes, results.get(path))
         rows += rws
         curves.update(cv)
-    cols = {"run": "run", **stage_columns(sizes)}
+    # a pipeline's row times its whole stage, a run directory's only its training
+    cols = {"run": "run", **stage_columns(sizes), "seconds": "time (stage wall; run dir: train)"}
     sections = [Section("Side by side", _table_html(rows, cols, table_id="stage-table"), markdown_table(rows, cols))]
     png = plots.curves_plot(curves)
     if png:

@@ -36,11 +36,31 @@ class _Environment(_Loose):
     versions: dict[str, Any] = Field(default_factory=dict)
 
 
+class _Figures(_Loose):
+    # the cells of the stage table and the cost plots: a string there used to draw as "–"
+    accuracy: float | None = None
+    params: float | None = None
+    macs: float | None = None
+    size_bytes: float | None = None
+
+
+class _StageMetrics(_Figures):
+    epochs: float | None = None
+
+
+class _Latency(_Loose):
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    throughput: float | None = None
+    speedup: float | None = None
+    verdict: str | None = None
+
+
 class _Stage(_Loose):
     name: str
     type: str
     inputs: list[str] = Field(default_factory=list)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: _StageMetrics = Field(default_factory=_StageMetrics)
     timings: dict[str, Any] = Field(default_factory=dict)
     artifacts: dict[str, str] = Field(default_factory=dict)
 
@@ -75,12 +95,12 @@ class _SweepMetrics(_Loose):
 
 
 class _BenchMetrics(_Loose):
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    models: dict[str, _Figures] = Field(default_factory=dict)
 
 
 class _BenchTimings(_Loose):
     # model -> batch size -> figures
-    models: dict[str, dict[str, dict[str, Any] | None]] = Field(default_factory=dict)
+    models: dict[str, dict[str, _Latency | None]] = Field(default_factory=dict)
 
 
 # stage type -> key of its record -> the shape the report reads there
@@ -129,14 +149,22 @@ class _Row(_Loose):
     epoch: float | None = None
 
 
+class _BenchEnvironment(_Loose):
+    load_average: list[float] | None = None
+
+
+class _BenchFile(_Loose):
+    environment: _BenchEnvironment = Field(default_factory=_BenchEnvironment)
+
+
 # file name -> its shape (a .jsonl file: one JSON value a line, read as a list)
 _FILES: dict[str, Any] = {"lr_find.json": _LRCurve, "summary.json": _Summary,
-                          "metrics.jsonl": list[_Row]}
+                          "metrics.jsonl": list[_Row], "bench.json": _BenchFile}
 
 
 def load_json(path: Path) -> tuple[Any, str | None]:
     """``(content, None)`` when ``path`` (``lr_find.json``, ``summary.json``,
-    ``metrics.jsonl``) holds what the report reads there, else ``(None, what is wrong)``:
+    ``metrics.jsonl``, ``bench.json``) holds what the report reads there, else ``(None, what is wrong)``:
     ``"missing"``, or a line naming the file and key."""
     try:
         text = path.read_text()
