@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dlopt.errors import ConfigError
 
 __all__ = [
+    "close_names",
     "Section",
     "DataConfig",
     "ModelConfig",
@@ -538,9 +539,16 @@ def _close_keys(model: type[BaseModel], name: str) -> list[str]:
     that name (``lr`` -> ``optim.lr``), else the same letters in another order (``lgo`` ->
     ``log``), else a close spelling (``epochz`` -> ``epochs``)."""
     nested = [p for p in _sub_keys(model) if p.rsplit(".", 1)[-1] == name]
+    return nested[:3] or close_names(name, model.model_fields)
+
+
+def close_names(name: str, names: Iterable[str]) -> list[str]:
+    """The one of ``names`` a mistyped ``name`` may have meant (none, or a list of one): the
+    same letters in another order (``lgo`` -> ``log``), else a close spelling (``widht``)."""
+    names = list(names)
     # letters swapped before difflib, which rates 'lgo' as close to 'low' as to 'log'
-    swapped = [k for k in model.model_fields if sorted(k) == sorted(name)]
-    return nested[:3] or swapped[:1] or difflib.get_close_matches(name, list(model.model_fields), n=1)
+    swapped = [k for k in names if sorted(k) == sorted(name)]
+    return swapped[:1] or difflib.get_close_matches(name, names, n=1)
 
 
 def _sub_keys(model: type[BaseModel], depth: int = 2) -> list[str]:

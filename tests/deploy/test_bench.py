@@ -183,8 +183,8 @@ def test_bench_of_an_onnx_file_builds_one_onnx_runtime_session_for_it(lenet, mon
 
 
 def test_the_public_benchmark_checks_every_onnx_file_itself():
-    """Only bench_run, which checked the files, may hand over their input shape (private
-    ``_benchmark``): a caller of ``benchmark`` cannot skip the check."""
+    """Only bench_run, which checked the files, may hand over their input shape
+    (``benchmark_checked``): a caller of ``benchmark`` cannot skip the check."""
     import inspect
 
     assert "input_shape" not in inspect.signature(benchmark).parameters

@@ -43,6 +43,10 @@ def test_paired_rounds_keep_one_drifting_round_from_making_a_verdict():
     assert verdict(_stats(8, 0.1), _stats(10, 0.1), paired=[0.8, 0.7, 0.85])[2] == "slower"
     # every round must agree: a median beyond the band with one round below 1 is not faster
     assert verdict(_stats(10, 0.1), _stats(8, 0.1), paired=[1.3, 1.25, 0.97])[2] == "no change"
+    # ... and each must leave the band: one round inside it is noise the others may share
+    speed, threshold, word = verdict(_stats(1.0, 0.04), _stats(1.0, 0.04), paired=[1.0589, 1.0675, 1.0076])
+    assert word == "no change" and speed > 1.0 + threshold
+    assert verdict(_stats(1.0, 0.04), _stats(1.0, 0.04), paired=[1/1.0589, 1/1.0675, 1/1.0076])[2] == "no change"
 
 
 @given(st.floats(0.01, 1e3), st.floats(0.01, 1e3), st.floats(0, 50), st.floats(0, 50))

@@ -55,7 +55,7 @@ def test_cli_run_refuses_an_infinite_max_lr_before_training(tmp_path):
 
 SPACE = {"train.optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
 WIDHT = ("unknown option 'widht' for model 'lenet5'; valid: activation, channels, dropout, hidden, init, "
-         "norm, pool, width")
+         "norm, pool, width; did you mean 'width'?")
 
 
 @pytest.mark.parametrize("over, line", [
@@ -63,7 +63,7 @@ WIDHT = ("unknown option 'widht' for model 'lenet5'; valid: activation, channels
     ("base.train=5", "base.train=5: Input should be a valid dictionary or instance of TrainConfig"),
     ("base.train.epochs=0", "base.train.epochs=0: Input should be greater than or equal to 1"),
     ("base.model.widht=1", "base: unknown option 'widht' for model 'lenet5'; valid: activation, channels, "
-                           "dropout, hidden, init, norm, pool, width"),
+                           "dropout, hidden, init, norm, pool, width; did you mean 'width'?"),
     # a stage's config key lost its config. prefix
     ("stages.tune.config.train.epochs=0",
      "stages[1] 'tune': config.train.epochs=0: Input should be greater than or equal to 1"),

@@ -29,7 +29,7 @@ from dlopt.compress import _rundir as rd
 from dlopt.compress._types import Budget, CompressResult, MeasureSettings, check_latency_measured
 from dlopt.compress.guard import budget_record, judge, slower_flags
 from dlopt.compress.measure import measure_onnx, measure_torch, onnx_size_reduction
-from dlopt.deploy._quantize import CALIBRATIONS, check_calibration
+from dlopt.deploy import CALIBRATIONS, check_calibration
 from dlopt.errors import ConfigError, DataError, ModelError, first_line
 from dlopt.registry import Registry
 
@@ -90,7 +90,7 @@ def _static(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method: 
 def _dynamic(src: Path, dst: Path, *, calibration: np.ndarray, calibrate_method: str, per_channel: bool) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from dlopt.deploy._quantize import quiet_quantization_notes
+    from dlopt.deploy import quiet_quantization_notes
 
     # activation ranges come from each whole batch at run time (DynamicQuantizeLinear)
     log.warning("dynamic INT8: a row's answer depends on the batch it is sent in; static INT8 does not")

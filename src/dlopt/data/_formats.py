@@ -19,8 +19,8 @@ from dlopt.data._builtin import idx_raw
 from dlopt.data._raw import RawData
 from dlopt.data._registry import FORMATS, split_format
 from dlopt.data._values import (
-    FLOAT32_MAX, IMAGE_CHANNELS, CsvRows, cell_number, image_8bit, infinite_cell, is_8bit, pixel_range, read_csv_rows,
-    scaled_pixels,
+    IMAGE_CHANNELS, CsvRows, beyond_float32, cell_number, image_8bit, infinite_cell, is_8bit, pixel_range,
+    read_csv_rows, scaled_pixels,
 )
 from dlopt.errors import DataError
 
@@ -281,7 +281,7 @@ def _check_target_cells(values: tuple[str, ...], floats: list[float | None], tab
 def _finite_column(floats: list[float], values: tuple[str, ...], table: CsvRows, name: str) -> np.ndarray:
     """A numeric column as float64; ``inf`` or a number beyond float32 is refused at its line."""
     col = np.asarray(floats, dtype=np.float64)
-    infinite = np.flatnonzero(np.abs(col) > FLOAT32_MAX)
+    infinite = np.flatnonzero(beyond_float32(col))
     if infinite.size:
         i = int(infinite[0])
         raise infinite_cell(values[i], table.where(i, repr(name)))

@@ -121,10 +121,14 @@ def _quote_left_open(tail: list[str]) -> bool:
     return False
 
 
-def beyond_float32(f: float) -> bool:
-    """Whether a cell's number is infinite or too large for float32 (``1e39``), the type the
-    models compute in, where it would become infinite; NaN (a missing value) is not."""
-    return abs(f) > FLOAT32_MAX
+def beyond_float32(f: float | np.ndarray) -> bool | np.ndarray:
+    """Whether a number (or each of an array's) is infinite or too large for float32 (``1e39``),
+    the type the models compute in, where it would become infinite; NaN (a missing value) is not.
+    Decided by the cast itself, so numpy's own text of the float32 max (``3.4028235e+38``), a
+    hair above it in float64, is taken."""
+    with np.errstate(over="ignore"):
+        beyond = np.isinf(np.asarray(f, dtype=np.float64).astype(np.float32))
+    return bool(beyond) if beyond.ndim == 0 else beyond
 
 
 def infinite_cell(cell: str, where: str) -> DataError:

@@ -26,7 +26,7 @@ from dlopt.deploy._env import capture_environment
 from dlopt.deploy._stats import NOISE_FLOOR, verdict
 from dlopt.errors import ConfigError, RunError
 
-__all__ = ["Contestant", "benchmark", "bench_table", "sample_rows", "zoo_source", "SCHEMA_VERSION"]
+__all__ = ["Contestant", "benchmark", "benchmark_checked", "bench_table", "sample_rows", "zoo_source", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -209,18 +209,19 @@ def benchmark(
     speedup is the median of the per-round ratios, so drift in machine load between
     processes cannot make a verdict. Returns the JSON-able report.
     """
-    return _benchmark(contestants, x, y, None, batch_sizes=batch_sizes, threads=threads, min_runs=min_runs,
+    return benchmark_checked(contestants, x, y, None, batch_sizes=batch_sizes, threads=threads, min_runs=min_runs,
                       min_seconds=min_seconds, warmup_seconds=warmup_seconds, max_seconds=max_seconds,
                       baseline=baseline, timeout_s=timeout_s, model=model, rounds=rounds)
 
 
-def _benchmark(contestants: Sequence[Contestant], x: np.ndarray, y: np.ndarray | None,
-               checked_shape: tuple[int, ...] | None, *, batch_sizes: Sequence[int], threads: int,
-               min_runs: int, min_seconds: float, baseline: str | None, model: dict[str, Any] | None,
-               rounds: int, warmup_seconds: float = _WARMUP_SECONDS, max_seconds: float = _MAX_SECONDS,
-               timeout_s: float = _TIMEOUT_S) -> dict[str, Any]:
-    """:func:`benchmark`, told the input shape every ONNX contestant takes where the caller
-    checked it already (``bench_run`` loads each file once); None loads each file to read it."""
+def benchmark_checked(contestants: Sequence[Contestant], x: np.ndarray, y: np.ndarray | None,
+                      checked_shape: tuple[int, ...] | None, *, batch_sizes: Sequence[int], threads: int,
+                      min_runs: int, min_seconds: float, baseline: str | None, model: dict[str, Any] | None,
+                      rounds: int, warmup_seconds: float = _WARMUP_SECONDS,
+                      max_seconds: float = _MAX_SECONDS, timeout_s: float = _TIMEOUT_S) -> dict[str, Any]:
+    """:func:`benchmark` for a caller that has checked the input shape every ONNX contestant
+    takes (``checked_shape``: ``bench_run`` loads each file once and checks it against the
+    run); the contestants are not loaded again to read it. None loads each file to read it."""
     names = [c.name for c in contestants]
     if not contestants or len(set(names)) != len(names):
         raise ConfigError(f"benchmark contestants {names} must be non-empty with unique names")

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dlopt.deploy._bench import Contestant, _benchmark, sample_rows
+from dlopt.deploy._bench import Contestant, benchmark_checked, sample_rows
 from dlopt.deploy._export import MIN_SAMPLES, ExportReport, export_onnx
 from dlopt.deploy._runtime import OnnxModel
 from dlopt.errors import ConfigError, DataError, first_line
@@ -103,7 +103,7 @@ def _onnx_inputs(model: OnnxModel, samples: int | None) -> tuple[np.ndarray, np.
 def _check_files(shape: tuple[int, ...], source: str, **files: str | os.PathLike | None) -> None:
     """Each given ``--onnx``/``--int8`` file loads and takes ``source``'s inputs: one line now,
     exit 2, instead of a failed worker after the other contestants were timed. The only check
-    of these files: ``_benchmark`` is told the shape."""
+    of these files: ``benchmark_checked`` is told the shape."""
     for option, path in files.items():
         if path is None:
             continue
@@ -164,6 +164,6 @@ def bench_run(
         contestants.append(Contestant.onnx(onnx))
         if int8 is not None:
             contestants.append(Contestant.onnx(int8, int8=True))
-        return _benchmark(contestants, x, y, shape, batch_sizes=batch_sizes, threads=threads,
-                          baseline=baseline, min_runs=min_runs, min_seconds=min_seconds, model=info,
-                          rounds=rounds)
+        return benchmark_checked(contestants, x, y, shape, batch_sizes=batch_sizes, threads=threads,
+                                 baseline=baseline, min_runs=min_runs, min_seconds=min_seconds, model=info,
+                                 rounds=rounds)

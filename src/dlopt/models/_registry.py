@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 from torch import nn
 
+from dlopt.config import close_names
 from dlopt.errors import ModelError
 from dlopt.models.layers import ACTIVATIONS, INITS, NORMS, POOLS
 from dlopt.registry import Entry, Registry
@@ -175,9 +176,9 @@ def check_model_options(name: str, options: dict[str, Any]) -> None:
                 f"model option {key!r} for {name!r} comes from the dataset; remove it"
             )
         if key not in valid:
-            raise ModelError(
-                f"unknown option {key!r} for model {name!r}; valid: {', '.join(sorted(valid))}"
-            )
+            guess = close_names(key, sorted(valid))
+            raise ModelError(f"unknown option {key!r} for model {name!r}; valid: {', '.join(sorted(valid))}"
+                             + (f"; did you mean {guess[0]!r}?" if guess else ""))
         rule = entry.info["checks"].get(key) or _RULES.get(key)
         allowed = rule(value) if rule else None
         if allowed is not None:

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dlopt.data import cell_number, channels_first, image_8bit
-from dlopt.data._values import FLOAT32_MAX, CsvRows, beyond_float32, infinite_cell, read_csv_rows
+from dlopt.data._values import CsvRows, beyond_float32, infinite_cell, read_csv_rows
 from dlopt.errors import DataError
 from dlopt.registry import Entry, Registry
 
@@ -177,7 +177,7 @@ def _guessed_table(rows: list[list[str]], where: _Where) -> np.ndarray:
     numbers = [[cell_number(v) for v in r] for r in rows]
     if all(f is not None for r in numbers for f in r):
         table = np.array(numbers, dtype=np.float64)
-        beyond = np.abs(table) > FLOAT32_MAX
+        beyond = beyond_float32(table)
         bad = np.argwhere(beyond | np.isnan(table) if where.missing is False else beyond)
         if len(bad):
             r, c = (int(i) for i in bad[0])

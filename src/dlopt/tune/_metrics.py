@@ -50,14 +50,15 @@ def check_metric(metric: str, *, key: str) -> None:
 
 def check_training_metrics(cfg: "TuneConfig") -> None:
     """Raise :class:`ConfigError` for a ``val_`` objective or constraint that no training run
-    of ``cfg`` reports: any, when the run has no validation split (``data.val_fraction: 0``
-    without ``train.cv``); else a typo (``val_acc``) or the other task's metric (``val_r2`` on
-    mnist). :func:`check_metric` takes any ``val_<name>`` (a custom objective may report it);
-    this is the rule for trials that are dlopt training runs (``dlopt tune``, a pipeline's
-    ``tune`` stage), checked before the first trial instead of after it."""
+    of ``cfg`` reports: any, when no trial has a validation split (``data.val_fraction: 0``
+    without ``train.cv``, and no axis drawing either); else a typo (``val_acc``) or the other
+    task's metric (``val_r2`` on mnist). :func:`check_metric` takes any ``val_<name>`` (a
+    custom objective may report it); this is the rule for trials that are dlopt training runs
+    (``dlopt tune``, a pipeline's ``tune`` stage), checked before the first trial instead of
+    after it."""
     search = cfg.search
     allowed, run = _training_val_metrics(cfg.data.name)
-    has_val = cfg.data.val_fraction > 0 or cfg.train.cv is not None  # cv folds carve their own
+    has_val = _some_trial_validates(cfg)
     for key, specs in (("objectives", search.objectives), ("constraints", search.constraints)):
         for i, spec in enumerate(specs):
             if not spec.metric.startswith("val_"):
@@ -70,6 +71,24 @@ def check_training_metrics(cfg: "TuneConfig") -> None:
             if spec.metric not in allowed:
                 every = ", ".join([*allowed, *STATIC_METRICS, *FINAL_METRICS])
                 raise ConfigError(f"{where}: {run} reports no such validation metric; allowed: {every}")
+
+
+def _some_trial_validates(cfg: "TuneConfig") -> bool:
+    """Whether a trial can have a validation split: ``data.val_fraction`` > 0 or ``train.cv``
+    (cv folds carve their own), as the config sets them or as an axis on either can draw."""
+    space = cfg.search.space
+    fractions = _key_values(space.get("data.val_fraction"), cfg.data.val_fraction)
+    folds = _key_values(space.get("train.cv"), cfg.train.cv)
+    return any(f for f in fractions) or any(c is not None for c in folds)
+
+
+def _key_values(spec: Any, config_value: Any) -> list[Any]:
+    """The values a key takes over the trials: the config's where no axis sets it (no axis, or
+    one its ``when:`` switches off), and the axis's choices or the top of its range."""
+    if spec is None:
+        return [config_value]
+    drawn = list(spec.choices or []) if spec.type == "categorical" else [spec.high]
+    return drawn + ([config_value] if spec.when else [])
 
 
 def _training_val_metrics(dataset: str) -> tuple[list[str], str]:

@@ -520,11 +520,13 @@ def _check_fixed_condition(axis: Axis, dep: str, want: Any, base: Mapping[str, A
     if any(_holds(have, want) for _, have in found):
         return
     asked = " or ".join(map(_yaml, _wanted(want)))
-    if len(found) == 1:
+    if found and (found[0][0] is None or "model.name" not in space):  # the config's value, or its one model's
         raise ConfigError(f"{axis.key}.when: {dep} is fixed at {_yaml(found[0][1])} (not a search "
                           f"axis), never {asked}, so the axis would never be sampled; set "
                           f"{dep} to that value, make it an axis, or drop the condition")
-    defaults = ", ".join(f"{name}: {_yaml(have)}" for name, have in found)
+    have = dict(found)
+    defaults = ", ".join(f"{name}: {_yaml(have[name]) if name in have else 'no such option'}"
+                         for name in _names_with(axis, "model.name", base, space))
     raise ConfigError(f"{axis.key}.when: {dep} is not a search axis and is left at the default of "
                       f"the model drawn ({defaults}), never {asked}, so the axis would never be "
                       f"sampled; set {dep} to that value, make it an axis, or drop the condition")
