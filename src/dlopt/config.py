@@ -63,6 +63,18 @@ class PreprocessStep(Section):
     n_components: int | None = Field(None, gt=0)
     strategy: Literal["mean", "median", "most_frequent"] = "mean"
 
+    # the options each op reads in dlopt.data.preprocess; any other option set by the user is
+    # refused: zscore with n_components: 3 trained a plain z-score
+    USES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "zscore": (), "minmax": (), "pca": ("n_components",), "lda": ("n_components",),
+        "impute": ("strategy",), "label_encode": (),
+    }
+
+    @model_validator(mode="after")
+    def _options_used(self) -> "PreprocessStep":
+        _refuse_unused(self, "preprocess")
+        return self
+
 
 class AugmentStep(Section):
     """One batched augmentation op, applied on the training device, off at evaluation."""
@@ -177,6 +189,9 @@ def _registry_of(section: str) -> tuple[Any, str]:
     if section == "augment":
         from dlopt.data.augment import AUGMENT_OPS
         return AUGMENT_OPS, "augmentation op"
+    if section == "preprocess":
+        from dlopt.data.preprocess import PREPROCESS_OPS
+        return PREPROCESS_OPS, "preprocessing op"
     if section == "optim":
         from dlopt.train.optim import OPTIMIZERS
         return OPTIMIZERS, "optimizer"
@@ -188,16 +203,17 @@ def _registry_of(section: str) -> tuple[Any, str]:
 
 
 def option_users(section: str, name: str, option: str) -> list[str] | None:
-    """When ``train.<section>.name`` = ``name`` (section: optim, schedule or loss; augment: a
-    ``data.augment`` op) does not use the config field ``option`` while other choices do: those
-    choices, else None.
+    """When ``train.<section>.name`` = ``name`` (section: optim, schedule or loss; augment or
+    preprocess: a ``data.augment`` / ``data.preprocess`` op) does not use the config field
+    ``option`` while other choices do: those choices, else None.
 
     The options each choice takes come from its factory's signature (``Entry.params``); an
-    augmentation op's from ``AugmentStep.USES`` (its factories take the whole step)."""
+    augmentation or preprocessing op's from ``AugmentStep.USES`` / ``PreprocessStep.USES``."""
     registry, _ = _registry_of(section)
     param = _ALIASES.get(section, {}).get(option, option)
-    if section == "augment":
-        takers = [op for op, used in AugmentStep.USES.items() if option in used]
+    steps = {"augment": AugmentStep, "preprocess": PreprocessStep}
+    if section in steps:
+        takers = [op for op, used in steps[section].USES.items() if option in used]
     else:
         takers = [e.name for e in registry if param in e.params()]
     if section == "loss" and name == "auto":
@@ -218,7 +234,7 @@ def _refuse_unused(section: BaseModel, key: str) -> None:
     a study's best_config.yaml, a tune trial): it is re-read as is."""
     if set(type(section).model_fields) <= section.model_fields_set:
         return
-    name = getattr(section, "op" if key == "augment" else "name")
+    name = getattr(section, "op" if key in ("augment", "preprocess") else "name")
     for field in sorted(section.model_fields_set):
         value = getattr(section, field)
         if _is_off(value) and value == type(section).model_fields[field].default:
