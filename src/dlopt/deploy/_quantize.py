@@ -29,11 +29,12 @@ __all__ = ["quantize_static_onnx", "shift_weight_zero_points", "quiet_quantizati
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 
 
-def check_calibration(method: str) -> str:
-    """ConfigError unless ``method`` is one of :data:`CALIBRATIONS`; returns it."""
+def check_calibration(method: str, *, key: str = "--calibration ") -> str:
+    """ConfigError unless ``method`` is one of :data:`CALIBRATIONS`; returns it. ``key`` leads
+    the error as the user wrote the option (``calibration=`` in a pipeline stage)."""
     if method not in CALIBRATIONS:
         why = " (ONNX Runtime's distribution calibrator is for float 8, not INT8)" if method == "distribution" else ""
-        raise ConfigError(f"--calibration {method!r} is invalid{why}; allowed: {', '.join(CALIBRATIONS)}")
+        raise ConfigError(f"{key}{method!r} is invalid{why}; allowed: {', '.join(CALIBRATIONS)}")
     return method
 
 

@@ -203,12 +203,12 @@ class QuantizeOptions(_CompressOptions):
 
 def _check_quantize(pipeline: Any, opts: QuantizeOptions) -> None:
     try:
-        from dlopt.compress.quantize import CALIBRATIONS, QUANT_METHODS
+        from dlopt.compress.quantize import QUANT_METHODS
+        from dlopt.deploy import check_calibration
     except ImportError:
         return  # the stage itself reports the missing room
     QUANT_METHODS.get(opts.method)
-    if opts.calibration not in CALIBRATIONS:
-        raise ConfigError(f"calibration={opts.calibration!r} is invalid; allowed: {', '.join(CALIBRATIONS)}")
+    check_calibration(opts.calibration, key="calibration=")
 
 
 @STAGES.register("quantize", schema=QuantizeOptions, accepts=("run", "onnx"), produces="run", needs_input=True,
